@@ -1,0 +1,53 @@
+// Checks the package as users receive it: packs it, lints the tarball with publint and
+// attw, then unpacks it into a scratch node_modules and imports every entry point from
+// ESM and CJS. Run after `npm run build`.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const scratch = join(root, '.tmp', 'package-check');
+const run = (cmd, args, cwd = root) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+
+rmSync(scratch, { recursive: true, force: true });
+mkdirSync(scratch, { recursive: true });
+
+const [{ filename }] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', scratch]));
+const tarball = join(scratch, filename);
+console.log(`packed ${filename}`);
+
+console.log(run('npx', ['publint', '--strict', '--pack', 'npm']).trim());
+console.log(run('npx', ['attw', tarball, '--format', 'table']).trim());
+
+// Unpacked below the repository so that peers (zod, ai, @langchain/core) resolve from the
+// project's node_modules, as they would from the user's.
+const installed = join(scratch, 'node_modules', 'carbon-trace');
+mkdirSync(installed, { recursive: true });
+run('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
+
+const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
+const entries = Object.keys(pkg.exports).filter((key) => key !== './package.json');
+const specifiers = entries.map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`));
+const expectations = {
+  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator'],
+  ...JSON.parse(process.env.CARBON_TRACE_EXPECTED_EXPORTS ?? '{}'),
+};
+
+const esm = specifiers
+  .map((s) => `{ const m = await import(${JSON.stringify(s)}); check(${JSON.stringify(s)}, m); }`)
+  .join('\n');
+const cjs = specifiers
+  .map((s) => `{ const m = require(${JSON.stringify(s)}); check(${JSON.stringify(s)}, m); }`)
+  .join('\n');
+const checkFn = `const expected = ${JSON.stringify(expectations)};
+function check(s, m) {
+  for (const name of expected[s] ?? []) if (typeof m[name] !== 'function') throw new Error(s + ' lacks ' + name);
+  console.log('  ' + s + ': ' + Object.keys(m).length + ' exports');
+}`;
+writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\n`);
+writeFileSync(join(scratch, 'smoke.cjs'), `${checkFn}\n${cjs}\n`);
+console.log('ESM import:');
+console.log(run('node', ['smoke.mjs'], scratch).trimEnd());
+console.log('CJS require:');
+console.log(run('node', ['smoke.cjs'], scratch).trimEnd());
+console.log('package check passed');

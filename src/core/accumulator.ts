@@ -1,0 +1,57 @@
+import { findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
+import type { CarbonMetrics } from './types';
+
+/**
+ * Collects the trace of one streamed response, chunk by chunk.
+ *
+ * @example
+ * ```ts
+ * import { createCarbonTraceAccumulator } from 'carbon-trace';
+ * const acc = createCarbonTraceAccumulator();
+ * for await (const chunk of sseChunks) acc.add(chunk);
+ * const metrics = acc.build();
+ * ```
+ */
+export type CarbonTraceAccumulator = {
+  /** Feed one chunk: a parsed object or its JSON text. Chunks without a trace cost a key lookup. */
+  add(chunk: unknown): void;
+  /** The metrics of the last chunk that carried a trace, or `undefined`. Parsed once. */
+  build(): CarbonMetrics | undefined;
+  /** Whether any chunk so far carried a trace (valid or not). */
+  readonly hasTrace: boolean;
+};
+
+/**
+ * Creates a {@link CarbonTraceAccumulator}: the stream counterpart of `extractCarbonMetrics`.
+ * When several chunks carry a trace, the last one wins — servers send the final figure last.
+ *
+ * @example
+ * ```ts
+ * import { createCarbonTraceAccumulator } from 'carbon-trace';
+ * const acc = createCarbonTraceAccumulator();
+ * acc.add({ choices: [{ delta: { content: 'Hi' } }] });
+ * acc.add({ choices: [{ delta: {}, finish_reason: 'stop' }], x_carbon_trace: { emissions_g_co2: 0.3 } });
+ * acc.build()?.gwpKgco2eq; // 0.0003
+ * ```
+ */
+export function createCarbonTraceAccumulator(): CarbonTraceAccumulator {
+  let raw: unknown;
+  let seen = false;
+  let built: { metrics: CarbonMetrics | undefined } | undefined;
+  return {
+    add(chunk) {
+      const trace = findCarbonTrace(chunk);
+      if (trace === undefined) return;
+      raw = trace;
+      seen = true;
+      built = undefined;
+    },
+    build() {
+      built ??= { metrics: seen ? parseCarbonTrace(raw) : undefined };
+      return built.metrics;
+    },
+    get hasTrace() {
+      return seen;
+    },
+  };
+}

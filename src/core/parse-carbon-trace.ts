@@ -1,0 +1,210 @@
+import type { CarbonMetrics, CarbonSessionTotals } from './types';
+import { carbonTraceWireFields, type CarbonTraceWireField } from './wire-schema';
+
+/** The top-level response field that carries the trace. */
+export const CARBON_TRACE_FIELD = 'x_carbon_trace';
+
+const WIRE_FIELDS = Object.keys(carbonTraceWireFields) as CarbonTraceWireField[];
+
+// Model Garden v1's session total and its `emissions_g_co2` are both computed from one float;
+// a relative tolerance absorbs the kg→g rounding without matching a genuinely different value.
+const SAME_VALUE_TOLERANCE = 1e-6;
+
+type WireValues = { -readonly [K in CarbonTraceWireField]?: number | boolean };
+
+/**
+ * Turns one `x_carbon_trace` value into {@link CarbonMetrics} in fixed units (kWh, kgCO2eq, W, s).
+ *
+ * Accepts the object or a JSON string of it. Never throws. Returns `undefined` when the value
+ * is not an object with at least one known field. Bad fields (null, NaN, ±Infinity, negative,
+ * non-numeric, above 2^53) are dropped and named in `warnings`; numeric strings are coerced
+ * and named too. A field absent on the wire is absent in the result.
+ *
+ * @example
+ * ```ts
+ * import { parseCarbonTrace } from 'carbon-trace';
+ * const metrics = parseCarbonTrace({
+ *   emissions_g_co2: 0.42, energy_consumed_wh: 1.2, gpu_energy_wh: 1.0, measured: true,
+ * });
+ * metrics?.gwpKgco2eq;   // 0.00042
+ * metrics?.gpuEnergyKwh; // 0.001
+ * metrics?.trackingMethod; // 'codecarbon'
+ * ```
+ */
+export function parseCarbonTrace(value: unknown): CarbonMetrics | undefined {
+  try {
+    return normalise(typeof value === 'string' ? parseJsonObject(value) : value);
+  } catch {
+    // A hostile value (a throwing getter, a Proxy) must cost the caller its metrics, not its call.
+    return undefined;
+  }
+}
+
+/**
+ * Finds `x_carbon_trace` in a whole response body or one stream chunk and parses it.
+ *
+ * Accepts the parsed body or its JSON text. Never throws; `undefined` when there is no trace.
+ *
+ * @example
+ * ```ts
+ * import { extractCarbonMetrics } from 'carbon-trace';
+ * const body = await (await fetch(url, init)).json();
+ * const metrics = extractCarbonMetrics(body); // CarbonMetrics | undefined
+ * ```
+ */
+export function extractCarbonMetrics(body: unknown): CarbonMetrics | undefined {
+  return parseCarbonTrace(findCarbonTrace(body));
+}
+
+/**
+ * Returns the raw `x_carbon_trace` value of a body or chunk (object or JSON text), or
+ * `undefined`. Does no validation: pair it with {@link parseCarbonTrace}.
+ *
+ * JSON text is only parsed when it mentions the field, so chunks without a trace cost a
+ * substring search.
+ *
+ * @example
+ * ```ts
+ * import { findCarbonTrace, parseCarbonTrace } from 'carbon-trace';
+ * const raw = findCarbonTrace('{"id":"c1","x_carbon_trace":{"emissions_g_co2":1}}');
+ * parseCarbonTrace(raw)?.gwpKgco2eq; // 0.001
+ * ```
+ */
+export function findCarbonTrace(body: unknown): unknown {
+  try {
+    if (typeof body === 'string') {
+      if (!body.includes(CARBON_TRACE_FIELD)) return undefined;
+      body = parseJsonObject(body);
+    }
+    if (!isPlainRecord(body) || !Object.hasOwn(body, CARBON_TRACE_FIELD)) return undefined;
+    return body[CARBON_TRACE_FIELD];
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJsonObject(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Malformed or too deeply nested for the engine's parser: no trace, same as absent.
+    return undefined;
+  }
+}
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function normalise(trace: unknown): CarbonMetrics | undefined {
+  if (!isPlainRecord(trace)) return undefined;
+
+  const warnings: string[] = [];
+  const wire: WireValues = {};
+  let known = 0;
+  for (const name of WIRE_FIELDS) {
+    // Own properties only: `__proto__`, `constructor` and inherited fields are never data.
+    if (!Object.hasOwn(trace, name)) continue;
+    const raw = trace[name];
+    if (raw === undefined) continue;
+    known++;
+    const result = carbonTraceWireFields[name].safeParse(raw);
+    if (!result.success) {
+      warnings.push(`${name} dropped: ${result.error.issues[0]?.message ?? 'invalid'} (${describe(raw)})`);
+      continue;
+    }
+    if (typeof raw === 'string' || (typeof raw === 'number' && typeof result.data === 'boolean')) {
+      warnings.push(`${name} coerced from ${describe(raw)}`);
+    }
+    // -0 would survive every check and then print as "0" but compare oddly; normalise it.
+    wire[name] = typeof result.data === 'number' ? result.data + 0 : result.data;
+  }
+  if (known === 0) return undefined;
+
+  const measured = wire.measured === true;
+  const metrics: CarbonMetrics = {
+    trackingMethod: measured ? 'codecarbon' : 'codecarbon_estimated',
+    measured,
+    warnings,
+  };
+  const trackingActive = toFlag(wire.tracking_active);
+  if (trackingActive !== undefined) metrics.trackingActive = trackingActive;
+
+  const cpuEnergyKwh = kilo(wire.cpu_energy_wh);
+  const gpuEnergyKwh = kilo(wire.gpu_energy_wh);
+  const ramEnergyKwh = kilo(wire.ram_energy_wh);
+  let energyKwh = kilo(wire.energy_consumed_wh);
+  if (energyKwh === undefined) {
+    const parts = [cpuEnergyKwh, gpuEnergyKwh, ramEnergyKwh].filter((x) => x !== undefined);
+    if (parts.length > 0) {
+      energyKwh = parts.reduce((a, b) => a + b, 0);
+      warnings.push('energyKwh derived from the sum of cpu/gpu/ram energy (energy_consumed_wh missing)');
+    }
+  }
+  assign(metrics, 'energyKwh', energyKwh);
+  assign(metrics, 'gwpKgco2eq', kilo(requestEmissionsGrams(wire, warnings)));
+  assign(metrics, 'cpuEnergyKwh', cpuEnergyKwh);
+  assign(metrics, 'gpuEnergyKwh', gpuEnergyKwh);
+  assign(metrics, 'ramEnergyKwh', ramEnergyKwh);
+  assign(metrics, 'cpuPowerWatts', num(wire.cpu_power_watts));
+  assign(metrics, 'gpuPowerWatts', num(wire.gpu_power_watts));
+  assign(metrics, 'ramPowerWatts', num(wire.ram_power_watts));
+  assign(metrics, 'durationSeconds', num(wire.duration_seconds));
+  assign(metrics, 'promptTokens', num(wire.prompt_tokens));
+  assign(metrics, 'completionTokens', num(wire.completion_tokens));
+
+  const session: CarbonSessionTotals = {};
+  assign(session, 'totalKgco2eq', num(wire.session_total_kg_co2));
+  assign(session, 'requests', num(wire.session_requests));
+  assign(session, 'tokens', num(wire.session_tokens));
+  if (Object.keys(session).length > 0) metrics.session = session;
+
+  return metrics;
+}
+
+/**
+ * Model Garden v1 sends `emissions_g_co2` = the whole session's emissions. Booking that as one
+ * request's would multiply a service's footprint by its uptime, so the per-request figure wins.
+ */
+function requestEmissionsGrams(wire: WireValues, warnings: string[]): number | undefined {
+  const grams = num(wire.emissions_g_co2);
+  const sessionKg = num(wire.session_total_kg_co2);
+  const requests = num(wire.session_requests);
+  if (grams === undefined) return undefined;
+  const perRequest = num(wire.emissions_per_request_g);
+  const isSessionTotal =
+    sessionKg !== undefined &&
+    requests !== undefined &&
+    requests > 1 &&
+    Math.abs(grams - sessionKg * 1000) <= SAME_VALUE_TOLERANCE * Math.max(grams, sessionKg * 1000);
+  if (!isSessionTotal) return grams;
+  if (perRequest === undefined) {
+    warnings.push('gwpKgco2eq dropped: emissions_g_co2 is the session total and emissions_per_request_g is missing');
+    return undefined;
+  }
+  warnings.push('gwpKgco2eq taken from emissions_per_request_g: emissions_g_co2 is the session total');
+  return perRequest;
+}
+
+function num(value: number | boolean | undefined): number | undefined {
+  return typeof value === 'number' ? value : undefined;
+}
+
+function kilo(value: number | boolean | undefined): number | undefined {
+  return typeof value === 'number' ? value / 1000 : undefined;
+}
+
+function toFlag(value: number | boolean | undefined): boolean | undefined {
+  return typeof value === 'boolean' ? value : undefined;
+}
+
+function assign<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) target[key] = value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'number') return String(value);
+  if (value === null) return 'null';
+  return Array.isArray(value) ? 'array' : typeof value;
+}

@@ -1,0 +1,121 @@
+/**
+ * How a call's numbers were obtained.
+ *
+ * - `'codecarbon'`: the server measured them with hardware power counters (RAPL, NVML…).
+ * - `'codecarbon_estimated'`: CodeCarbon fell back to its power models (TDP × load), or the
+ *   server did not say it measured.
+ *
+ * @example
+ * ```ts
+ * import type { TrackingMethod } from 'carbon-trace';
+ * const label = (m: TrackingMethod) => (m === 'codecarbon' ? 'measured' : 'estimated');
+ * ```
+ */
+export type TrackingMethod = 'codecarbon' | 'codecarbon_estimated';
+
+/**
+ * The model server's own running totals since it started, as sent by Model Garden v1.
+ * Passed through as sent: they describe the server session, not this call.
+ *
+ * @example
+ * ```ts
+ * import { parseCarbonTrace } from 'carbon-trace';
+ * const { session } = parseCarbonTrace({ session_total_kg_co2: 0.2, session_requests: 10 }) ?? {};
+ * session?.totalKgco2eq; // 0.2
+ * ```
+ */
+export type CarbonSessionTotals = {
+  /** Emissions of the whole server session, kgCO2eq (wire: `session_total_kg_co2`). */
+  totalKgco2eq?: number;
+  /** Requests served in the session (wire: `session_requests`). */
+  requests?: number;
+  /** Tokens generated in the session (wire: `session_tokens`). */
+  tokens?: number;
+};
+
+/**
+ * The carbon record of one model call, normalised to fixed units: kWh, kgCO2eq, W, s.
+ *
+ * A field the server did not send is absent, never `0`. Every number is finite and ≥ 0.
+ * The object is plain JSON (no `undefined` values, no class instances), so it can travel in
+ * `providerMetadata` or `response_metadata`.
+ *
+ * @example
+ * ```ts
+ * import { parseCarbonTrace, type CarbonMetrics } from 'carbon-trace';
+ * const metrics: CarbonMetrics | undefined = parseCarbonTrace({ emissions_g_co2: 0.42, energy_consumed_wh: 1.2, measured: true });
+ * metrics?.gwpKgco2eq; // 0.00042
+ * metrics?.energyKwh;  // 0.0012
+ * ```
+ */
+export type CarbonMetrics = {
+  /** `'codecarbon'` when the server says it measured, else `'codecarbon_estimated'`. */
+  trackingMethod: TrackingMethod;
+  /** `true` only when the wire said `measured: true` (or `"true"` / `1`). */
+  measured: boolean;
+  /** Whether CodeCarbon's tracker was running on the server (wire: `tracking_active`). */
+  trackingActive?: boolean;
+  /** Total energy, kWh (wire: `energy_consumed_wh` ÷ 1000, or the sum of the components). */
+  energyKwh?: number;
+  /** Global warming potential, kgCO2eq (wire: `emissions_g_co2` ÷ 1000). */
+  gwpKgco2eq?: number;
+  /** CPU energy, kWh (wire: `cpu_energy_wh` ÷ 1000). */
+  cpuEnergyKwh?: number;
+  /** GPU energy, kWh (wire: `gpu_energy_wh` ÷ 1000). */
+  gpuEnergyKwh?: number;
+  /** RAM energy, kWh (wire: `ram_energy_wh` ÷ 1000). */
+  ramEnergyKwh?: number;
+  /** Mean CPU power during the call, W (wire: `cpu_power_watts`). */
+  cpuPowerWatts?: number;
+  /** Mean GPU power during the call, W (wire: `gpu_power_watts`). */
+  gpuPowerWatts?: number;
+  /** Mean RAM power during the call, W (wire: `ram_power_watts`). */
+  ramPowerWatts?: number;
+  /** Measured duration of the call on the server, s (wire: `duration_seconds`). */
+  durationSeconds?: number;
+  /** Prompt tokens the server counted (wire: `prompt_tokens`). */
+  promptTokens?: number;
+  /** Completion tokens the server counted (wire: `completion_tokens`). */
+  completionTokens?: number;
+  /** The server session's running totals (Model Garden v1), passed through. */
+  session?: CarbonSessionTotals;
+  /** One line per field that was dropped, coerced or derived. Empty when the trace was clean. */
+  warnings: string[];
+};
+
+/**
+ * Sums over many calls. Every number is a plain sum; fields absent on a call add nothing.
+ *
+ * `calls` counts every call, traced or not, so `tracedCalls / calls` is the coverage: a call
+ * without a trace is carbon you did not see.
+ *
+ * @example
+ * ```ts
+ * import { sumCarbonMetrics } from 'carbon-trace';
+ * const totals = sumCarbonMetrics([metricsA, undefined]);
+ * totals.calls;       // 2
+ * totals.tracedCalls; // 1
+ * ```
+ */
+export type CarbonTotals = {
+  /** Every call, with or without a trace. */
+  calls: number;
+  /** Calls that carried a trace. */
+  tracedCalls: number;
+  /** Calls whose trace said `measured: true`. */
+  measuredCalls: number;
+  /** kWh. */
+  energyKwh: number;
+  /** kgCO2eq. */
+  gwpKgco2eq: number;
+  /** kWh. */
+  cpuEnergyKwh: number;
+  /** kWh. */
+  gpuEnergyKwh: number;
+  /** kWh. */
+  ramEnergyKwh: number;
+  /** s, summed over calls (concurrent calls overlap, so this is not wall time). */
+  durationSeconds: number;
+  promptTokens: number;
+  completionTokens: number;
+};

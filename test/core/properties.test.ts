@@ -1,0 +1,94 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { extractCarbonMetrics, parseCarbonTrace, sumCarbonMetrics, type CarbonMetrics } from '../../src/index';
+
+// `npm run fuzz` raises this; CI keeps the default quick.
+const NUM_RUNS = Number(process.env.CARBON_TRACE_FUZZ_RUNS ?? 500);
+
+const WIRE_NAMES = [
+  'emissions_g_co2', 'emissions_per_request_g', 'energy_consumed_wh', 'cpu_energy_wh', 'gpu_energy_wh',
+  'ram_energy_wh', 'cpu_power_watts', 'gpu_power_watts', 'ram_power_watts', 'duration_seconds',
+  'prompt_tokens', 'completion_tokens', 'session_total_kg_co2', 'session_requests', 'session_tokens',
+  'measured', 'tracking_active', '__proto__', 'constructor',
+];
+
+// Values a broken server could send for any field.
+const wireValue = fc.oneof(
+  fc.double(),
+  fc.integer(),
+  fc.double().map(String),
+  fc.string(),
+  fc.constantFrom(null, true, false, 'true', 1, 0, -0, Number.NaN, Number.POSITIVE_INFINITY, 1e308, -1e308, '1e400'),
+  fc.jsonValue({ maxDepth: 3 }),
+);
+
+const traceLike = fc.dictionary(fc.constantFrom(...WIRE_NAMES), wireValue);
+const anyInput = fc.oneof(traceLike, traceLike.map((t) => JSON.stringify(t)), fc.jsonValue(), fc.anything());
+
+function assertSane(m: CarbonMetrics | undefined): void {
+  if (m === undefined) return;
+  for (const [key, value] of Object.entries(m)) {
+    if (typeof value === 'number') {
+      expect(Number.isFinite(value), key).toBe(true);
+      expect(value, key).toBeGreaterThanOrEqual(0);
+    }
+    expect(value, key).not.toBeUndefined();
+  }
+  for (const value of Object.values(m.session ?? {})) {
+    expect(Number.isFinite(value) && value >= 0).toBe(true);
+  }
+  expect(m.trackingMethod === 'codecarbon').toBe(m.measured);
+  expect(JSON.parse(JSON.stringify(m))).toEqual(m);
+}
+
+describe('parseCarbonTrace properties', () => {
+  it('never throws, never emits NaN/Infinity/negative, always JSON-safe', () => {
+    fc.assert(
+      fc.property(anyInput, (input) => {
+        assertSane(parseCarbonTrace(input));
+        assertSane(extractCarbonMetrics({ x_carbon_trace: input }));
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  });
+
+  it('never touches Object.prototype', () => {
+    fc.assert(
+      fc.property(traceLike, (trace) => {
+        parseCarbonTrace(JSON.parse(JSON.stringify(trace)));
+        parseCarbonTrace(JSON.stringify({ __proto__: trace, constructor: { prototype: trace } }));
+        expect(Object.keys(Object.prototype)).toEqual([]);
+        expect(({} as Record<string, unknown>).emissions_g_co2).toBeUndefined();
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  });
+
+  it('keeps every valid non-negative number, converted by its unit', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 1e12, noNaN: true }), fc.double({ min: 0, max: 1e12, noNaN: true }), (wh, g) => {
+        const m = parseCarbonTrace({ energy_consumed_wh: wh, emissions_g_co2: g })!;
+        expect(m.energyKwh).toBe(wh / 1000);
+        expect(m.gwpKgco2eq).toBe(g / 1000);
+        expect(m.warnings).toEqual([]);
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  });
+
+  it('sums stay finite and equal to the per-field sums', () => {
+    fc.assert(
+      fc.property(fc.array(fc.option(traceLike, { nil: undefined }), { maxLength: 20 }), (traces) => {
+        const metrics = traces.map((t) => (t === undefined ? undefined : parseCarbonTrace(t)));
+        const totals = sumCarbonMetrics(metrics);
+        expect(totals.calls).toBe(traces.length);
+        expect(totals.tracedCalls).toBe(metrics.filter(Boolean).length);
+        let energy = 0;
+        for (const m of metrics) energy += m?.energyKwh ?? 0;
+        expect(totals.energyKwh).toBe(energy);
+        for (const value of Object.values(totals)) expect(Number.isFinite(value) && value >= 0).toBe(true);
+      }),
+      { numRuns: NUM_RUNS },
+    );
+  });
+});
