@@ -1,0 +1,97 @@
+import type { CarbonMetrics } from './types';
+
+/**
+ * Receives carbon-trace's warnings: a call without a trace, a malformed trace, a callback that
+ * threw. Pass `false` to silence them.
+ *
+ * @example
+ * ```ts
+ * import type { CarbonTraceWarningHandler } from 'carbon-trace';
+ * const onWarning: CarbonTraceWarningHandler = (message) => logger.warn(message);
+ * ```
+ */
+export type CarbonTraceWarningHandler = ((message: string) => void) | false;
+
+// Bounded so that a server with ever-changing warnings cannot grow memory without end.
+const MAX_REMEMBERED_WARNINGS = 256;
+
+/**
+ * Creates the warning sink the adapters share. With no handler, each distinct warning goes to
+ * `console.warn` once per process (a server without traces would otherwise warn on every call);
+ * a handler of the user's receives every warning.
+ *
+ * @example
+ * ```ts
+ * const warn = createWarner(options.onWarning);
+ * warn('model-a:no-trace', 'no x_carbon_trace in the response of model-a');
+ * ```
+ */
+export function createWarner(handler: CarbonTraceWarningHandler | undefined): (key: string, message: string) => void {
+  if (handler === false) return () => {};
+  if (handler) {
+    return (_key, message) => {
+      try {
+        handler(message);
+      } catch {
+        // The user's logger failing must not fail their model call.
+      }
+    };
+  }
+  const seen = new Set<string>();
+  return (key, message) => {
+    if (seen.has(key)) return;
+    if (seen.size >= MAX_REMEMBERED_WARNINGS) seen.clear();
+    seen.add(key);
+    console.warn(`[carbon-trace] ${message}`);
+  };
+}
+
+/**
+ * Warns about what a call's trace said or lacked, in the words a user can act on.
+ *
+ * @example
+ * ```ts
+ * warnAboutTrace(warn, 'openai.chat/llama-3', metrics, acc.hasTrace);
+ * ```
+ */
+export function warnAboutTrace(
+  warn: (key: string, message: string) => void,
+  source: string,
+  metrics: CarbonMetrics | undefined,
+  traceSeen: boolean,
+): void {
+  if (metrics === undefined) {
+    if (traceSeen) {
+      warn(`${source}\0invalid`, `the x_carbon_trace of ${source} is not a trace object: no carbon metrics for this call`);
+    } else {
+      warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
+    }
+    return;
+  }
+  if (metrics.warnings.length === 0) return;
+  // Values vary call to call; the field names and reasons are what repeat.
+  const key = metrics.warnings.map((w) => w.replace(/\s*\(.*\)$/, '')).join('|');
+  warn(`${source}\0${key}`, `the x_carbon_trace of ${source} had problems: ${metrics.warnings.join('; ')}`);
+}
+
+/**
+ * Calls a user callback so that neither a throw nor a rejected promise can reach the caller's
+ * model call; both become a warning.
+ *
+ * @example
+ * ```ts
+ * safeInvoke(warn, 'onMetrics', () => options.onMetrics?.(metrics, context));
+ * ```
+ */
+export function safeInvoke(warn: (key: string, message: string) => void, name: string, fn: () => unknown): void {
+  const report = (error: unknown) =>
+    warn(`${name}\0${String(error)}`, `${name} threw: ${error instanceof Error ? error.message : String(error)}`);
+  try {
+    const result = fn();
+    if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(undefined, report);
+    }
+  } catch (error) {
+    report(error);
+  }
+}
