@@ -1,0 +1,35 @@
+/**
+ * Compiled by `npm run typecheck`, never run: the middleware must be accepted by each major's
+ * `wrapLanguageModel` with its own provider, and the results must expose our metrics.
+ */
+import { generateText as generateText5, wrapLanguageModel as wrap5 } from 'ai-v5';
+import { generateText as generateText6, wrapLanguageModel as wrap6 } from 'ai-v6';
+import { generateText as generateText7, streamText as streamText7, wrapLanguageModel as wrap7 } from 'ai';
+import { createOpenAICompatible as create1 } from 'ai-sdk-openai-compatible-v1';
+import { createOpenAICompatible as create2 } from 'ai-sdk-openai-compatible-v2';
+import { createOpenAICompatible as create3 } from '@ai-sdk/openai-compatible';
+import { createOpenAI } from '@ai-sdk/openai';
+import { sumCarbonMetrics, type CarbonMetrics, type CarbonTotals } from '../../src/index';
+import { carbonTraceMiddleware, getCarbonMetrics } from '../../src/ai-sdk/index';
+
+const baseURL = 'http://127.0.0.1:1/v1';
+
+export async function ai5(): Promise<CarbonMetrics | undefined> {
+  const model = wrap5({ model: create1({ name: 'garden', baseURL })('m'), middleware: carbonTraceMiddleware() });
+  const result = await generateText5({ model, prompt: 'x' });
+  return getCarbonMetrics(result);
+}
+
+export async function ai6(): Promise<CarbonTotals> {
+  const model = wrap6({ model: create2({ name: 'garden', baseURL })('m'), middleware: [carbonTraceMiddleware({ onMetrics: () => {} })] });
+  const result = await generateText6({ model, prompt: 'x' });
+  return sumCarbonMetrics(result.steps.map(getCarbonMetrics));
+}
+
+export async function ai7(): Promise<CarbonMetrics | undefined> {
+  const model = wrap7({ model: create3({ name: 'garden', baseURL })('m'), middleware: carbonTraceMiddleware() });
+  await generateText7({ model, prompt: 'x' });
+  const chat = wrap7({ model: createOpenAI({ baseURL }).chat('m'), middleware: carbonTraceMiddleware() });
+  const result = streamText7({ model: chat, prompt: 'x' });
+  return getCarbonMetrics(await result.providerMetadata);
+}
