@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    setupFiles: ['test/setup/no-network.ts'],
     // Two cores: real HTTP tests over loopback are I/O-bound, forks keep them isolated.
     pool: 'forks',
     testTimeout: 30_000,

@@ -28,9 +28,11 @@ run('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
 const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
 const entries = Object.keys(pkg.exports).filter((key) => key !== './package.json');
 const specifiers = entries.map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`));
+// What each entry must export (functions and classes), checked from both module systems.
 const expectations = {
-  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator'],
-  ...JSON.parse(process.env.CARBON_TRACE_EXPECTED_EXPORTS ?? '{}'),
+  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator', 'getCarbonMetrics'],
+  'carbon-trace/ai-sdk': ['carbonTraceMiddleware', 'getCarbonMetrics'],
+  'carbon-trace/langchain': ['CarbonTraceCallbackHandler', 'getCarbonMetrics'],
 };
 
 const esm = specifiers
@@ -41,7 +43,9 @@ const cjs = specifiers
   .join('\n');
 const checkFn = `const expected = ${JSON.stringify(expectations)};
 function check(s, m) {
-  for (const name of expected[s] ?? []) if (typeof m[name] !== 'function') throw new Error(s + ' lacks ' + name);
+  const names = expected[s];
+  if (!names) throw new Error('no expected exports listed for ' + s);
+  for (const name of names) if (typeof m[name] !== 'function') throw new Error(s + ' lacks ' + name);
   console.log('  ' + s + ': ' + Object.keys(m).length + ' exports');
 }`;
 writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\n`);

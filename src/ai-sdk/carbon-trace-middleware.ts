@@ -1,11 +1,8 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
-import { findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
+import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
-import type { CarbonMetrics } from '../core/types';
-
-/** The key under `providerMetadata` where the metrics appear. */
-export const CARBON_METADATA_KEY = 'codecarbon';
+import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
 /**
  * What `onMetrics` is told about the call.
@@ -21,18 +18,6 @@ export type CarbonTraceCallContext = {
   provider: string;
   modelId: string;
   type: 'generate' | 'stream';
-};
-
-/**
- * Anything that records every call: a `CarbonTracker`, or your own.
- *
- * @example
- * ```ts
- * const recorder: CarbonMetricsRecorder = { record: (m, ctx) => rows.push({ m, ctx }) };
- * ```
- */
-export type CarbonMetricsRecorder = {
-  record(metrics: CarbonMetrics | undefined, context: { provider?: string; modelId?: string }): void;
 };
 
 /**

@@ -1,10 +1,9 @@
 export {
-  CARBON_METADATA_KEY,
   carbonTraceMiddleware,
-  type CarbonMetricsRecorder,
   type CarbonTraceCallContext,
   type CarbonTraceMiddleware,
   type CarbonTraceMiddlewareOptions,
 } from './carbon-trace-middleware';
-export { getCarbonMetrics } from './get-carbon-metrics';
-export type { CarbonMetrics, CarbonTotals } from '../core/types';
+export { getCarbonMetrics } from '../core/get-carbon-metrics';
+export { CARBON_METADATA_KEY } from '../core/parse-carbon-trace';
+export type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';

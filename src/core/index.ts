@@ -1,7 +1,9 @@
 export { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from './accumulator';
-export { CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
+export { getCarbonMetrics } from './get-carbon-metrics';
+export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
 export { addCarbonMetrics, emptyCarbonTotals, sumCarbonMetrics } from './sum-carbon-metrics';
-export type { CarbonMetrics, CarbonSessionTotals, CarbonTotals, TrackingMethod } from './types';
+export type { CarbonMetrics, CarbonMetricsRecorder, CarbonSessionTotals, CarbonTotals, TrackingMethod } from './types';
+export type { CarbonTraceWarningHandler } from './report';
 export {
   carbonTraceWireSchema,
   MAX_WIRE_VALUE,

@@ -4,6 +4,9 @@ import { carbonTraceWireFields, type CarbonTraceWireField } from './wire-schema'
 /** The top-level response field that carries the trace. */
 export const CARBON_TRACE_FIELD = 'x_carbon_trace';
 
+/** The key under which both adapters publish metrics: `providerMetadata.codecarbon`, `response_metadata.codecarbon`. */
+export const CARBON_METADATA_KEY = 'codecarbon';
+
 const WIRE_FIELDS = Object.keys(carbonTraceWireFields) as CarbonTraceWireField[];
 
 // Model Garden v1's session total and its `emissions_g_co2` are both computed from one float;

@@ -119,3 +119,18 @@ export type CarbonTotals = {
   promptTokens: number;
   completionTokens: number;
 };
+
+/**
+ * Anything that records every model call, traced or not: a `CarbonTracker`, or your own.
+ * Both adapters take one as `tracker`.
+ *
+ * @example
+ * ```ts
+ * import type { CarbonMetricsRecorder } from 'carbon-trace';
+ * const rows: unknown[] = [];
+ * const recorder: CarbonMetricsRecorder = { record: (metrics, context) => void rows.push({ metrics, context }) };
+ * ```
+ */
+export type CarbonMetricsRecorder = {
+  record(metrics: CarbonMetrics | undefined, context?: { provider?: string; modelId?: string }): void;
+};

@@ -1,1 +1,8 @@
-export {};
+export {
+  CarbonTraceCallbackHandler,
+  type CarbonLLMRunInfo,
+  type CarbonTraceCallbackHandlerFields,
+} from './carbon-trace-callback-handler';
+export { getCarbonMetrics } from '../core/get-carbon-metrics';
+export { CARBON_METADATA_KEY } from '../core/parse-carbon-trace';
+export type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';

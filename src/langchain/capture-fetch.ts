@@ -1,0 +1,109 @@
+import { findCarbonTrace } from '../core/parse-carbon-trace';
+
+/** Called with the response id and the raw `x_carbon_trace` of each traced response. */
+export type TraceSink = (responseId: string, trace: unknown) => void;
+
+type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+
+/**
+ * Wraps a fetch so that every OpenAI-compatible response it returns is observed for
+ * `x_carbon_trace` on its way to the client: JSON bodies once complete, SSE streams line by
+ * line. The bytes the client reads are the server's, unchanged.
+ *
+ * Observation happens as the bytes pass, not on a tee'd copy read later: the trace is then
+ * known before the client has read the end of the body, so `handleLLMEnd` never races it.
+ *
+ * @example
+ * ```ts
+ * const fetch = createCaptureFetch(() => globalThis.fetch, (id, trace) => traces.set(id, trace));
+ * const model = new ChatOpenAI({ configuration: { fetch } });
+ * ```
+ */
+export function createCaptureFetch(getInner: () => FetchLike, sink: TraceSink): FetchLike {
+  return async (input, init) => {
+    const response = await getInner()(input, init);
+    try {
+      if (!response.ok || response.body === null) return response;
+      const type = response.headers.get('content-type') ?? '';
+      const observe = type.includes('text/event-stream')
+        ? observeEventStream(sink)
+        : type.includes('json')
+          ? observeJson(sink)
+          : undefined;
+      if (observe === undefined) return response;
+      const observed = new Response(response.body.pipeThrough(observe), {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      });
+      // A constructed Response has an empty url; clients may log or compare it.
+      Object.defineProperty(observed, 'url', { value: response.url });
+      return observed;
+    } catch {
+      return response;
+    }
+  };
+}
+
+function capture(sink: TraceSink, text: string): void {
+  if (!text.includes('x_carbon_trace')) return;
+  try {
+    const body = JSON.parse(text) as { id?: unknown };
+    const trace = findCarbonTrace(body);
+    if (trace !== undefined && typeof body.id === 'string') sink(body.id, trace);
+  } catch {
+    // Not JSON: the client will report it; there is no trace to take.
+  }
+}
+
+function observeJson(sink: TraceSink): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  let text = '';
+  return new TransformStream({
+    transform(chunk, controller) {
+      try {
+        text += decoder.decode(chunk, { stream: true });
+      } catch {
+        // Observation only: a decoding problem of ours must not touch the client's bytes.
+      }
+      controller.enqueue(chunk);
+    },
+    flush() {
+      try {
+        capture(sink, text + decoder.decode());
+      } catch {
+        // as above
+      }
+    },
+  });
+}
+
+function observeEventStream(sink: TraceSink): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  let pending = '';
+  const scan = (text: string, final: boolean) => {
+    pending += text;
+    const lines = pending.split(/\r\n|\r|\n/);
+    pending = final ? '' : (lines.pop() ?? '');
+    for (const line of lines) {
+      if (line.startsWith('data:')) capture(sink, line.slice(5).trim());
+    }
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      try {
+        scan(decoder.decode(chunk, { stream: true }), false);
+      } catch {
+        // Observation only.
+      }
+      controller.enqueue(chunk);
+    },
+    flush() {
+      try {
+        scan(decoder.decode(), true);
+      } catch {
+        // Observation only.
+      }
+    },
+  });
+}
