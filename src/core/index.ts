@@ -10,3 +10,4 @@ export {
   type CarbonTraceWire,
   type CarbonTraceWireField,
 } from './wire-schema';
+export { CarbonTracker, UNKNOWN_MODEL, type CarbonRecordContext } from './tracker';

@@ -1,0 +1,136 @@
+import { addCarbonMetrics, emptyCarbonTotals } from './sum-carbon-metrics';
+import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod } from './types';
+
+/** What a recorded call is attributed to. */
+export type CarbonRecordContext = { provider?: string; modelId?: string };
+
+/** The model key of calls recorded without a `modelId`. */
+export const UNKNOWN_MODEL = 'unknown';
+
+/**
+ * Running totals over many model calls, overall, per model and per tracking method.
+ *
+ * Pass it to either adapter as `{ tracker }` and every call is recorded, traced or not, so
+ * `tracedCalls / calls` shows how much carbon you actually see. Memory grows with the number
+ * of models, not of calls.
+ *
+ * @example
+ * ```ts
+ * import { CarbonTracker } from 'carbon-trace';
+ * import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
+ *
+ * const tracker = new CarbonTracker();
+ * const model = wrapLanguageModel({ model: base, middleware: carbonTraceMiddleware({ tracker }) });
+ * // … calls …
+ * tracker.totals().gwpKgco2eq;                 // everything
+ * tracker.byModel()['llama-3.1-8b'].energyKwh; // one model
+ * tracker.byTrackingMethod().codecarbon;       // measured calls only
+ * ```
+ */
+export class CarbonTracker implements CarbonMetricsRecorder {
+  private all = emptyCarbonTotals();
+  private models = new Map<string, CarbonTotals>();
+  private methods = new Map<TrackingMethod, CarbonTotals>();
+  private providers = new Map<string, Set<string>>();
+
+  /**
+   * Records one call. `undefined` is a call without a trace: it counts in `calls` only.
+   *
+   * @example
+   * ```ts
+   * tracker.record(getCarbonMetrics(result), { provider: 'garden.chat', modelId: 'llama-3.1-8b' });
+   * ```
+   */
+  record(metrics: CarbonMetrics | undefined, context: CarbonRecordContext = {}): void {
+    addCarbonMetrics(this.all, metrics);
+    const model = typeof context.modelId === 'string' && context.modelId !== '' ? context.modelId : UNKNOWN_MODEL;
+    addCarbonMetrics(getOrCreate(this.models, model), metrics);
+    if (typeof context.provider === 'string' && context.provider !== '') {
+      let providers = this.providers.get(model);
+      if (providers === undefined) this.providers.set(model, (providers = new Set()));
+      providers.add(context.provider);
+    }
+    if (metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated')) {
+      addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
+    }
+  }
+
+  /**
+   * Totals over every recorded call.
+   *
+   * @example
+   * ```ts
+   * const { calls, tracedCalls } = tracker.totals();
+   * console.log(`coverage ${(100 * tracedCalls) / calls}%`);
+   * ```
+   */
+  totals(): CarbonTotals {
+    return { ...this.all };
+  }
+
+  /**
+   * Totals per model id (calls without one are under `'unknown'`). The object has no
+   * prototype, so any model id is a safe key.
+   *
+   * @example
+   * ```ts
+   * for (const [model, t] of Object.entries(tracker.byModel())) console.log(model, t.gwpKgco2eq);
+   * ```
+   */
+  byModel(): Record<string, CarbonTotals> {
+    return copyOut(this.models);
+  }
+
+  /**
+   * Totals per tracking method: `codecarbon` (measured by hardware counters) and
+   * `codecarbon_estimated`, so measured and estimated energy are never mixed up. Untraced calls
+   * belong to neither.
+   *
+   * @example
+   * ```ts
+   * const measuredKwh = tracker.byTrackingMethod().codecarbon?.energyKwh ?? 0;
+   * ```
+   */
+  byTrackingMethod(): Partial<Record<TrackingMethod, CarbonTotals>> {
+    return copyOut(this.methods);
+  }
+
+  /**
+   * The providers each model was called through, for reports.
+   *
+   * @example
+   * ```ts
+   * tracker.providersOf('llama-3.1-8b'); // ['garden.chat']
+   * ```
+   */
+  providersOf(modelId: string): string[] {
+    return [...(this.providers.get(modelId) ?? [])];
+  }
+
+  /**
+   * Forgets everything recorded so far.
+   *
+   * @example
+   * ```ts
+   * setInterval(() => { flush(tracker.byModel()); tracker.reset(); }, 60_000);
+   * ```
+   */
+  reset(): void {
+    this.all = emptyCarbonTotals();
+    this.models = new Map();
+    this.methods = new Map();
+    this.providers = new Map();
+  }
+}
+
+function getOrCreate<K>(map: Map<K, CarbonTotals>, key: K): CarbonTotals {
+  let totals = map.get(key);
+  if (totals === undefined) map.set(key, (totals = emptyCarbonTotals()));
+  return totals;
+}
+
+function copyOut<K extends string>(map: Map<K, CarbonTotals>): Record<K, CarbonTotals> {
+  const out = Object.create(null) as Record<K, CarbonTotals>;
+  for (const [key, totals] of map) out[key] = { ...totals };
+  return out;
+}

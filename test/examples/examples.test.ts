@@ -1,0 +1,34 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../..');
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+const run = promisify(execFile);
+
+// Each example starts the embedded demo server itself, as a user running it would.
+const examples = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.ts'));
+
+// What each one must print: the number it exists to show.
+const expectedOutput: Record<string, RegExp> = {
+  'ai-sdk-generate.ts': /\d[\d.e-]* kWh, \d[\d.e-]* kgCO2eq \(codecarbon_estimated\)/,
+  'ai-sdk-stream.ts': /onFinish: \d[\d.e-]* kgCO2eq[\s\S]*kWh/,
+  'ai-sdk-tool-loop.ts': /2 steps \(2 traced\): \d[\d.e-]* kWh/,
+  'langchain-model.ts': /\[onMetrics\] demo-model: \d[\d.e-]* kgCO2eq[\s\S]*tracedCalls: 2/,
+  'langchain-chain.ts': /chain: 1 model call\(s\), \d[\d.e-]* kWh/,
+  'langchain-graph.ts': /graph: 2 model calls, \d[\d.e-]* kgCO2eq in total/,
+  'demo.ts': /AI SDK {3}generateText[\s\S]*LangGraph two-node graph[\s\S]*demo-model {2}8\/8/,
+};
+
+describe('examples run against the embedded demo server', () => {
+  it('lists an expectation for every example', () => {
+    expect(examples.sort()).toEqual(Object.keys(expectedOutput).sort());
+  });
+
+  it.each(examples)('%s', async (file) => {
+    const { stdout } = await run(tsx, [join('examples', file)], { cwd: root, timeout: 60_000, env: { ...process.env, CARBON_TRACE_BASE_URL: '' } });
+    expect(stdout).toMatch(expectedOutput[file]!);
+  }, 60_000);
+});
