@@ -75,6 +75,18 @@ describe.each(MAJORS)('carbonTraceMiddleware on $label (real openai-compatible p
     expect(normalise(strip(ours))).toEqual(normalise(bare));
   });
 
+  it('UI message streams: forwarded with messageMetadata from the finish-step part', async () => {
+    server.reply = () => ({ content: 'a b', trace: sampleTrace(2) });
+    const result = ai.streamText({ model: wrapped(), prompt: 'x' });
+    const parts = await readAll<Loose>(
+      result.toUIMessageStream({
+        messageMetadata: ({ part }: Loose) => (part.type === 'finish-step' ? { codecarbon: getCarbonMetrics(part) } : undefined),
+      }),
+    );
+    const metadata = parts.find((p) => p.type === 'message-metadata');
+    expect(metadata.messageMetadata.codecarbon.gwpKgco2eq).toBeCloseTo(kg(0.2), 12);
+  });
+
   it('doStream: removes forced raw parts, keeps them when the caller asks', async () => {
     server.reply = () => ({ content: 'a b', trace: sampleTrace() });
     const model = wrapped();
