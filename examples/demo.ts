@@ -5,6 +5,7 @@
  *
  *   npm run demo
  *   npm run demo -- --base-url http://gpu-box:8000/v1 --model llama-3.1-8b [--api-key KEY]
+ *   npm run demo -- --grid-intensity 56   (gCO2eq/kWh used by the embedded server; default 475)
  */
 import { parseArgs } from 'node:util';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
@@ -21,10 +22,13 @@ const { values: args } = parseArgs({
     'base-url': { type: 'string' },
     model: { type: 'string', default: 'demo-model' },
     'api-key': { type: 'string', default: process.env.CARBON_TRACE_API_KEY ?? 'not-needed' },
+    'grid-intensity': { type: 'string' },
   },
 });
 
-const demo = args['base-url'] ? undefined : await startDemoServer();
+const gridIntensity = args['grid-intensity'] === undefined ? undefined : Number(args['grid-intensity']);
+if (gridIntensity !== undefined && !(gridIntensity >= 0)) throw new Error('--grid-intensity takes gCO2eq per kWh, a number ≥ 0');
+const demo = args['base-url'] ? undefined : await startDemoServer({ gridIntensityGPerKwh: gridIntensity });
 const baseURL = args['base-url'] ?? demo!.baseURL;
 const modelId = args.model!;
 const apiKey = args['api-key']!;

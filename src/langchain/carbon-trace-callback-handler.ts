@@ -146,36 +146,36 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     this.guard('handleChainStart', () => this.startRun(this.runs, runId, typeof parentRunId === 'string' ? parentRunId : undefined));
   }
 
-  override handleChainEnd(_outputs: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleChainEnd', () => this.endRun(runId));
+  override handleChainEnd(_outputs: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleChainEnd', () => this.endRun(runId));
   }
 
-  override handleChainError(_err: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleChainError', () => this.endRun(runId));
+  override handleChainError(_err: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleChainError', () => this.endRun(runId));
   }
 
   override handleToolStart(_tool: Serialized, _input: string, runId: string, parentRunId?: string): void {
     this.guard('handleToolStart', () => this.startRun(this.runs, runId, parentRunId));
   }
 
-  override handleToolEnd(_output: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleToolEnd', () => this.endRun(runId));
+  override handleToolEnd(_output: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleToolEnd', () => this.endRun(runId));
   }
 
-  override handleToolError(_err: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleToolError', () => this.endRun(runId));
+  override handleToolError(_err: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleToolError', () => this.endRun(runId));
   }
 
   override handleRetrieverStart(_retriever: Serialized, _query: string, runId: string, parentRunId?: string): void {
     this.guard('handleRetrieverStart', () => this.startRun(this.runs, runId, parentRunId));
   }
 
-  override handleRetrieverEnd(_documents: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleRetrieverEnd', () => this.endRun(runId));
+  override handleRetrieverEnd(_documents: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleRetrieverEnd', () => this.endRun(runId));
   }
 
-  override handleRetrieverError(_err: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleRetrieverError', () => this.endRun(runId));
+  override handleRetrieverError(_err: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleRetrieverError', () => this.endRun(runId));
   }
 
   // ---- LLM runs -------------------------------------------------------------------------
@@ -218,8 +218,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     });
   }
 
-  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleLLMEnd', async () => {
+  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void {
+    this.guard('handleLLMEnd', async () => {
       const run = this.llmRuns.get(runId);
       this.llmRuns.delete(runId);
       const rootRunId = run?.rootRunId ?? runId;
@@ -242,8 +242,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     });
   }
 
-  override handleLLMError(_err: unknown, runId: string, _parentRunId?: string): Promise<void> {
-    return this.guardAsync('handleLLMError', () => {
+  override handleLLMError(_err: unknown, runId: string, _parentRunId?: string): void {
+    this.guard('handleLLMError', () => {
       const run = this.llmRuns.get(runId);
       this.llmRuns.delete(runId);
       if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
@@ -364,13 +364,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     }
   }
 
-  private async guardAsync(name: string, fn: () => void | Promise<void>): Promise<void> {
-    try {
-      await fn();
-    } catch (error) {
-      this.warn(`internal:${name}`, `internal error in ${name} (please report): ${String(error)}`);
-    }
-  }
+
 }
 
 /** Where ChatOpenAI and other chat models leave the raw trace on a message or generation. */

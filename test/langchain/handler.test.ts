@@ -1,3 +1,4 @@
+import { HumanMessage } from '@langchain/core/messages';
 import { ChatPromptTemplate } from '@langchain/core/prompts';
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { tool } from '@langchain/core/tools';
@@ -68,6 +69,15 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
     expect(r.roots[0]![0].calls).toBe(1);
     expect(r.roots[0]![0].gwpKgco2eq).toBeCloseTo(kg(0.3), 12);
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
+  });
+
+  it('writes generationInfo.codecarbon on the LLMResult', async () => {
+    const r = recordingHandler();
+    server.reply = () => ({ content: 'hi', trace: sampleTrace(2) });
+    const result = await chat({ handler: r.handler }).generate([[new HumanMessage('hello')]], { callbacks: [r.handler] });
+    const generation = result.generations[0]![0]!;
+    expect(getCarbonMetrics(generation)?.gwpKgco2eq).toBeCloseTo(kg(0.2), 12);
+    expect(generation.generationInfo?.codecarbon).toEqual(parseCarbonTrace(sampleTrace(2)));
   });
 
   it('keeps __raw_response with stripRawResponse: false', async () => {
@@ -354,8 +364,8 @@ describe('CarbonTraceCallbackHandler run bookkeeping', () => {
 
   it('never throws on malformed callback arguments', async () => {
     const r = recordingHandler();
-    await expect(r.handler.handleLLMEnd(null as never, 'x')).resolves.toBeUndefined();
-    await expect(r.handler.handleLLMEnd({ generations: 'nope' } as never, 'y')).resolves.toBeUndefined();
+    expect(() => r.handler.handleLLMEnd(null as never, 'x')).not.toThrow();
+    expect(() => r.handler.handleLLMEnd({ generations: 'nope' } as never, 'y')).not.toThrow();
     expect(() => r.handler.handleLLMNewToken('t', { prompt: 0, completion: 0 }, 'z', undefined, undefined, { chunk: null as never })).not.toThrow();
   });
 });
