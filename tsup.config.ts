@@ -5,6 +5,8 @@ export default defineConfig({
     index: 'src/index.ts',
     'ai-sdk/index': 'src/ai-sdk/index.ts',
     'langchain/index': 'src/langchain/index.ts',
+    'otel/index': 'src/otel/index.ts',
+    'grid/index': 'src/grid/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -1,6 +1,6 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
 import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
+import { createWarner, recordCall, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
 import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
@@ -35,8 +35,8 @@ export type CarbonTraceMiddlewareOptions = {
    * lost coverage is visible. A throw or rejection here is reported, never raised.
    */
   onMetrics?: (metrics: CarbonMetrics | undefined, context: CarbonTraceCallContext) => void | Promise<void>;
-  /** Records every call, traced or not (e.g. a `CarbonTracker`). */
-  tracker?: CarbonMetricsRecorder;
+  /** Records every call, traced or not: a `CarbonTracker`, an OpenTelemetry recorder, or several. */
+  tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[];
   /**
    * Where warnings go (missing or malformed traces, a throwing `onMetrics`).
    * Default: `console.warn`, each distinct warning once. `false` silences them.
@@ -100,10 +100,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
 
   function report(metrics: CarbonMetrics | undefined, traceSeen: boolean, context: CarbonTraceCallContext): void {
     warnAboutTrace(warn, `${context.provider}/${context.modelId}`, metrics, traceSeen);
-    if (options.tracker) {
-      const tracker = options.tracker;
-      safeInvoke(warn, 'tracker.record', () => tracker.record(metrics, { provider: context.provider, modelId: context.modelId }));
-    }
+    recordCall(warn, options.tracker, metrics, { provider: context.provider, modelId: context.modelId });
     if (options.onMetrics) {
       const onMetrics = options.onMetrics;
       safeInvoke(warn, 'onMetrics', () => onMetrics(metrics, context));

@@ -1,7 +1,7 @@
 export { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from './accumulator';
 export { getCarbonMetrics } from './get-carbon-metrics';
 export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
-export { addCarbonMetrics, emptyCarbonTotals, sumCarbonMetrics } from './sum-carbon-metrics';
+export { addCarbonMetrics, emptyCarbonTotals, sumCarbonMetrics, sumTotals } from './sum-carbon-metrics';
 export type { CarbonMetrics, CarbonMetricsRecorder, CarbonSessionTotals, CarbonTotals, TrackingMethod } from './types';
 export type { CarbonTraceWarningHandler } from './report';
 export {
@@ -11,3 +11,7 @@ export {
   type CarbonTraceWireField,
 } from './wire-schema';
 export { CarbonTracker, UNKNOWN_MODEL, type CarbonRecordContext } from './tracker';
+export { toBoAmpsReport, type BoAmpsComponent, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
+export { EMISSIONS_CSV_COLUMNS, toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
+export { withGridIntensity, type GridIntensity } from './grid-intensity';
+export { carbonSpanAttributes } from './span-attributes';

@@ -1,4 +1,4 @@
-import type { CarbonMetrics } from './types';
+import type { CarbonMetrics, CarbonMetricsRecorder } from './types';
 
 /**
  * Receives carbon-trace's warnings: a call without a trace, a malformed trace, a callback that
@@ -93,5 +93,26 @@ export function safeInvoke(warn: (key: string, message: string) => void, name: s
     }
   } catch (error) {
     report(error);
+  }
+}
+
+/**
+ * Records a call into one recorder or several (a `CarbonTracker`, an OpenTelemetry recorder…);
+ * a recorder that throws is reported, never raised, and does not stop the others.
+ *
+ * @example
+ * ```ts
+ * recordCall(warn, options.tracker, metrics, { provider, modelId });
+ * ```
+ */
+export function recordCall(
+  warn: (key: string, message: string) => void,
+  trackers: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined,
+  metrics: CarbonMetrics | undefined,
+  context: { provider?: string; modelId?: string },
+): void {
+  if (trackers === undefined) return;
+  for (const tracker of Array.isArray(trackers) ? trackers : [trackers]) {
+    safeInvoke(warn, 'tracker.record', () => tracker.record(metrics, context));
   }
 }

@@ -78,3 +78,19 @@ export function sumCarbonMetrics(items: Iterable<CarbonMetrics | undefined | nul
   for (const item of items) addCarbonMetrics(totals, item);
   return totals;
 }
+
+/**
+ * Adds up several totals field by field (e.g. the per-model totals of a tracker).
+ *
+ * @example
+ * ```ts
+ * const all = sumTotals(Object.values(tracker.byModel()));
+ * ```
+ */
+export function sumTotals(items: Iterable<CarbonTotals>): CarbonTotals {
+  const sum = emptyCarbonTotals();
+  for (const item of items) {
+    for (const key of Object.keys(sum) as Array<keyof CarbonTotals>) sum[key] += item[key];
+  }
+  return sum;
+}

@@ -1,3 +1,5 @@
+import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
+import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 import { addCarbonMetrics, emptyCarbonTotals } from './sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod } from './types';
 
@@ -105,6 +107,34 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    */
   providersOf(modelId: string): string[] {
     return [...(this.providers.get(modelId) ?? [])];
+  }
+
+  /**
+   * Per-model totals as CodeCarbon's emissions.csv (kgCO2eq, kWh, W, s; `run_id` = model id),
+   * with carbon-trace's coverage columns appended, so CodeCarbon tooling can read it.
+   *
+   * @example
+   * ```ts
+   * await writeFile('emissions.csv', tracker.toEmissionsCsv({ projectName: 'support-bot' }));
+   * ```
+   */
+  toEmissionsCsv(options?: EmissionsCsvOptions): string {
+    return toEmissionsCsv(this.byModel(), options);
+  }
+
+  /**
+   * A BoAmps energy report of the traced calls (see {@link toBoAmpsReport}); you describe the
+   * infrastructure. Throws a `RangeError` when no call carried a trace.
+   *
+   * @example
+   * ```ts
+   * const report = tracker.toBoAmpsReport({
+   *   infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1 }] },
+   * });
+   * ```
+   */
+  toBoAmpsReport(options: BoAmpsReportOptions): BoAmpsReport {
+    return toBoAmpsReport(this.byModel(), options);
   }
 
   /**

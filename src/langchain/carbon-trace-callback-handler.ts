@@ -3,7 +3,7 @@ import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
 import { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from '../core/accumulator';
 import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
+import { createWarner, recordCall, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
 import { addCarbonMetrics, emptyCarbonTotals } from '../core/sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
 import { createCaptureFetch } from './capture-fetch';
@@ -42,8 +42,8 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * not bloat graph state, checkpoints and tracer uploads. Default `true`.
    */
   stripRawResponse?: boolean;
-  /** Records every LLM run, traced or not (e.g. a `CarbonTracker`). */
-  tracker?: CarbonMetricsRecorder;
+  /** Records every LLM run, traced or not: a `CarbonTracker`, an OpenTelemetry recorder, or several. */
+  tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[];
   /** Where warnings go. Default: `console.warn`, each distinct warning once. `false` silences them. */
   onWarning?: CarbonTraceWarningHandler;
   /** The fetch that `handler.fetch` calls. Default: `globalThis.fetch` at call time. */
@@ -53,7 +53,7 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
 }
 
 type RunState = { parentRunId?: string; rootRunId: string };
-type LLMRunState = RunState & { modelName?: string; chunks?: CarbonTraceAccumulator; messageIds?: Set<string> };
+type LLMRunState = RunState & { modelName?: string; provider?: string; chunks?: CarbonTraceAccumulator; messageIds?: Set<string> };
 
 // Bounds for state that a misbehaving caller could grow: runs that never end, captures never claimed.
 const MAX_OPEN_RUNS = 10_000;
@@ -231,7 +231,10 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       const rootTotals = this.rootTotals.get(rootRunId);
       if (rootTotals) addCarbonMetrics(rootTotals, metrics);
       const { tracker, onMetrics } = this.options;
-      if (tracker) safeInvoke(this.warn, 'tracker.record', () => tracker.record(metrics, { modelId: run?.modelName }));
+      const context: { provider?: string; modelId?: string } = {};
+      if (run?.provider !== undefined) context.provider = run.provider;
+      if (run?.modelName !== undefined) context.modelId = run.modelName;
+      recordCall(this.warn, tracker, metrics, context);
       if (onMetrics) {
         const info: CarbonLLMRunInfo = { runId, rootRunId };
         if (parentRunId !== undefined) info.parentRunId = parentRunId;
@@ -277,6 +280,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     const state: LLMRunState = this.startRun(this.llmRuns, runId, parentRunId);
     const modelName = modelNameOf(llm, extraParams, metadata);
     if (modelName !== undefined) state.modelName = modelName;
+    // LangChain chat models tag their runs with ls_provider ('openai', 'anthropic', …).
+    if (typeof metadata?.ls_provider === 'string') state.provider = metadata.ls_provider;
   }
 
   private endRun(runId: string): void {

@@ -19,6 +19,7 @@ const expectedOutput: Record<string, RegExp> = {
   'langchain-model.ts': /\[onMetrics\] demo-model: \d[\d.e-]* kgCO2eq[\s\S]*tracedCalls: 2/,
   'langchain-chain.ts': /chain: 1 model call\(s\), \d[\d.e-]* kWh/,
   'langchain-graph.ts': /graph: 2 model calls, \d[\d.e-]* kgCO2eq in total/,
+  'tracker-report.ts': /^timestamp,project_name,run_id[\s\S]*BoAmps report: 2 requests, \d[\d.e-]* kWh[\s\S]*in Sweden: \d[\d.e-]* kgCO2eq/m,
   'demo.ts': /AI SDK {3}generateText[\s\S]*LangGraph two-node graph[\s\S]*demo-model {2}8\/8/,
 };
 

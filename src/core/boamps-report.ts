@@ -1,0 +1,155 @@
+import { sumTotals } from './sum-carbon-metrics';
+import type { CarbonTotals } from './types';
+
+/**
+ * A hardware component of the serving infrastructure (BoAmps `hardware_schema.json`).
+ *
+ * @example
+ * ```ts
+ * const gpu: BoAmpsComponent = { componentType: 'gpu', nbComponent: 2, componentName: 'NVIDIA L40S', memorySize: 48 };
+ * ```
+ */
+export type BoAmpsComponent = {
+  componentType: string;
+  nbComponent: number;
+  componentName?: string;
+  memorySize?: number;
+  manufacturer?: string;
+  family?: string;
+  series?: string;
+  share?: number;
+};
+
+/**
+ * Options of `tracker.toBoAmpsReport()`. The tracker knows calls, tokens and energy; what
+ * served them — infrastructure, place, publisher — only you know.
+ *
+ * @example
+ * ```ts
+ * tracker.toBoAmpsReport({
+ *   infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1, componentName: 'NVIDIA L4' }] },
+ *   environment: { country: 'france' },
+ * });
+ * ```
+ */
+export type BoAmpsReportOptions = {
+  infrastructure: {
+    infraType: 'publicCloud' | 'privateCloud' | 'onPremise' | 'other';
+    cloudProvider?: string;
+    cloudInstance?: string;
+    cloudService?: string;
+    components: [BoAmpsComponent, ...BoAmpsComponent[]];
+  };
+  /** Report on one model only. Default: every model the tracker saw. */
+  modelId?: string;
+  /** Default `'chatbot'`. */
+  taskFamily?: string;
+  publisher?: { name?: string; division?: string; projectName?: string; confidentialityLevel: 'public' | 'internal' | 'confidential' | 'secret' };
+  environment?: { country: string; latitude?: number; longitude?: number; location?: string; powerSupplierType?: 'public' | 'private' | 'internal' | 'other'; powerSourceCarbonIntensity?: number };
+  system?: { os: string; distribution?: string; distributionVersion?: string };
+  software?: { language: string; version?: string };
+  reportStatus?: 'draft' | 'final' | 'corrective' | 'other';
+  quality?: 'high' | 'medium' | 'low';
+  /** Default: a random UUID. */
+  reportId?: string;
+  /** Report and measurement time. Default: now. */
+  now?: Date;
+};
+
+/**
+ * A BoAmps energy report (Boavizta, format 0.1), as JSON-ready data.
+ *
+ * @example
+ * ```ts
+ * const report: BoAmpsReport = tracker.toBoAmpsReport(options);
+ * report.measures[0].powerConsumption; // kWh of every traced call
+ * ```
+ */
+export type BoAmpsReport = {
+  header: {
+    licensing?: string;
+    formatVersion: string;
+    reportId: string;
+    reportDatetime: string;
+    reportStatus: string;
+    publisher?: BoAmpsReportOptions['publisher'];
+  };
+  task: {
+    taskStage: 'inference';
+    taskFamily: string;
+    nbRequest: number;
+    algorithms: Array<{ algorithmType: 'llm'; foundationModelName: string }>;
+    dataset: Array<{ dataUsage: 'input' | 'output'; dataType: 'token'; dataQuantity: number }>;
+    taskDescription: string;
+  };
+  measures: Array<{ measurementMethod: 'codecarbon'; powerConsumption: number; measurementDuration: number; measurementDateTime: string }>;
+  infrastructure: BoAmpsReportOptions['infrastructure'];
+  environment?: BoAmpsReportOptions['environment'];
+  system?: BoAmpsReportOptions['system'];
+  software?: BoAmpsReportOptions['software'];
+  quality?: BoAmpsReportOptions['quality'];
+};
+
+/**
+ * Builds a BoAmps report from per-model totals: one inference task, its request count and
+ * token datasets, and one `codecarbon` measure (energy in kWh) over the traced calls.
+ *
+ * `nbRequest` counts the traced calls — the ones the measure covers; calls without a trace are
+ * stated in `taskDescription`, never booked as zero energy. Throws a `RangeError` when no call in
+ * scope carried a trace, since a BoAmps report needs a measure.
+ *
+ * @example
+ * ```ts
+ * const report = toBoAmpsReport(tracker.byModel(), { infrastructure });
+ * writeFileSync('report.json', JSON.stringify(report, null, 2));
+ * ```
+ */
+export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: BoAmpsReportOptions): BoAmpsReport {
+  const models = options.modelId === undefined ? Object.keys(byModel) : [options.modelId].filter((m) => Object.hasOwn(byModel, m));
+  const totals = sumTotals(models.map((m) => byModel[m]!));
+  if (totals.tracedCalls === 0) {
+    throw new RangeError(
+      `no traced calls${options.modelId === undefined ? '' : ` for model ${options.modelId}`}: a BoAmps report needs a measured or estimated energy`,
+    );
+  }
+  const now = (options.now ?? new Date()).toISOString();
+  const untraced = totals.calls - totals.tracedCalls;
+  const report: BoAmpsReport = {
+    header: {
+      formatVersion: '0.1',
+      reportId: options.reportId ?? globalThis.crypto.randomUUID(),
+      reportDatetime: now,
+      reportStatus: options.reportStatus ?? 'draft',
+      ...(options.publisher ? { publisher: options.publisher } : {}),
+    },
+    task: {
+      taskStage: 'inference',
+      taskFamily: options.taskFamily ?? 'chatbot',
+      nbRequest: totals.tracedCalls,
+      algorithms: models.map((m) => ({ algorithmType: 'llm' as const, foundationModelName: m })),
+      dataset: [
+        { dataUsage: 'input', dataType: 'token', dataQuantity: totals.promptTokens },
+        { dataUsage: 'output', dataType: 'token', dataQuantity: totals.completionTokens },
+      ],
+      taskDescription:
+        `LLM inference measured by CodeCarbon on the serving hardware, read by carbon-trace: ` +
+        `${totals.tracedCalls} of ${totals.calls} calls carried a trace (${totals.measuredCalls} measured by hardware counters, ` +
+        `${totals.tracedCalls - totals.measuredCalls} estimated); ${untraced} call${untraced === 1 ? '' : 's'} without a trace ` +
+        `${untraced === 1 ? 'is' : 'are'} not in the measures. Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq.`,
+    },
+    measures: [
+      {
+        measurementMethod: 'codecarbon',
+        powerConsumption: totals.energyKwh,
+        measurementDuration: totals.durationSeconds,
+        measurementDateTime: now,
+      },
+    ],
+    infrastructure: options.infrastructure,
+  };
+  if (options.environment) report.environment = options.environment;
+  if (options.system) report.system = options.system;
+  if (options.software) report.software = options.software;
+  if (options.quality) report.quality = options.quality;
+  return report;
+}

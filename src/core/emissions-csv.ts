@@ -1,0 +1,84 @@
+import type { CarbonTotals } from './types';
+
+/**
+ * CodeCarbon's emissions.csv columns (`EmissionsData`, codecarbon 2.x), in its order and units:
+ * duration s, emissions kgCO2eq, emissions_rate kg/s, powers W, energies kWh. Tools that read
+ * CodeCarbon output find every column they know where they expect it.
+ */
+export const EMISSIONS_CSV_COLUMNS = [
+  'timestamp', 'project_name', 'run_id', 'experiment_id', 'duration', 'emissions', 'emissions_rate',
+  'cpu_power', 'gpu_power', 'ram_power', 'cpu_energy', 'gpu_energy', 'ram_energy', 'energy_consumed',
+  'country_name', 'country_iso_code', 'region', 'cloud_provider', 'cloud_region', 'os', 'python_version',
+  'codecarbon_version', 'cpu_count', 'cpu_model', 'gpu_count', 'gpu_model', 'longitude', 'latitude',
+  'ram_total_size', 'tracking_mode', 'on_cloud', 'pue',
+] as const;
+
+/** carbon-trace's own columns, after CodeCarbon's, so coverage and measured share travel along. */
+export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens'] as const;
+
+/**
+ * Options of `tracker.toEmissionsCsv()`.
+ *
+ * @example
+ * ```ts
+ * tracker.toEmissionsCsv({ projectName: 'support-bot', now: new Date() });
+ * ```
+ */
+export type EmissionsCsvOptions = {
+  /** `project_name` of every row. Default `'carbon-trace'`. */
+  projectName?: string;
+  /** `timestamp` of every row. Default: now. */
+  now?: Date;
+};
+
+const JOULES_PER_KWH = 3.6e6;
+
+/**
+ * Renders per-model totals as CodeCarbon emissions.csv text: a header and one row per model,
+ * `run_id` being the model id. Mean powers are energy ÷ summed server duration.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('emissions.csv', toEmissionsCsv(tracker.byModel()));
+ * ```
+ */
+export function toEmissionsCsv(byModel: Record<string, CarbonTotals>, options: EmissionsCsvOptions = {}): string {
+  const timestamp = (options.now ?? new Date()).toISOString();
+  const project = options.projectName ?? 'carbon-trace';
+  const lines = [[...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS].join(',')];
+  for (const [model, t] of Object.entries(byModel)) {
+    const watts = (kwh: number) => (t.durationSeconds > 0 ? (kwh * JOULES_PER_KWH) / t.durationSeconds : 0);
+    const row: Record<string, string | number> = {
+      timestamp,
+      project_name: project,
+      run_id: model,
+      experiment_id: '',
+      duration: t.durationSeconds,
+      emissions: t.gwpKgco2eq,
+      emissions_rate: t.durationSeconds > 0 ? t.gwpKgco2eq / t.durationSeconds : 0,
+      cpu_power: watts(t.cpuEnergyKwh),
+      gpu_power: watts(t.gpuEnergyKwh),
+      ram_power: watts(t.ramEnergyKwh),
+      cpu_energy: t.cpuEnergyKwh,
+      gpu_energy: t.gpuEnergyKwh,
+      ram_energy: t.ramEnergyKwh,
+      energy_consumed: t.energyKwh,
+      on_cloud: 'N',
+      pue: 1,
+      calls: t.calls,
+      traced_calls: t.tracedCalls,
+      measured_calls: t.measuredCalls,
+      prompt_tokens: t.promptTokens,
+      completion_tokens: t.completionTokens,
+    };
+    lines.push([...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS].map((c) => csvField(row[c] ?? '')).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+// RFC 4180 quoting; a leading =, +, - or @ is also quoted with a ' so spreadsheets do not run it.
+function csvField(value: string | number): string {
+  if (typeof value === 'number') return String(value);
+  const safe = /^[=+\-@]/.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) || safe !== value ? `"${safe.replace(/"/g, '""')}"` : safe;
+}

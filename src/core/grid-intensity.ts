@@ -1,0 +1,45 @@
+import type { CarbonMetrics } from './types';
+
+/**
+ * A grid's carbon intensity: gCO2eq emitted per kWh drawn, and where the figure comes from.
+ *
+ * @example
+ * ```ts
+ * const france: GridIntensity = { gCo2PerKwh: 44.18, source: 'Ember 2024 average, FRA' };
+ * ```
+ */
+export type GridIntensity = { gCo2PerKwh: number; source?: string };
+
+/**
+ * Recomputes a call's emissions from its energy for a given grid: for a server that reports
+ * energy but no CO2, or to compare locations. Returns new metrics (the input is untouched) whose
+ * `gwpKgco2eq` = `energyKwh` × intensity, flagged in `warnings` with the intensity, its source
+ * and the value it replaced.
+ *
+ * Tolerant like the parser: metrics without energy, or an intensity that is not a finite number
+ * ≥ 0, come back unchanged with a warning saying why.
+ *
+ * @example
+ * ```ts
+ * import { withGridIntensity } from 'carbon-trace';
+ * const local = withGridIntensity(metrics, { gCo2PerKwh: 56, source: 'our supplier, 2025' });
+ * local.gwpKgco2eq; // metrics.energyKwh × 0.056
+ * ```
+ */
+export function withGridIntensity(metrics: CarbonMetrics, intensity: GridIntensity): CarbonMetrics {
+  const warnings = [...(Array.isArray(metrics.warnings) ? metrics.warnings : [])];
+  const { gCo2PerKwh } = intensity;
+  const source = intensity.source ?? 'given intensity';
+  if (typeof gCo2PerKwh !== 'number' || !Number.isFinite(gCo2PerKwh) || gCo2PerKwh < 0) {
+    warnings.push(`gwpKgco2eq not recomputed: grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0 (${source})`);
+    return { ...metrics, warnings };
+  }
+  if (typeof metrics.energyKwh !== 'number') {
+    warnings.push(`gwpKgco2eq not recomputed: the trace has no energy (${source})`);
+    return { ...metrics, warnings };
+  }
+  const gwpKgco2eq = (metrics.energyKwh * gCo2PerKwh) / 1000;
+  const replaced = metrics.gwpKgco2eq === undefined ? 'none reported' : `replaces the server's ${metrics.gwpKgco2eq} kgCO2eq`;
+  warnings.push(`gwpKgco2eq derived from energyKwh × ${gCo2PerKwh} gCO2eq/kWh (${source}; ${replaced})`);
+  return { ...metrics, gwpKgco2eq, warnings };
+}

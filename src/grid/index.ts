@@ -1,0 +1,51 @@
+import { averageIntensity } from '@tgwf/co2/data';
+import { withGridIntensity as withIntensity, type GridIntensity } from '../core/grid-intensity';
+import type { CarbonMetrics } from '../core/types';
+
+/**
+ * Where the zone figures come from: CO2.js (`@tgwf/co2`, The Green Web Foundation) ships Ember's
+ * yearly average grid intensities per country (ISO 3166-1 alpha-3) and region, in gCO2eq/kWh,
+ * under CC BY-SA 4.0. The year is whatever the installed `@tgwf/co2` carries.
+ */
+export const GRID_INTENSITY_SOURCE = 'Ember yearly average grid intensity, via CO2.js (@tgwf/co2)';
+
+/**
+ * The average grid intensity of a zone — an ISO 3166-1 alpha-3 country code (`'FRA'`) or a
+ * region CO2.js knows (`'WORLD'`, `'EUROPE'`) — or `undefined` for an unknown zone.
+ *
+ * @example
+ * ```ts
+ * import { gridIntensityOfZone } from 'carbon-trace/grid';
+ * gridIntensityOfZone('fra'); // { gCo2PerKwh: …, source: 'Ember … (@tgwf/co2), zone FRA' }
+ * ```
+ */
+export function gridIntensityOfZone(zone: string): GridIntensity | undefined {
+  const key = String(zone).trim().toUpperCase();
+  const table = averageIntensity.data as Record<string, unknown>;
+  const value = Object.hasOwn(table, key) ? table[key] : undefined;
+  return typeof value === 'number' ? { gCo2PerKwh: value, source: `${GRID_INTENSITY_SOURCE}, zone ${key}` } : undefined;
+}
+
+/**
+ * {@link withIntensity | withGridIntensity} that also takes a zone: recomputes `gwpKgco2eq`
+ * from `energyKwh` for a country or region, flagged in `warnings`. An unknown zone leaves the
+ * metrics unchanged, with a warning.
+ *
+ * @example
+ * ```ts
+ * import { withGridIntensity } from 'carbon-trace/grid';
+ * withGridIntensity(metrics, { zone: 'SWE' }).gwpKgco2eq; // as if served in Sweden
+ * withGridIntensity(metrics, { gCo2PerKwh: 56 });
+ * ```
+ */
+export function withGridIntensity(metrics: CarbonMetrics, where: GridIntensity | { zone: string }): CarbonMetrics {
+  if (!('zone' in where)) return withIntensity(metrics, where);
+  const intensity = gridIntensityOfZone(where.zone);
+  if (intensity === undefined) {
+    const warnings = [...(metrics.warnings ?? []), `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)}`];
+    return { ...metrics, warnings };
+  }
+  return withIntensity(metrics, intensity);
+}
+
+export type { GridIntensity } from '../core/grid-intensity';

@@ -1,0 +1,92 @@
+import { metrics, type Attributes, type Counter, type Meter } from '@opentelemetry/api';
+import type { CarbonRecordContext } from '../core/tracker';
+import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+
+export { carbonSpanAttributes } from '../core/span-attributes';
+
+/**
+ * The instruments carbon-trace records, after the OpenTelemetry naming conventions: the unit is
+ * instrument metadata (UCUM: `J`, `g`), not part of the name. `@opentelemetry/exporter-prometheus`
+ * exposes them as `codecarbon_energy_total`, `codecarbon_emissions_total` and
+ * `codecarbon_calls_total`, each with a `# UNIT` line.
+ *
+ * @example
+ * ```ts
+ * CARBON_INSTRUMENTS.energy.unit; // 'J'
+ * ```
+ */
+export const CARBON_INSTRUMENTS = {
+  energy: { name: 'codecarbon.energy', unit: 'J', description: 'Energy of model calls, as reported by CodeCarbon on the serving hardware' },
+  emissions: { name: 'codecarbon.emissions', unit: 'g', description: 'Emissions of model calls, in grams of CO2 equivalent' },
+  calls: { name: 'codecarbon.calls', unit: '{call}', description: 'Model calls, with or without a carbon trace (attribute codecarbon.traced)' },
+} as const;
+
+/**
+ * The attributes on every data point: the OpenTelemetry GenAI names for provider and model, and
+ * carbon-trace's own for the tracking method and whether the call carried a trace.
+ *
+ * @example
+ * ```ts
+ * CARBON_METRIC_ATTRIBUTES.model; // 'gen_ai.request.model'
+ * ```
+ */
+export const CARBON_METRIC_ATTRIBUTES = {
+  provider: 'gen_ai.provider.name',
+  model: 'gen_ai.request.model',
+  trackingMethod: 'codecarbon.tracking_method',
+  traced: 'codecarbon.traced',
+} as const;
+
+/**
+ * Options of {@link createOtelCarbonRecorder}.
+ *
+ * @example
+ * ```ts
+ * createOtelCarbonRecorder({ meter: meterProvider.getMeter('my-service') });
+ * ```
+ */
+export type OtelCarbonRecorderOptions = {
+  /** Default: `metrics.getMeter('carbon-trace')` from the global MeterProvider. */
+  meter?: Meter;
+};
+
+const JOULES_PER_KWH = 3.6e6;
+
+/**
+ * A recorder that turns every model call into OpenTelemetry counters — energy (J), emissions
+ * (gCO2eq) and calls (traced or not) — with provider, model and tracking-method attributes, so a
+ * fleet of instances adds up in Prometheus or an OpenTelemetry Collector.
+ *
+ * @example
+ * ```ts
+ * import { CarbonTracker } from 'carbon-trace';
+ * import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
+ * import { createOtelCarbonRecorder } from 'carbon-trace/otel';
+ *
+ * const middleware = carbonTraceMiddleware({ tracker: [new CarbonTracker(), createOtelCarbonRecorder()] });
+ * ```
+ */
+export function createOtelCarbonRecorder(options: OtelCarbonRecorderOptions = {}): CarbonMetricsRecorder {
+  const meter = options.meter ?? metrics.getMeter('carbon-trace');
+  const counter = (spec: { name: string; unit: string; description: string }): Counter =>
+    meter.createCounter(spec.name, { unit: spec.unit, description: spec.description });
+  const energy = counter(CARBON_INSTRUMENTS.energy);
+  const emissions = counter(CARBON_INSTRUMENTS.emissions);
+  const calls = counter(CARBON_INSTRUMENTS.calls);
+
+  return {
+    record(m: CarbonMetrics | undefined, context: CarbonRecordContext = {}) {
+      const attributes: Attributes = {};
+      if (context.provider) attributes[CARBON_METRIC_ATTRIBUTES.provider] = context.provider;
+      if (context.modelId) attributes[CARBON_METRIC_ATTRIBUTES.model] = context.modelId;
+      if (m === undefined) {
+        calls.add(1, { ...attributes, [CARBON_METRIC_ATTRIBUTES.traced]: false });
+        return;
+      }
+      attributes[CARBON_METRIC_ATTRIBUTES.trackingMethod] = m.trackingMethod;
+      calls.add(1, { ...attributes, [CARBON_METRIC_ATTRIBUTES.traced]: true });
+      if (typeof m.energyKwh === 'number') energy.add(m.energyKwh * JOULES_PER_KWH, attributes);
+      if (typeof m.gwpKgco2eq === 'number') emissions.add(m.gwpKgco2eq * 1000, attributes);
+    },
+  };
+}

@@ -1,0 +1,176 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Ajv from 'ajv-draft-04';
+import { describe, expect, it } from 'vitest';
+import { CarbonTracker, EMISSIONS_CSV_COLUMNS, parseCarbonTrace, UNKNOWN_MODEL, type BoAmpsReportOptions } from '../../src/index';
+
+const measured = parseCarbonTrace({ emissions_g_co2: 2, energy_consumed_wh: 8, cpu_energy_wh: 2, gpu_energy_wh: 5, ram_energy_wh: 1, duration_seconds: 4, prompt_tokens: 100, completion_tokens: 50, measured: true })!;
+const estimated = parseCarbonTrace({ emissions_g_co2: 1, energy_consumed_wh: 3, cpu_energy_wh: 3, duration_seconds: 2, prompt_tokens: 10, completion_tokens: 20, measured: false })!;
+
+function sampleTracker(): CarbonTracker {
+  const tracker = new CarbonTracker();
+  tracker.record(measured, { provider: 'garden.chat', modelId: 'llama' });
+  tracker.record(measured, { provider: 'garden.chat', modelId: 'llama' });
+  tracker.record(undefined, { provider: 'garden.chat', modelId: 'llama' });
+  tracker.record(estimated, { modelId: 'mistral' });
+  return tracker;
+}
+
+describe('CarbonTracker', () => {
+  it('totals and per-model sums match hand-computed values', () => {
+    const tracker = sampleTracker();
+    // All: 2+2+1 g, 8+8+3 Wh, 4+4+2 s; llama: 2 traced of 3 calls.
+    expect(tracker.totals()).toMatchObject({ calls: 4, tracedCalls: 3, measuredCalls: 2, promptTokens: 210, completionTokens: 120, durationSeconds: 10 });
+    expect(tracker.totals().gwpKgco2eq).toBeCloseTo(0.005, 12);
+    expect(tracker.totals().energyKwh).toBeCloseTo(0.019, 12);
+    const byModel = tracker.byModel();
+    expect(Object.keys(byModel).sort()).toEqual(['llama', 'mistral']);
+    expect(byModel.llama).toMatchObject({ calls: 3, tracedCalls: 2, measuredCalls: 2 });
+    expect(byModel.llama!.gpuEnergyKwh).toBeCloseTo(0.01, 12);
+    expect(byModel.mistral!.cpuEnergyKwh).toBeCloseTo(0.003, 12);
+    expect(tracker.providersOf('llama')).toEqual(['garden.chat']);
+  });
+
+  it('keeps measured and estimated apart', () => {
+    const byMethod = sampleTracker().byTrackingMethod();
+    expect(byMethod.codecarbon).toMatchObject({ calls: 2, measuredCalls: 2 });
+    expect(byMethod.codecarbon!.energyKwh).toBeCloseTo(0.016, 12);
+    expect(byMethod.codecarbon_estimated).toMatchObject({ calls: 1, measuredCalls: 0 });
+    expect(byMethod.codecarbon_estimated!.energyKwh).toBeCloseTo(0.003, 12);
+  });
+
+  it('files calls without a model under "unknown", and any model id is a safe key', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(measured);
+    tracker.record(measured, { modelId: '__proto__' });
+    tracker.record(measured, { modelId: 'constructor' });
+    const byModel = tracker.byModel();
+    expect(byModel[UNKNOWN_MODEL]!.calls).toBe(1);
+    expect(byModel['__proto__']!.calls).toBe(1);
+    expect(byModel['constructor' as string]!.calls).toBe(1);
+    expect(Object.getPrototypeOf(byModel)).toBeNull();
+    expect(({} as Record<string, unknown>).calls).toBeUndefined();
+  });
+
+  it('memory grows with models, not calls', () => {
+    const tracker = new CarbonTracker();
+    for (let i = 0; i < 30_000; i++) tracker.record(i % 4 === 0 ? undefined : measured, { modelId: `m${i % 3}` });
+    expect(Object.keys(tracker.byModel())).toHaveLength(3);
+    expect(tracker.totals().calls).toBe(30_000);
+    expect(tracker.totals().tracedCalls).toBe(22_500);
+  });
+
+  it('returns copies, and reset forgets everything', () => {
+    const tracker = sampleTracker();
+    tracker.totals().calls = 999;
+    tracker.byModel().llama!.calls = 999;
+    expect(tracker.totals().calls).toBe(4);
+    expect(tracker.byModel().llama!.calls).toBe(3);
+    tracker.reset();
+    expect(tracker.totals().calls).toBe(0);
+    expect(tracker.byModel()).toEqual({});
+    expect(tracker.byTrackingMethod()).toEqual({});
+  });
+});
+
+describe('tracker.toEmissionsCsv', () => {
+  function parseCsv(text: string): string[][] {
+    const rows: string[][] = [];
+    for (const line of text.trimEnd().split('\n')) {
+      const cells: string[] = [];
+      for (const m of line.matchAll(/("((?:[^"]|"")*)"|[^,]*)(,|$)/g)) {
+        cells.push(m[2] !== undefined ? m[2].replace(/""/g, '"') : m[1]!);
+        if (m[3] === '') break;
+      }
+      rows.push(cells);
+    }
+    return rows;
+  }
+
+  it("has CodeCarbon's columns first, in its units", () => {
+    const [header, ...rows] = parseCsv(sampleTracker().toEmissionsCsv({ projectName: 'bot', now: new Date('2026-01-02T03:04:05Z') }));
+    expect(header!.slice(0, EMISSIONS_CSV_COLUMNS.length)).toEqual([...EMISSIONS_CSV_COLUMNS]);
+    expect(header!.slice(EMISSIONS_CSV_COLUMNS.length)).toEqual(['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens']);
+    const llama = Object.fromEntries(header!.map((h, i) => [h, rows[0]![i]]));
+    expect(llama.timestamp).toBe('2026-01-02T03:04:05.000Z');
+    expect(llama.project_name).toBe('bot');
+    expect(llama.run_id).toBe('llama');
+    expect(Number(llama.duration)).toBe(8); // s
+    expect(Number(llama.emissions)).toBeCloseTo(0.004, 12); // kg
+    expect(Number(llama.energy_consumed)).toBeCloseTo(0.016, 12); // kWh
+    expect(Number(llama.gpu_energy)).toBeCloseTo(0.01, 12); // kWh
+    // W = kWh × 3.6e6 J / s: 10 Wh of GPU energy over 8 s of server time is 4500 W.
+    expect(Number(llama.gpu_power)).toBeCloseTo(4500, 6);
+    expect(Number(llama.emissions_rate)).toBeCloseTo(0.0005, 12); // kg/s
+    expect([llama.calls, llama.traced_calls, llama.measured_calls]).toEqual(['3', '2', '2']);
+    expect(rows).toHaveLength(2);
+  });
+
+  it('quotes model ids that would break a CSV or run in a spreadsheet', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(measured, { modelId: 'a,"b"\nc' });
+    tracker.record(measured, { modelId: '=cmd()' });
+    const text = tracker.toEmissionsCsv();
+    expect(text).toContain('"a,""b""\nc"');
+    expect(text).toContain(`"'=cmd()"`);
+  });
+});
+
+describe('tracker.toBoAmpsReport', () => {
+  const boampsDir = resolve(import.meta.dirname, '../../../shared/boamps');
+  const schema = (name: string) => JSON.parse(readFileSync(join(boampsDir, name), 'utf8'));
+
+  function validator() {
+    const ajv = new Ajv({ allErrors: true });
+    // Sub-schemas are referenced by their ids (URLs): register them so nothing is fetched.
+    for (const name of ['algorithm_schema.json', 'dataset_schema.json', 'hardware_schema.json', 'measure_schema.json']) ajv.addSchema(schema(name));
+    return ajv.compile(schema('report_schema.json'));
+  }
+
+  const options: BoAmpsReportOptions = {
+    infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1, componentName: 'NVIDIA L4', memorySize: 24 }] },
+    environment: { country: 'france' },
+    publisher: { name: 'ACME', confidentialityLevel: 'internal' },
+    reportId: 'report-1',
+    now: new Date('2026-01-02T03:04:05Z'),
+  };
+
+  it('validates the official example (the validator works)', () => {
+    const validate = validator();
+    expect(validate(schema('example-llm-inference.json'))).toBe(true);
+    expect(validate({ task: {}, measures: [], infrastructure: {} })).toBe(false);
+  });
+
+  it('produces a report valid against the BoAmps schemas', () => {
+    const report = sampleTracker().toBoAmpsReport(options);
+    const validate = validator();
+    expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+    expect(report.task.taskStage).toBe('inference');
+    expect(report.task.nbRequest).toBe(3);
+    expect(report.task.dataset).toEqual([
+      { dataUsage: 'input', dataType: 'token', dataQuantity: 210 },
+      { dataUsage: 'output', dataType: 'token', dataQuantity: 120 },
+    ]);
+    expect(report.task.algorithms.map((a) => a.foundationModelName)).toEqual(['llama', 'mistral']);
+    expect(report.measures).toHaveLength(1);
+    expect(report.measures[0]!.measurementMethod).toBe('codecarbon');
+    expect(report.measures[0]!.powerConsumption).toBeCloseTo(0.019, 12); // kWh
+    expect(report.measures[0]!.measurementDuration).toBe(10);
+    expect(report.task.taskDescription).toMatch(/3 of 4 calls carried a trace .*1 call without a trace is not in the measures/);
+    expect(report.header).toMatchObject({ reportId: 'report-1', reportDatetime: '2026-01-02T03:04:05.000Z', reportStatus: 'draft' });
+  });
+
+  it('reports one model when asked', () => {
+    const report = sampleTracker().toBoAmpsReport({ ...options, modelId: 'mistral' });
+    expect(validator()(report)).toBe(true);
+    expect(report.task.nbRequest).toBe(1);
+    expect(report.measures[0]!.powerConsumption).toBeCloseTo(0.003, 12);
+  });
+
+  it('refuses to report energy it never saw', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(undefined, { modelId: 'x' });
+    expect(() => tracker.toBoAmpsReport(options)).toThrow(RangeError);
+    expect(() => sampleTracker().toBoAmpsReport({ ...options, modelId: 'nope' })).toThrow(/no traced calls for model nope/);
+  });
+});
