@@ -1,5 +1,5 @@
 import type { CarbonMetrics, CarbonSessionTotals } from './types';
-import { carbonTraceWireFields, type CarbonTraceWireField } from './wire-schema';
+import { carbonTraceWireFields, plainWireValue, type CarbonTraceWireField } from './wire-schema';
 
 /** The top-level response field that carries the trace. */
 export const CARBON_TRACE_FIELD = 'x_carbon_trace';
@@ -111,6 +111,11 @@ function normalise(trace: unknown): CarbonMetrics | undefined {
     const raw = trace[name];
     if (raw === undefined) continue;
     known++;
+    const plain = plainWireValue(name, raw);
+    if (plain !== undefined) {
+      wire[name] = plain;
+      continue;
+    }
     const result = carbonTraceWireFields[name].safeParse(raw);
     if (!result.success) {
       warnings.push(`${name} dropped: ${result.error.issues[0]?.message ?? 'invalid'} (${describe(raw)})`);

@@ -55,6 +55,28 @@ export const carbonTraceWireFields = {
   tracking_active: wireFlag,
 } as const;
 
+const COUNT_FIELDS: ReadonlySet<string> = new Set(['prompt_tokens', 'completion_tokens', 'session_requests', 'session_tokens']);
+const FLAG_FIELDS: ReadonlySet<string> = new Set(['measured', 'tracking_active']);
+
+/**
+ * The value of a field when it is already what the schema would produce — a plain in-range
+ * number, or a boolean flag — else `undefined`. Almost every real trace takes only this path;
+ * it skips zod's machinery without changing a result (a property test holds the two equal).
+ *
+ * @example
+ * ```ts
+ * plainWireValue('energy_consumed_wh', 1.5); // 1.5
+ * plainWireValue('energy_consumed_wh', '1.5'); // undefined: let the schema coerce and warn
+ * ```
+ */
+export function plainWireValue(name: CarbonTraceWireField, raw: unknown): number | boolean | undefined {
+  if (FLAG_FIELDS.has(name)) return typeof raw === 'boolean' ? raw : undefined;
+  // NaN fails both comparisons; ±Infinity fails one.
+  if (typeof raw !== 'number' || !(raw >= 0 && raw <= MAX_WIRE_VALUE)) return undefined;
+  if (COUNT_FIELDS.has(name) && !Number.isInteger(raw)) return undefined;
+  return raw + 0; // -0 → 0
+}
+
 /** Names of the wire fields carbon-trace reads. */
 export type CarbonTraceWireField = keyof typeof carbonTraceWireFields;
 

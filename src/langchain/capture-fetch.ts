@@ -8,10 +8,11 @@ type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Respo
 /**
  * Wraps a fetch so that every OpenAI-compatible response it returns is observed for
  * `x_carbon_trace` on its way to the client: JSON bodies once complete, SSE streams line by
- * line. The bytes the client reads are the server's, unchanged.
+ * line as they pass. The bytes the client reads are the server's, unchanged.
  *
- * Observation happens as the bytes pass, not on a tee'd copy read later: the trace is then
- * known before the client has read the end of the body, so `handleLLMEnd` never races it.
+ * Observation happens before the client sees the bytes, not on a tee'd copy read later: the
+ * trace is then known before the client has read the end of the body, so `handleLLMEnd` never
+ * races it.
  *
  * @example
  * ```ts
@@ -25,24 +26,24 @@ export function createCaptureFetch(getInner: () => FetchLike, sink: TraceSink): 
     try {
       if (!response.ok || response.body === null) return response;
       const type = response.headers.get('content-type') ?? '';
-      const observe = type.includes('text/event-stream')
-        ? observeEventStream(sink)
-        : type.includes('json')
-          ? observeJson(sink)
-          : undefined;
-      if (observe === undefined) return response;
-      const observed = new Response(response.body.pipeThrough(observe), {
-        status: response.status,
-        statusText: response.statusText,
-        headers: response.headers,
-      });
-      // A constructed Response has an empty url; clients may log or compare it.
-      Object.defineProperty(observed, 'url', { value: response.url });
-      return observed;
+      if (type.includes('text/event-stream')) return rewrap(response, response.body.pipeThrough(observeEventStream(sink)));
+      if (!type.includes('json')) return response;
+      // A JSON body is read whole by the client anyway: reading it first costs no latency, and
+      // measured cheaper than passing it through a stream transform.
+      const text = await response.text();
+      capture(sink, text);
+      return rewrap(response, text);
     } catch {
       return response;
     }
   };
+}
+
+function rewrap(original: Response, body: BodyInit): Response {
+  const response = new Response(body, { status: original.status, statusText: original.statusText, headers: original.headers });
+  // A constructed Response has an empty url; clients may log or compare it.
+  Object.defineProperty(response, 'url', { value: original.url });
+  return response;
 }
 
 function capture(sink: TraceSink, text: string): void {
@@ -54,28 +55,6 @@ function capture(sink: TraceSink, text: string): void {
   } catch {
     // Not JSON: the client will report it; there is no trace to take.
   }
-}
-
-function observeJson(sink: TraceSink): TransformStream<Uint8Array, Uint8Array> {
-  const decoder = new TextDecoder();
-  let text = '';
-  return new TransformStream({
-    transform(chunk, controller) {
-      try {
-        text += decoder.decode(chunk, { stream: true });
-      } catch {
-        // Observation only: a decoding problem of ours must not touch the client's bytes.
-      }
-      controller.enqueue(chunk);
-    },
-    flush() {
-      try {
-        capture(sink, text + decoder.decode());
-      } catch {
-        // as above
-      }
-    },
-  });
 }
 
 function observeEventStream(sink: TraceSink): TransformStream<Uint8Array, Uint8Array> {

@@ -349,10 +349,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     for (const generation of (output?.generations ?? []).flat() as Loose[]) {
       const message = generation?.message;
       if (metrics !== undefined) {
-        if (message && typeof message === 'object') {
-          message.response_metadata = { ...(message.response_metadata ?? {}), [CARBON_METADATA_KEY]: metrics };
-        }
-        generation.generationInfo = { ...(generation.generationInfo ?? {}), [CARBON_METADATA_KEY]: metrics };
+        if (message && typeof message === 'object') (message.response_metadata ??= {})[CARBON_METADATA_KEY] = metrics;
+        (generation.generationInfo ??= {})[CARBON_METADATA_KEY] = metrics;
       }
       if (this.options.stripRawResponse !== false && message?.additional_kwargs && '__raw_response' in message.additional_kwargs) {
         delete message.additional_kwargs.__raw_response;

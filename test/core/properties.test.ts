@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { extractCarbonMetrics, parseCarbonTrace, sumCarbonMetrics, type CarbonMetrics } from '../../src/index';
+import { carbonTraceWireFields, plainWireValue, type CarbonTraceWireField } from '../../src/core/wire-schema';
 
 // `npm run fuzz` raises this; CI keeps the default quick.
 const NUM_RUNS = Number(process.env.CARBON_TRACE_FUZZ_RUNS ?? 500);
@@ -73,6 +74,24 @@ describe('parseCarbonTrace properties', () => {
         expect(m.warnings).toEqual([]);
       }),
       { numRuns: NUM_RUNS },
+    );
+  });
+
+  it('the plain-value fast path agrees with the zod schema wherever it answers', () => {
+    const names = Object.keys(carbonTraceWireFields) as CarbonTraceWireField[];
+    fc.assert(
+      fc.property(fc.constantFrom(...names), fc.oneof(fc.double(), fc.integer(), fc.boolean(), fc.constantFrom(-0, 2 ** 53, 2 ** 53 + 2, 0.5)), (name, raw) => {
+        const plain = plainWireValue(name, raw);
+        const parsed = carbonTraceWireFields[name].safeParse(raw);
+        if (plain !== undefined) {
+          expect(parsed.success).toBe(true);
+          expect(Object.is(plain, parsed.success ? (typeof parsed.data === 'number' ? parsed.data + 0 : parsed.data) : NaN)).toBe(true);
+        } else if (typeof raw === 'number' || typeof raw === 'boolean') {
+          // Declined values are exactly those the schema rejects or must coerce (numbers as flags).
+          expect(!parsed.success || typeof raw !== typeof parsed.data).toBe(true);
+        }
+      }),
+      { numRuns: NUM_RUNS * 4 },
     );
   });
 

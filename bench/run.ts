@@ -1,0 +1,269 @@
+/**
+ * `npm run bench`: what carbon-trace costs, as ratios measured side by side in one run.
+ * A and B alternate sample by sample; the figure is the ratio of medians. Writes bench/RESULTS.md.
+ *
+ * Not a test: nothing here fails on a number. Run with `--quick` for a smoke run (CI).
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
+import { ChatOpenAI } from '@langchain/openai';
+import { generateText, streamText, wrapLanguageModel } from 'ai';
+import { MockLanguageModelV4 } from 'ai/test';
+import { CarbonTracker, parseCarbonTrace } from '../src/index';
+import { carbonTraceMiddleware } from '../src/ai-sdk/index';
+import { CarbonTraceCallbackHandler } from '../src/langchain/index';
+import { sampleTrace, startFixtureServer } from '../test/fixtures/openai-compatible-server';
+
+const quick = process.argv.includes('--quick');
+const SAMPLES = quick ? 3 : 11;
+(globalThis as Record<string, unknown>).AI_SDK_LOG_WARNINGS = false;
+
+type Row = { name: string; a: string; b: string; value: string; target: string; met: boolean | undefined };
+const rows: Row[] = [];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Alternates A and B (B first on odd samples, so neither always runs warm), returns medians in ms. */
+async function abTest(a: () => PromiseLike<unknown>, b: () => PromiseLike<unknown>, samples = SAMPLES): Promise<{ a: number; b: number }> {
+  await a();
+  await b(); // warm-up
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    for (const [fn, out] of (i % 2 ? [[b, tb], [a, ta]] : [[a, ta], [b, tb]]) as Array<[() => PromiseLike<unknown>, number[]]>) {
+      const start = performance.now();
+      await fn();
+      out.push(performance.now() - start);
+    }
+  }
+  return { a: median(ta), b: median(tb) };
+}
+
+/** A ratio row; with `calls`, also the absolute cost per call. A NaN target is a reference figure. */
+function ratioRow(name: string, a: string, b: string, r: { a: number; b: number }, target: number, calls?: number): void {
+  const ratio = r.b / r.a;
+  const perCall = calls ? `, ${(((r.b - r.a) / calls) * 1000).toFixed(0)} µs/call` : '';
+  const hasTarget = !Number.isNaN(target);
+  rows.push({ name, a: `${a}: ${r.a.toFixed(1)} ms`, b: `${b}: ${r.b.toFixed(1)} ms`, value: `${ratio.toFixed(3)}×${perCall}`, target: hasTarget ? `≤ ${target}×` : '—', met: hasTarget ? ratio <= target : undefined });
+  console.log(`${name}: ${ratio.toFixed(3)}×${perCall} (${r.a.toFixed(1)} → ${r.b.toFixed(1)} ms)`);
+}
+
+const times = async (n: number, fn: () => PromiseLike<unknown>): Promise<void> => {
+  for (let i = 0; i < n; i++) await fn();
+};
+
+const server = await startFixtureServer();
+const quiet = { onWarning: false as const };
+
+// ---- 1. generateText over loopback -------------------------------------------------------
+{
+  server.reply = () => ({ content: 'A short answer about energy.', trace: sampleTrace() });
+  const provider = createOpenAICompatible({ name: 'garden', baseURL: server.baseURL });
+  const bare = provider('m');
+  const wrapped = wrapLanguageModel({ model: provider('m'), middleware: carbonTraceMiddleware(quiet) });
+  const n = quick ? 20 : 200;
+  const r = await abTest(
+    () => times(n, () => generateText({ model: bare, prompt: 'x' })),
+    () => times(n, () => generateText({ model: wrapped, prompt: 'x' })),
+  );
+  ratioRow(`generateText ×${n}, loopback`, 'bare', 'middleware', r, 1.05, n);
+}
+
+// ---- 2. streamText of a 2,000-chunk response over loopback -------------------------------
+{
+  server.reply = () => ({ content: 'word '.repeat(2000), chunks: 2000, trace: sampleTrace() });
+  const provider = createOpenAICompatible({ name: 'garden', baseURL: server.baseURL, includeUsage: true });
+  const bare = provider('m');
+  const wrapped = wrapLanguageModel({ model: provider('m'), middleware: carbonTraceMiddleware(quiet) });
+  const n = quick ? 2 : 10;
+  const r = await abTest(
+    () => times(n, () => streamText({ model: bare, prompt: 'x' }).consumeStream()),
+    () => times(n, () => streamText({ model: wrapped, prompt: 'x' }).consumeStream()),
+  );
+  ratioRow(`streamText 2,000 chunks ×${n}, loopback`, 'bare', 'middleware', r, 1.1, n);
+}
+
+// ---- 3. streamText over a mock model emitting 20,000 parts, in memory --------------------
+{
+  const PARTS = 20_000;
+  const usage = { inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: PARTS, text: PARTS, reasoning: 0 } };
+  // Like a real provider: raw chunks only when asked, one per SSE event, the trace on the last.
+  const mock = () =>
+    new MockLanguageModelV4({
+      doStream: async (options) => {
+        const raw = options.includeRawChunks === true;
+        let i = 0;
+        const stream = new ReadableStream({
+          pull(controller) {
+            if (i === 0) {
+              controller.enqueue({ type: 'stream-start', warnings: [] });
+              controller.enqueue({ type: 'text-start', id: 't' });
+            }
+            if (i < PARTS) {
+              if (raw) controller.enqueue({ type: 'raw', rawValue: { choices: [{ delta: { content: 'w ' } }] } });
+              controller.enqueue({ type: 'text-delta', id: 't', delta: 'w ' });
+              i++;
+              return;
+            }
+            if (raw) controller.enqueue({ type: 'raw', rawValue: { choices: [{ delta: {}, finish_reason: 'stop' }], x_carbon_trace: sampleTrace() } });
+            controller.enqueue({ type: 'text-end', id: 't' });
+            controller.enqueue({ type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage });
+            controller.close();
+          },
+        });
+        return { stream };
+      },
+    });
+  const identity = {
+    specificationVersion: 'v3' as const,
+    wrapStream: async ({ doStream }: { doStream: () => PromiseLike<{ stream: ReadableStream }> }): Promise<{ stream: ReadableStream }> => {
+      const { stream, ...rest } = await doStream();
+      return { ...rest, stream: stream.pipeThrough(new TransformStream()) };
+    },
+  };
+  const base = wrapLanguageModel({ model: mock(), middleware: identity });
+  const ours = wrapLanguageModel({ model: mock(), middleware: carbonTraceMiddleware(quiet) });
+  const r = await abTest(
+    () => streamText({ model: base, prompt: 'x' }).consumeStream(),
+    () => streamText({ model: ours, prompt: 'x' }).consumeStream(),
+  );
+  ratioRow('streamText 20,000 parts, mock model, in memory', 'identity middleware', 'carbon-trace', r, 1.5);
+}
+
+// ---- 4. ChatOpenAI invoke over loopback, both capture paths ------------------------------
+{
+  server.reply = () => ({ content: 'A short answer about energy.', trace: sampleTrace() });
+  const n = quick ? 20 : 200;
+  const handler = new CarbonTraceCallbackHandler(quiet);
+  const common = { model: 'm', apiKey: 'x', maxRetries: 0 };
+  const bare = new ChatOpenAI({ ...common, configuration: { baseURL: server.baseURL } });
+  const viaFetch = new ChatOpenAI({ ...common, configuration: { baseURL: server.baseURL, fetch: handler.fetch } });
+  const rawBare = new ChatOpenAI({ ...common, __includeRawResponse: true, configuration: { baseURL: server.baseURL } });
+  // What LangChain's callback machinery costs any handler: an awaited handler that does nothing.
+  class NoopHandler extends BaseCallbackHandler {
+    name = 'noop';
+    constructor() {
+      super({ _awaitHandler: true });
+    }
+    override handleLLMEnd(): void {}
+  }
+  const noop = new NoopHandler();
+  const r0 = await abTest(
+    () => times(n, () => bare.invoke('x')),
+    () => times(n, () => bare.invoke('x', { callbacks: [noop] })),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, a no-op handler (LangChain's own cost, reference)`, 'bare', 'no-op handler', r0, Number.NaN);
+  const r1 = await abTest(
+    () => times(n, () => bare.invoke('x')),
+    () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch`, 'bare', 'handler', r1, 1.05, n);
+  const r2 = await abTest(
+    () => times(n, () => rawBare.invoke('x')),
+    () => times(n, () => rawBare.invoke('x', { callbacks: [handler] })),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, __includeRawResponse`, 'bare', 'handler', r2, 1.05, n);
+  const r3 = await abTest(
+    () => times(n, () => viaFetch.invoke('x', { callbacks: [noop] })),
+    () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch vs a no-op handler`, 'no-op handler', 'handler', r3, 1.05, n);
+
+  // A model that takes 20 ms to answer, still far faster than a real one.
+  server.reply = () => ({ content: 'A short answer about energy.', trace: sampleTrace(), latencyMs: 20 });
+  const m = quick ? 5 : 25;
+  const r4 = await abTest(
+    () => times(m, () => bare.invoke('x')),
+    () => times(m, () => viaFetch.invoke('x', { callbacks: [handler] })),
+  );
+  ratioRow(`ChatOpenAI invoke ×${m}, handler.fetch, 20 ms model latency`, 'bare', 'handler', r4, 1.05, m);
+}
+
+await server.close();
+
+// ---- 5. parseCarbonTrace throughput -------------------------------------------------------
+{
+  const full = sampleTrace(3, { cpu_power_watts: 45, gpu_power_watts: 250, ram_power_watts: 10, tracking_active: true });
+  const text = JSON.stringify(full);
+  const measure = (input: unknown) => {
+    const n = quick ? 20_000 : 200_000;
+    for (let i = 0; i < 1000; i++) parseCarbonTrace(input);
+    const start = performance.now();
+    for (let i = 0; i < n; i++) parseCarbonTrace(input);
+    return n / ((performance.now() - start) / 1000);
+  };
+  for (const [label, input] of [['object', full], ['JSON text', text]] as const) {
+    const ops = measure(input);
+    rows.push({ name: `parseCarbonTrace, full record as ${label}`, a: '', b: '', value: `${Math.round(ops).toLocaleString('en')} ops/s`, target: '—', met: undefined });
+    console.log(`parseCarbonTrace (${label}): ${Math.round(ops)} ops/s`);
+  }
+}
+
+// ---- 6. memory -----------------------------------------------------------------------------
+const gc = (globalThis as { gc?: () => void }).gc;
+const heap = () => {
+  gc?.();
+  gc?.();
+  return process.memoryUsage().heapUsed;
+};
+{
+  const tracker = new CarbonTracker();
+  const metrics = parseCarbonTrace(sampleTrace())!;
+  const n = quick ? 100_000 : 1_000_000;
+  for (let i = 0; i < 10_000; i++) tracker.record(metrics, { modelId: `model-${i % 10}` }); // warm
+  const before = heap();
+  for (let i = 0; i < n; i++) tracker.record(i % 5 ? metrics : undefined, { modelId: `model-${i % 10}` });
+  const growth = heap() - before;
+  rows.push({ name: `CarbonTracker: heap growth over ${n.toLocaleString('en')} records, 10 models`, a: '', b: '', value: `${(growth / 1024).toFixed(1)} KiB`, target: 'flat (< 1 MiB)', met: gc ? growth < 1024 * 1024 : undefined });
+  console.log(`tracker heap growth: ${(growth / 1024).toFixed(1)} KiB (${Object.keys(tracker.byModel()).length} models)`);
+}
+{
+  const handler = new CarbonTraceCallbackHandler(quiet);
+  const llm = { lc: 1, type: 'not_implemented' as const, id: ['bench'] };
+  const n = quick ? 1000 : 10_000;
+  const run = (i: number) => {
+    const root = `root-${i}`;
+    handler.handleChainStart(llm, {}, root);
+    handler.handleChatModelStart(llm, [], `llm-${i}`, root);
+    handler.handleLLMEnd({ generations: [[{ text: '', generationInfo: { x_carbon_trace: sampleTrace() } }]] }, `llm-${i}`, root);
+    handler.handleChainEnd({}, root);
+  };
+  for (let i = 0; i < 1000; i++) run(i); // warm
+  const before = heap();
+  for (let i = 0; i < n; i++) run(1000 + i);
+  const growth = heap() - before;
+  const state = handler.pendingState();
+  const flat = state.runs === 0 && state.roots === 0 && state.captures === 0;
+  rows.push({ name: `LangChain handler: state after ${n.toLocaleString('en')} runs`, a: '', b: '', value: `runs ${state.runs}, roots ${state.roots}, captures ${state.captures}; heap ${(growth / 1024).toFixed(1)} KiB`, target: 'flat', met: flat && (!gc || growth < 1024 * 1024) });
+  console.log(`handler state: ${JSON.stringify(state)}, heap growth ${(growth / 1024).toFixed(1)} KiB`);
+}
+
+// ---- report --------------------------------------------------------------------------------
+const header = ['measure', 'A', 'B', 'result', 'target', 'met'];
+const table = [header, ...rows.map((r) => [r.name, r.a, r.b, r.value, r.target, r.met === undefined ? '—' : r.met ? 'yes' : 'NO'])];
+const widths = header.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+console.log(`\n${table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}`);
+
+if (!quick) {
+  const md = [
+    '# carbon-trace benchmark results',
+    '',
+    `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}.`,
+    `Each ratio is B ÷ A of the medians of ${SAMPLES} alternating samples, measured side by side in one run.${gc ? '' : ' (Heap figures without --expose-gc are indicative only.)'}`,
+    '',
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...table.slice(1).map((row) => `| ${row.join(' | ')} |`),
+    '',
+  ].join('\n');
+  writeFileSync(join(import.meta.dirname, 'RESULTS.md'), md);
+  console.log('\nwritten to bench/RESULTS.md');
+}
