@@ -50,15 +50,28 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
   fetch?: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
   /** How long a trace captured by `handler.fetch` waits for its LLM run, ms. Default 300000. */
   captureTtlMs?: number;
+  /**
+   * How long a run may stay open before its state is dropped, ms. Default 1800000 (30 min).
+   * LangChain reports no end for a stream the caller stops reading (`break`), nor for chains
+   * around an aborted stream; this bounds what such runs leave behind.
+   */
+  runTtlMs?: number;
 }
 
-type RunState = { parentRunId?: string; rootRunId: string };
-type LLMRunState = RunState & { modelName?: string; provider?: string; chunks?: CarbonTraceAccumulator; messageIds?: Set<string> };
+type RunState = { parentRunId?: string; rootRunId: string; startedAt: number };
+type LLMRunState = RunState & {
+  modelName?: string;
+  provider?: string;
+  chunks?: CarbonTraceAccumulator;
+  messageIds?: Set<string>;
+  detachAbort?: () => void;
+};
 
 // Bounds for state that a misbehaving caller could grow: runs that never end, captures never claimed.
 const MAX_OPEN_RUNS = 10_000;
 const MAX_CAPTURES = 10_000;
 const DEFAULT_CAPTURE_TTL_MS = 5 * 60_000;
+const DEFAULT_RUN_TTL_MS = 30 * 60_000;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -136,6 +149,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    */
   pendingState(): { runs: number; roots: number; captures: number } {
     this.expireCaptures(Date.now());
+    this.dropStaleRuns(Date.now());
     return { runs: this.runs.size + this.llmRuns.size, roots: this.rootTotals.size, captures: this.captures.size };
   }
 
@@ -219,9 +233,10 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   }
 
   override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void {
-    this.guard('handleLLMEnd', async () => {
+    this.guard('handleLLMEnd', () => {
       const run = this.llmRuns.get(runId);
       this.llmRuns.delete(runId);
+      run?.detachAbort?.();
       const rootRunId = run?.rootRunId ?? runId;
       const { metrics, traceSeen } = this.readTrace(output, run);
       this.writeMetadata(output, metrics);
@@ -246,20 +261,18 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   }
 
   override handleLLMError(_err: unknown, runId: string, _parentRunId?: string): void {
-    this.guard('handleLLMError', () => {
-      const run = this.llmRuns.get(runId);
-      this.llmRuns.delete(runId);
-      if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
-    });
+    this.guard('handleLLMError', () => this.failLLMRun(runId));
   }
 
   // ---- internals ------------------------------------------------------------------------
 
   private startRun(map: Map<string, RunState>, runId: string, parentRunId: string | undefined): RunState {
+    const now = Date.now();
+    this.dropStaleRuns(now);
     const parent = parentRunId === undefined ? undefined : (this.runs.get(parentRunId) ?? this.llmRuns.get(parentRunId));
     // A parent we never saw (the handler was attached below it) makes this run a root for us.
     const rootRunId = parent?.rootRunId ?? runId;
-    const state: RunState = { rootRunId };
+    const state: RunState = { rootRunId, startedAt: now };
     if (parentRunId !== undefined) state.parentRunId = parentRunId;
     evictOldest(map, MAX_OPEN_RUNS);
     map.set(runId, state);
@@ -282,6 +295,36 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     if (modelName !== undefined) state.modelName = modelName;
     // LangChain chat models tag their runs with ls_provider ('openai', 'anthropic', …).
     if (typeof metadata?.ls_provider === 'string') state.provider = metadata.ls_provider;
+    // An aborted stream never reaches handleLLMError: LangChain rejects the caller's iterator
+    // and leaves the model's generator suspended. The call's own signal tells us instead.
+    const signal = (extraParams?.options as { signal?: unknown } | undefined)?.signal as AbortSignal | undefined;
+    if (signal && typeof signal.addEventListener === 'function' && !signal.aborted) {
+      const onAbort = () => this.guard('abort', () => this.failLLMRun(runId));
+      signal.addEventListener('abort', onAbort, { once: true });
+      state.detachAbort = () => signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** An LLM run that ended without a result: forget it, its unclaimed capture, and its root if it was one. */
+  private failLLMRun(runId: string): void {
+    const run = this.llmRuns.get(runId);
+    this.llmRuns.delete(runId);
+    run?.detachAbort?.();
+    if (run?.messageIds) this.takeCapture(run.messageIds);
+    if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
+  }
+
+  /** Runs LangChain never ended (see `runTtlMs`); insertion order is start order. */
+  private dropStaleRuns(now: number): void {
+    const cutoff = now - (this.options.runTtlMs ?? DEFAULT_RUN_TTL_MS);
+    for (const map of [this.runs, this.llmRuns] as Array<Map<string, LLMRunState>>) {
+      for (const [runId, run] of map) {
+        if (run.startedAt > cutoff) break;
+        map.delete(runId);
+        run.detachAbort?.();
+        this.rootTotals.delete(runId);
+      }
+    }
   }
 
   private endRun(runId: string): void {

@@ -362,6 +362,30 @@ describe('CarbonTraceCallbackHandler run bookkeeping', () => {
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
   });
 
+  it('reports its own internal errors as warnings, never as throws or unhandled rejections', async () => {
+    const r = recordingHandler();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const hostile = { get generations(): never { throw new Error('hostile getter'); } };
+    r.handler.handleChatModelStart({ lc: 1, type: 'not_implemented', id: ['x'] }, [], 'run-h');
+    expect(() => r.handler.handleLLMEnd(hostile as never, 'run-h')).not.toThrow();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    process.off('unhandledRejection', onUnhandled);
+    expect(unhandled).toEqual([]);
+    expect(r.warnings.join('\n')).toMatch(/internal error in handleLLMEnd.*hostile getter/);
+  });
+
+  it('drops runs LangChain never ends (a stream the caller stops reading) after runTtlMs', async () => {
+    const r = recordingHandler({ runTtlMs: 50 });
+    server.reply = () => ({ content: 'one two three four', trace: sampleTrace() });
+    for await (const _chunk of await chat({ handler: r.handler }).stream('x', { callbacks: [r.handler] })) break;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(r.handler.pendingState().runs).toBe(1); // LangChain reported no end
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(r.handler.pendingState()).toMatchObject({ runs: 0, roots: 0 });
+  });
+
   it('never throws on malformed callback arguments', async () => {
     const r = recordingHandler();
     expect(() => r.handler.handleLLMEnd(null as never, 'x')).not.toThrow();
