@@ -75,6 +75,13 @@ const quiet = { onWarning: false as const };
     () => times(n, () => generateText({ model: wrapped, prompt: 'x' })),
   );
   ratioRow(`generateText ×${n}, loopback`, 'bare', 'middleware', r, 1.05, n);
+  // What wrapLanguageModel itself costs: a middleware that only passes the call on.
+  const identity = wrapLanguageModel({ model: provider('m'), middleware: { specificationVersion: 'v3' as const, wrapGenerate: async ({ doGenerate }) => doGenerate() } });
+  const r2 = await abTest(
+    () => times(n, () => generateText({ model: identity, prompt: 'x' })),
+    () => times(n, () => generateText({ model: wrapped, prompt: 'x' })),
+  );
+  ratioRow(`generateText ×${n}, loopback, vs an identity middleware`, 'identity', 'middleware', r2, 1.05, n);
 }
 
 // ---- 2. streamText of a 2,000-chunk response over loopback -------------------------------
@@ -160,7 +167,19 @@ const quiet = { onWarning: false as const };
     () => times(n, () => bare.invoke('x')),
     () => times(n, () => bare.invoke('x', { callbacks: [noop] })),
   );
-  ratioRow(`ChatOpenAI invoke ×${n}, a no-op handler (LangChain's own cost, reference)`, 'bare', 'no-op handler', r0, Number.NaN);
+  ratioRow(`ChatOpenAI invoke ×${n}, a no-op handler (LangChain's own cost, reference)`, 'bare', 'no-op handler', r0, Number.NaN, n);
+  // What passing any custom fetch to the OpenAI client costs, and what ours adds on top.
+  const passthrough = new ChatOpenAI({ ...common, configuration: { baseURL: server.baseURL, fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init) } });
+  const rf0 = await abTest(
+    () => times(n, () => bare.invoke('x')),
+    () => times(n, () => passthrough.invoke('x')),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, a pass-through custom fetch (the client's own cost, reference)`, 'bare', 'pass-through fetch', rf0, Number.NaN, n);
+  const rf1 = await abTest(
+    () => times(n, () => passthrough.invoke('x')),
+    () => times(n, () => viaFetch.invoke('x')),
+  );
+  ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch vs a pass-through fetch`, 'pass-through fetch', 'handler.fetch', rf1, 1.05, n);
   const r1 = await abTest(
     () => times(n, () => bare.invoke('x')),
     () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
@@ -207,7 +226,24 @@ await server.close();
   }
 }
 
-// ---- 6. memory -----------------------------------------------------------------------------
+// ---- 6. pathological traces: 2 MB, 10,000 levels deep -----------------------------------
+{
+  const big = JSON.stringify({ ...sampleTrace(), padding: 'x'.repeat(2 * 1024 * 1024) });
+  const deep = `{"emissions_g_co2":1,"nested":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`;
+  for (const [label, input] of [['2 MB trace (JSON text)', big], ['10,000 levels of nesting (JSON text)', deep]] as const) {
+    const samples: number[] = [];
+    for (let i = 0; i < (quick ? 3 : 9); i++) {
+      const start = performance.now();
+      parseCarbonTrace(input);
+      samples.push(performance.now() - start);
+    }
+    const ms = median(samples);
+    rows.push({ name: `parseCarbonTrace, ${label}`, a: '', b: '', value: `${ms.toFixed(1)} ms`, target: '≪ 1000 ms', met: ms < 1000 });
+    console.log(`parseCarbonTrace ${label}: ${ms.toFixed(1)} ms`);
+  }
+}
+
+// ---- 7. memory -----------------------------------------------------------------------------
 const gc = (globalThis as { gc?: () => void }).gc;
 const heap = () => {
   gc?.();
