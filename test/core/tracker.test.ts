@@ -117,7 +117,7 @@ describe('tracker.toEmissionsCsv', () => {
 });
 
 describe('tracker.toBoAmpsReport', () => {
-  const boampsDir = resolve(import.meta.dirname, '../../../shared/boamps');
+  const boampsDir = resolve(import.meta.dirname, '../fixtures/boamps');
   const schema = (name: string) => JSON.parse(readFileSync(join(boampsDir, name), 'utf8'));
 
   function validator() {
