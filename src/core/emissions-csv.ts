@@ -4,6 +4,12 @@ import type { CarbonTotals } from './types';
  * CodeCarbon's emissions.csv columns (`EmissionsData`, codecarbon 2.x), in its order and units:
  * duration s, emissions kgCO2eq, emissions_rate kg/s, powers W, energies kWh. Tools that read
  * CodeCarbon output find every column they know where they expect it.
+ *
+ * @example
+ * ```ts
+ * const header = tracker.toEmissionsCsv().split('\n')[0].split(',');
+ * header.slice(0, EMISSIONS_CSV_COLUMNS.length); // CodeCarbon's own columns
+ * ```
  */
 export const EMISSIONS_CSV_COLUMNS = [
   'timestamp', 'project_name', 'run_id', 'experiment_id', 'duration', 'emissions', 'emissions_rate',
@@ -13,7 +19,14 @@ export const EMISSIONS_CSV_COLUMNS = [
   'ram_total_size', 'tracking_mode', 'on_cloud', 'pue',
 ] as const;
 
-/** carbon-trace's own columns, after CodeCarbon's, so coverage and measured share travel along. */
+/**
+ * carbon-trace's own columns, after CodeCarbon's, so coverage and measured share travel along.
+ *
+ * @example
+ * ```ts
+ * EMISSIONS_CSV_EXTRA_COLUMNS; // ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens']
+ * ```
+ */
 export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens'] as const;
 
 /**

@@ -1,10 +1,25 @@
 import type { CarbonMetrics, CarbonSessionTotals } from './types';
 import { carbonTraceWireFields, plainWireValue, type CarbonTraceWireField } from './wire-schema';
 
-/** The top-level response field that carries the trace. */
+/**
+ * The top-level response field that carries the trace.
+ *
+ * @example
+ * ```ts
+ * const raw = body[CARBON_TRACE_FIELD]; // body.x_carbon_trace
+ * ```
+ */
 export const CARBON_TRACE_FIELD = 'x_carbon_trace';
 
-/** The key under which both adapters publish metrics: `providerMetadata.codecarbon`, `response_metadata.codecarbon`. */
+/**
+ * The key under which both adapters publish metrics: `providerMetadata.codecarbon`,
+ * `response_metadata.codecarbon`, `generationInfo.codecarbon`.
+ *
+ * @example
+ * ```ts
+ * result.providerMetadata?.[CARBON_METADATA_KEY]; // same as getCarbonMetrics(result)
+ * ```
+ */
 export const CARBON_METADATA_KEY = 'codecarbon';
 
 const WIRE_FIELDS = Object.keys(carbonTraceWireFields) as CarbonTraceWireField[];

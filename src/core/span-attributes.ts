@@ -1,6 +1,13 @@
 import type { CarbonMetrics } from './types';
 
-/** The minimal OpenTelemetry span surface we write to. */
+/**
+ * The minimal OpenTelemetry span surface we write to; any `Span` of `@opentelemetry/api` fits.
+ *
+ * @example
+ * ```ts
+ * const span: AttributeSpan = trace.getActiveSpan()!;
+ * ```
+ */
 export type AttributeSpan = {
   setAttributes(attributes: Record<string, string | number | boolean>): unknown;
   isRecording?(): boolean;

@@ -3,10 +3,24 @@ import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 import { addCarbonMetrics, emptyCarbonTotals } from './sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod } from './types';
 
-/** What a recorded call is attributed to. */
+/**
+ * What a recorded call is attributed to.
+ *
+ * @example
+ * ```ts
+ * tracker.record(metrics, { provider: 'garden.chat', modelId: 'llama-3.1-8b' } satisfies CarbonRecordContext);
+ * ```
+ */
 export type CarbonRecordContext = { provider?: string; modelId?: string };
 
-/** The model key of calls recorded without a `modelId`. */
+/**
+ * The model key of calls recorded without a `modelId`.
+ *
+ * @example
+ * ```ts
+ * tracker.byModel()[UNKNOWN_MODEL]?.calls;
+ * ```
+ */
 export const UNKNOWN_MODEL = 'unknown';
 
 /**

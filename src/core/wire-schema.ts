@@ -3,6 +3,11 @@ import { z } from 'zod/v4';
 /**
  * Largest wire value we accept for any number. Anything above 2^53 is not a measurement of one
  * model call, and admitting it would let a handful of calls overflow totals to Infinity.
+ *
+ * @example
+ * ```ts
+ * parseCarbonTrace({ energy_consumed_wh: MAX_WIRE_VALUE * 2 })?.warnings; // ['energy_consumed_wh dropped: implausibly large (…)']
+ * ```
  */
 export const MAX_WIRE_VALUE = Number.MAX_SAFE_INTEGER;
 
@@ -34,6 +39,11 @@ const wireFlag = z
 /**
  * Schema of one wire field each, in the units the server sends (Wh, g, kg, W, s).
  * Kept per field so that one bad value drops one field, not the whole record.
+ *
+ * @example
+ * ```ts
+ * carbonTraceWireFields.energy_consumed_wh.safeParse('1.5'); // { success: true, data: 1.5 }
+ * ```
  */
 export const carbonTraceWireFields = {
   emissions_g_co2: wireNumber,
@@ -77,7 +87,14 @@ export function plainWireValue(name: CarbonTraceWireField, raw: unknown): number
   return raw + 0; // -0 → 0
 }
 
-/** Names of the wire fields carbon-trace reads. */
+/**
+ * Names of the wire fields carbon-trace reads.
+ *
+ * @example
+ * ```ts
+ * const field: CarbonTraceWireField = 'emissions_g_co2';
+ * ```
+ */
 export type CarbonTraceWireField = keyof typeof carbonTraceWireFields;
 
 /**

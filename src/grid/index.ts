@@ -6,6 +6,11 @@ import type { CarbonMetrics } from '../core/types';
  * Where the zone figures come from: CO2.js (`@tgwf/co2`, The Green Web Foundation) ships Ember's
  * yearly average grid intensities per country (ISO 3166-1 alpha-3) and region, in gCO2eq/kWh,
  * under CC BY-SA 4.0. The year is whatever the installed `@tgwf/co2` carries.
+ *
+ * @example
+ * ```ts
+ * console.log(`zone data: ${GRID_INTENSITY_SOURCE}`);
+ * ```
  */
 export const GRID_INTENSITY_SOURCE = 'Ember yearly average grid intensity, via CO2.js (@tgwf/co2)';
 

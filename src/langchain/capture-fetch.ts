@@ -1,6 +1,13 @@
 import { findCarbonTrace } from '../core/parse-carbon-trace';
 
-/** Called with the response id and the raw `x_carbon_trace` of each traced response. */
+/**
+ * Called with the response id and the raw `x_carbon_trace` of each traced response.
+ *
+ * @example
+ * ```ts
+ * const sink: TraceSink = (id, trace) => traces.set(id, trace);
+ * ```
+ */
 export type TraceSink = (responseId: string, trace: unknown) => void;
 
 type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
