@@ -120,6 +120,15 @@ describe.each(MAJORS)('carbonTraceMiddleware on $label (real openai-compatible p
     expect(getCarbonMetrics(result)?.gwpKgco2eq).toBeCloseTo(kg(0.4), 12);
   });
 
+  it('generateText with Output.object: metrics on the result', async () => {
+    server.reply = () => ({ content: '{"answer":"42"}', trace: sampleTrace(6) });
+    const schema = ai.jsonSchema({ type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'] });
+    // ai@5 names the option experimental_output; ai@6 and ai@7 name it output.
+    const result = await ai.generateText({ model: wrapped(), prompt: 'answer', output: ai.Output.object({ schema }), experimental_output: ai.Output.object({ schema }) });
+    expect(result.output ?? result.experimental_output).toEqual({ answer: '42' });
+    expect(getCarbonMetrics(result)?.gwpKgco2eq).toBeCloseTo(kg(0.6), 12);
+  });
+
   it('streamObject: metrics once the stream is done', async () => {
     server.reply = () => ({ content: '{"answer":"42"}', trace: sampleTrace(5) });
     const result = ai.streamObject({
