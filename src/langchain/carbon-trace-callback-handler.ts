@@ -87,14 +87,14 @@ type Loose = any;
  * @example
  * ```ts
  * import { ChatOpenAI } from '@langchain/openai';
- * import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
+ * import { CarbonTraceCallbackHandler, getCarbonMetrics } from 'carbon-trace/langchain';
  *
  * const carbon = new CarbonTraceCallbackHandler();
  * const model = new ChatOpenAI({ model: 'llama-3.1-8b', configuration: { baseURL, fetch: carbon.fetch } });
  *
  * const message = await model.invoke('Hello', { callbacks: [carbon] });
- * message.response_metadata.codecarbon?.gwpKgco2eq; // kgCO2eq of this call
- * carbon.totals().energyKwh;                        // kWh of every call so far
+ * getCarbonMetrics(message)?.gwpKgco2eq; // kgCO2eq of this call, from response_metadata.codecarbon
+ * carbon.totals().energyKwh;             // kWh of every call so far
  * ```
  */
 export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
