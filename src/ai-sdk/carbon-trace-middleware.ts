@@ -1,6 +1,6 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
 import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, recordCall, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
+import { createWarner, reportCall, type CarbonTraceWarningHandler } from '../core/report';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
 import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
@@ -99,12 +99,8 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   const callerWantsRaw = new WeakMap<object, boolean>();
 
   function report(metrics: CarbonMetrics | undefined, traceSeen: boolean, context: CarbonTraceCallContext): void {
-    warnAboutTrace(warn, `${context.provider}/${context.modelId}`, metrics, traceSeen);
-    recordCall(warn, options.tracker, metrics, { provider: context.provider, modelId: context.modelId });
-    if (options.onMetrics) {
-      const onMetrics = options.onMetrics;
-      safeInvoke(warn, 'onMetrics', () => onMetrics(metrics, context));
-    }
+    const record = { provider: context.provider, modelId: context.modelId };
+    reportCall(warn, options, { source: `${context.provider}/${context.modelId}`, traceSeen, record }, metrics, context);
   }
 
   return {

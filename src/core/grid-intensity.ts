@@ -27,19 +27,29 @@ export type GridIntensity = { gCo2PerKwh: number; source?: string };
  * ```
  */
 export function withGridIntensity(metrics: CarbonMetrics, intensity: GridIntensity): CarbonMetrics {
-  const warnings = [...(Array.isArray(metrics.warnings) ? metrics.warnings : [])];
   const { gCo2PerKwh } = intensity;
   const source = intensity.source ?? 'given intensity';
   if (typeof gCo2PerKwh !== 'number' || !Number.isFinite(gCo2PerKwh) || gCo2PerKwh < 0) {
-    warnings.push(`gwpKgco2eq not recomputed: grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0 (${source})`);
-    return { ...metrics, warnings };
+    return withWarning(metrics, `gwpKgco2eq not recomputed: grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0 (${source})`);
   }
   if (typeof metrics.energyKwh !== 'number') {
-    warnings.push(`gwpKgco2eq not recomputed: the trace has no energy (${source})`);
-    return { ...metrics, warnings };
+    return withWarning(metrics, `gwpKgco2eq not recomputed: the trace has no energy (${source})`);
   }
   const gwpKgco2eq = (metrics.energyKwh * gCo2PerKwh) / 1000;
   const replaced = metrics.gwpKgco2eq === undefined ? 'none reported' : `replaces the server's ${metrics.gwpKgco2eq} kgCO2eq`;
-  warnings.push(`gwpKgco2eq derived from energyKwh × ${gCo2PerKwh} gCO2eq/kWh (${source}; ${replaced})`);
-  return { ...metrics, gwpKgco2eq, warnings };
+  return withWarning({ ...metrics, gwpKgco2eq }, `gwpKgco2eq derived from energyKwh × ${gCo2PerKwh} gCO2eq/kWh (${source}; ${replaced})`);
+}
+
+/**
+ * A copy of `metrics` with one more warning; the input is untouched.
+ *
+ * @example
+ * ```ts
+ * withWarning(metrics, 'gwpKgco2eq not recomputed: unknown grid zone "XX"');
+ * ```
+ */
+export function withWarning(metrics: CarbonMetrics, warning: string): CarbonMetrics {
+  // Metrics may come back from JSON without their warnings array.
+  const warnings = Array.isArray(metrics.warnings) ? metrics.warnings : [];
+  return { ...metrics, warnings: [...warnings, warning] };
 }

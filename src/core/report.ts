@@ -116,3 +116,29 @@ export function recordCall(
     safeInvoke(warn, 'tracker.record', () => tracker.record(metrics, context));
   }
 }
+
+/**
+ * Everything both adapters do once a call's metrics are known: warn about a missing or broken
+ * trace, record the call in every tracker, and tell `onMetrics`. Nothing here can throw into
+ * the caller's model call.
+ *
+ * @example
+ * ```ts
+ * reportCall(warn, options, { source: 'garden.chat/llama', traceSeen: true, record: { modelId: 'llama' } }, metrics, ctx);
+ * ```
+ */
+export function reportCall<C>(
+  warn: (key: string, message: string) => void,
+  sinks: {
+    tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined;
+    onMetrics?: ((metrics: CarbonMetrics | undefined, context: C) => unknown) | undefined;
+  },
+  call: { source: string; traceSeen: boolean; record: { provider?: string; modelId?: string } },
+  metrics: CarbonMetrics | undefined,
+  context: C,
+): void {
+  warnAboutTrace(warn, call.source, metrics, call.traceSeen);
+  recordCall(warn, sinks.tracker, metrics, call.record);
+  const { onMetrics } = sinks;
+  if (onMetrics) safeInvoke(warn, 'onMetrics', () => onMetrics(metrics, context));
+}

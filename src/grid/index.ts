@@ -1,5 +1,5 @@
 import { averageIntensity } from '@tgwf/co2/data';
-import { withGridIntensity as withIntensity, type GridIntensity } from '../core/grid-intensity';
+import { withGridIntensity as withIntensity, withWarning, type GridIntensity } from '../core/grid-intensity';
 import type { CarbonMetrics } from '../core/types';
 
 /**
@@ -46,10 +46,7 @@ export function gridIntensityOfZone(zone: string): GridIntensity | undefined {
 export function withGridIntensity(metrics: CarbonMetrics, where: GridIntensity | { zone: string }): CarbonMetrics {
   if (!('zone' in where)) return withIntensity(metrics, where);
   const intensity = gridIntensityOfZone(where.zone);
-  if (intensity === undefined) {
-    const warnings = [...(metrics.warnings ?? []), `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)}`];
-    return { ...metrics, warnings };
-  }
+  if (intensity === undefined) return withWarning(metrics, `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)}`);
   return withIntensity(metrics, intensity);
 }
 

@@ -3,7 +3,7 @@ import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
 import { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from '../core/accumulator';
 import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, recordCall, safeInvoke, warnAboutTrace, type CarbonTraceWarningHandler } from '../core/report';
+import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler } from '../core/report';
 import { addCarbonMetrics, emptyCarbonTotals } from '../core/sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
 import { createCaptureFetch } from './capture-fetch';
@@ -241,21 +241,16 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       const { metrics, traceSeen } = this.readTrace(output, run);
       this.writeMetadata(output, metrics);
 
-      warnAboutTrace(this.warn, run?.modelName ?? 'the model', metrics, traceSeen);
       addCarbonMetrics(this.allTotals, metrics);
       const rootTotals = this.rootTotals.get(rootRunId);
       if (rootTotals) addCarbonMetrics(rootTotals, metrics);
-      const { tracker, onMetrics } = this.options;
-      const context: { provider?: string; modelId?: string } = {};
-      if (run?.provider !== undefined) context.provider = run.provider;
-      if (run?.modelName !== undefined) context.modelId = run.modelName;
-      recordCall(this.warn, tracker, metrics, context);
-      if (onMetrics) {
-        const info: CarbonLLMRunInfo = { runId, rootRunId };
-        if (parentRunId !== undefined) info.parentRunId = parentRunId;
-        if (run?.modelName !== undefined) info.modelName = run.modelName;
-        safeInvoke(this.warn, 'onMetrics', () => onMetrics(metrics, info));
-      }
+      const record: { provider?: string; modelId?: string } = {};
+      if (run?.provider !== undefined) record.provider = run.provider;
+      if (run?.modelName !== undefined) record.modelId = run.modelName;
+      const info: CarbonLLMRunInfo = { runId, rootRunId };
+      if (parentRunId !== undefined) info.parentRunId = parentRunId;
+      if (run?.modelName !== undefined) info.modelName = run.modelName;
+      reportCall(this.warn, this.options, { source: run?.modelName ?? 'the model', traceSeen, record }, metrics, info);
       if (rootRunId === runId) this.endRoot(runId);
     });
   }
