@@ -165,7 +165,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
             }
             let part = next.value;
             if (part?.type === 'raw') {
-              safely(() => accumulator.add(part.rawValue));
+              accumulator.add(part.rawValue); // never throws: it only looks up one key
               if (!keepRaw) continue;
             } else if (part?.type === 'finish') {
               part = safely(() => {

@@ -54,7 +54,7 @@ export function createWarner(handler: CarbonTraceWarningHandler | undefined): (k
  * warnAboutTrace(warn, 'openai.chat/llama-3', metrics, acc.hasTrace);
  * ```
  */
-export function warnAboutTrace(
+function warnAboutTrace(
   warn: (key: string, message: string) => void,
   source: string,
   metrics: CarbonMetrics | undefined,
@@ -105,7 +105,7 @@ export function safeInvoke(warn: (key: string, message: string) => void, name: s
  * recordCall(warn, options.tracker, metrics, { provider, modelId });
  * ```
  */
-export function recordCall(
+function recordCall(
   warn: (key: string, message: string) => void,
   trackers: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined,
   metrics: CarbonMetrics | undefined,

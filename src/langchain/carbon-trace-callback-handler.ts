@@ -1,7 +1,6 @@
 import { BaseCallbackHandler, type BaseCallbackHandlerInput } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
-import { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from '../core/accumulator';
 import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler } from '../core/report';
 import { addCarbonMetrics, emptyCarbonTotals } from '../core/sum-carbon-metrics';
@@ -62,7 +61,8 @@ type RunState = { parentRunId?: string; rootRunId: string; startedAt: number };
 type LLMRunState = RunState & {
   modelName?: string;
   provider?: string;
-  chunks?: CarbonTraceAccumulator;
+  /** The last raw trace seen on a streamed chunk (the final figure comes last). */
+  chunkTrace?: unknown;
   messageIds?: Set<string>;
   detachAbort?: () => void;
 };
@@ -226,7 +226,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       // Each chunk's own raw response is clean; the merged message at the end is not (chunk
       // merging adds repeated numbers), so collect the trace here.
       const raw = findTraceIn(chunk.message) ?? findTraceIn(chunk);
-      if (raw !== undefined) (run.chunks ??= createCarbonTraceAccumulator()).add({ x_carbon_trace: raw });
+      if (raw !== undefined) run.chunkTrace = raw;
       const id = chunk.message?.id;
       if (typeof id === 'string') (run.messageIds ??= new Set()).add(id);
     });
@@ -234,9 +234,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
 
   override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void {
     this.guard('handleLLMEnd', () => {
-      const run = this.llmRuns.get(runId);
-      this.llmRuns.delete(runId);
-      run?.detachAbort?.();
+      const run = this.takeLLMRun(runId);
       const rootRunId = run?.rootRunId ?? runId;
       const { metrics, traceSeen } = this.readTrace(output, run);
       this.writeMetadata(output, metrics);
@@ -302,11 +300,17 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
 
   /** An LLM run that ended without a result: forget it, its unclaimed capture, and its root if it was one. */
   private failLLMRun(runId: string): void {
+    const run = this.takeLLMRun(runId);
+    if (run?.messageIds) this.takeCapture(run.messageIds);
+    if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
+  }
+
+  /** Removes an LLM run's state and its abort listener, and returns the state. */
+  private takeLLMRun(runId: string): LLMRunState | undefined {
     const run = this.llmRuns.get(runId);
     this.llmRuns.delete(runId);
     run?.detachAbort?.();
-    if (run?.messageIds) this.takeCapture(run.messageIds);
-    if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
+    return run;
   }
 
   /** Runs LangChain never ended (see `runTtlMs`); insertion order is start order. */
@@ -374,7 +378,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       if (typeof id === 'string') ids.add(id);
     }
     let raw = this.takeCapture(ids);
-    if (raw === undefined && run?.chunks?.hasTrace) return { metrics: run.chunks.build(), traceSeen: true };
+    if (raw === undefined) raw = run?.chunkTrace; // a captured null is still a (broken) trace
     for (const generation of generations) {
       if (raw !== undefined) break;
       raw = findTraceIn(generation?.message) ?? findTraceIn(generation);
