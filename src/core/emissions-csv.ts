@@ -1,4 +1,5 @@
 import type { CarbonTotals } from './types';
+import { JOULES_PER_KWH } from './units';
 
 /**
  * CodeCarbon's emissions.csv columns (`EmissionsData`, codecarbon 2.x), in its order and units:
@@ -43,8 +44,6 @@ export type EmissionsCsvOptions = {
   /** `timestamp` of every row. Default: now. */
   now?: Date;
 };
-
-const JOULES_PER_KWH = 3.6e6;
 
 /**
  * Renders per-model totals as CodeCarbon emissions.csv text: a header and one row per model,

@@ -1,6 +1,7 @@
 import { metrics, type Attributes, type Counter, type Meter } from '@opentelemetry/api';
 import type { CarbonRecordContext } from '../core/tracker';
 import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import { JOULES_PER_KWH } from '../core/units';
 
 export { carbonSpanAttributes } from '../core/span-attributes';
 
@@ -49,8 +50,6 @@ export type OtelCarbonRecorderOptions = {
   /** Default: `metrics.getMeter('carbon-trace')` from the global MeterProvider. */
   meter?: Meter;
 };
-
-const JOULES_PER_KWH = 3.6e6;
 
 /**
  * A recorder that turns every model call into OpenTelemetry counters — energy (J), emissions
