@@ -1,8 +1,9 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
-import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, reportCall, type CarbonTraceWarningHandler } from '../core/report';
+import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
+import { createWarner, reportCall, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
+import { createSessionEmissions } from '../core/session-emissions';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
-import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import type { CallOutcome, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
 /**
  * What `onMetrics` is told about the call.
@@ -18,7 +19,13 @@ export type CarbonTraceCallContext = {
   provider: string;
   modelId: string;
   type: 'generate' | 'stream';
+  /**
+   * How the call ended: `'completed'`, `'failed'` (an error, e.g. HTTP 500 or a cut stream) or
+   * `'aborted'` (cancelled by the caller). Failed and aborted calls count in `calls` too.
+   */
+  outcome: CallOutcome;
 };
+
 
 /**
  * Options of {@link carbonTraceMiddleware}.
@@ -30,9 +37,10 @@ export type CarbonTraceCallContext = {
  */
 export type CarbonTraceMiddlewareOptions = {
   /**
-   * Called once per model call that returns: at the end of `generate`, or when a stream
+   * Called once per model call: at the end of `generate` (also when it fails), or when a stream
    * finishes, errors or is cancelled. `undefined` when the call carried no usable trace, so
-   * lost coverage is visible. A throw or rejection here is reported, never raised.
+   * lost coverage is visible; `context.outcome` says whether it completed. A throw or rejection
+   * here is reported, never raised.
    */
   onMetrics?: (metrics: CarbonMetrics | undefined, context: CarbonTraceCallContext) => void | Promise<void>;
   /** Records every call, traced or not: a `CarbonTracker`, an OpenTelemetry recorder, or several. */
@@ -97,10 +105,16 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   const warn = createWarner(options.onWarning);
   // Whether the caller itself asked for raw chunks, keyed by the params object we hand on.
   const callerWantsRaw = new WeakMap<object, boolean>();
+  const sessions = createSessionEmissions();
 
-  function report(metrics: CarbonMetrics | undefined, traceSeen: boolean, context: CarbonTraceCallContext): void {
-    const record = { provider: context.provider, modelId: context.modelId };
-    reportCall(warn, options, { source: `${context.provider}/${context.modelId}`, traceSeen, record }, metrics, context);
+  /** Derives what a session snapshot leaves open, tells every sink, and returns the call's metrics. */
+  function report(read: { metrics: CarbonMetrics | undefined; problem?: string } | undefined, context: CarbonTraceCallContext): CarbonMetrics | undefined {
+    const source = `${context.provider}/${context.modelId}`;
+    const metrics = sessions.apply(source, read?.metrics);
+    const absence: TraceAbsence =
+      context.outcome !== 'completed' ? { reason: 'failed' } : read?.problem !== undefined ? { reason: 'unusable', problem: read.problem } : { reason: 'no-trace' };
+    reportCall(warn, options, { source, absence, record: { provider: context.provider, modelId: context.modelId } }, metrics, context);
+    return metrics;
   }
 
   return {
@@ -114,12 +128,18 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
     },
 
     async wrapGenerate({ doGenerate, model }) {
-      const result = await doGenerate();
+      let result: Loose;
+      try {
+        result = await doGenerate();
+      } catch (error) {
+        // A failed call is still a call: it counts, without metrics, and the error is the caller's.
+        safely(() => report(undefined, callContext(model, 'generate', isAbort(error) ? 'aborted' : 'failed')));
+        throw error;
+      }
       try {
         const trace = findCarbonTrace(result?.response?.body);
-        const metrics = parseCarbonTrace(trace);
+        const metrics = report(trace === undefined ? undefined : readCarbonTrace(trace), callContext(model, 'generate', 'completed'));
         setCarbonSpanAttributes(getActiveSpan(), metrics);
-        report(metrics, trace !== undefined, callContext(model, 'generate'));
         if (metrics === undefined) return result;
         return { ...result, providerMetadata: withMetrics(result.providerMetadata, metrics) };
       } catch {
@@ -131,21 +151,31 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       const keepRaw = callerWantsRaw.get(params) ?? true;
       // The doStream span is active now, not when the stream is read later.
       const span = getActiveSpan();
-      const { stream, ...rest } = await doStream();
-      const context = callContext(model, 'stream');
+      let streamResult: Loose;
+      try {
+        streamResult = await doStream();
+      } catch (error) {
+        safely(() => report(undefined, callContext(model, 'stream', isAbort(error) ? 'aborted' : 'failed')));
+        throw error;
+      }
+      const { stream, ...rest } = streamResult;
       const accumulator = createCarbonTraceAccumulator();
       let reported = false;
 
-      const finishCall = (): CarbonMetrics | undefined => {
+      const finishCall = (outcome: CallOutcome): CarbonMetrics | undefined => {
         if (reported) return undefined;
         reported = true;
-        const metrics = accumulator.build();
+        const metrics = report(
+          accumulator.hasTrace ? { metrics: accumulator.build(), ...(accumulator.problem ? { problem: accumulator.problem } : {}) } : undefined,
+          callContext(model, 'stream', outcome),
+        );
         setCarbonSpanAttributes(span, metrics);
-        report(metrics, accumulator.hasTrace, context);
         return metrics;
       };
 
       const reader = (stream as ReadableStream<StreamPart>).getReader();
+      // Providers report a failed request inside the stream as an error part, not a throw.
+      let sawError = false;
       // Pull-based rather than a TransformStream: forced raw parts are skipped without ever
       // being enqueued, which measured markedly cheaper on long streams (DESIGN.md §4).
       const observed = new ReadableStream<StreamPart>({
@@ -155,11 +185,11 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
             try {
               next = await reader.read();
             } catch (error) {
-              safely(finishCall);
+              safely(() => finishCall(isAbort(error) ? 'aborted' : 'failed'));
               throw error;
             }
             if (next.done) {
-              safely(finishCall);
+              safely(() => finishCall(sawError ? 'failed' : 'completed'));
               controller.close();
               return;
             }
@@ -167,9 +197,11 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
             if (part?.type === 'raw') {
               accumulator.add(part.rawValue); // never throws: it only looks up one key
               if (!keepRaw) continue;
+            } else if (part?.type === 'error') {
+              sawError = true;
             } else if (part?.type === 'finish') {
               part = safely(() => {
-                const metrics = finishCall();
+                const metrics = finishCall(sawError ? 'failed' : 'completed');
                 return metrics ? { ...part, providerMetadata: withMetrics(part.providerMetadata, metrics) } : part;
               }) ?? part;
             }
@@ -178,7 +210,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
           }
         },
         async cancel(reason) {
-          safely(finishCall);
+          safely(() => finishCall('aborted'));
           await reader.cancel(reason);
         },
       });
@@ -188,8 +220,13 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   };
 }
 
-function callContext(model: Loose, type: 'generate' | 'stream'): CarbonTraceCallContext {
-  return { provider: String(model?.provider ?? 'unknown'), modelId: String(model?.modelId ?? 'unknown'), type };
+function callContext(model: Loose, type: 'generate' | 'stream', outcome: CallOutcome): CarbonTraceCallContext {
+  return { provider: String(model?.provider ?? 'unknown'), modelId: String(model?.modelId ?? 'unknown'), type, outcome };
+}
+
+function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || name === 'TimeoutError';
 }
 
 function withMetrics(providerMetadata: unknown, metrics: CarbonMetrics): Record<string, unknown> {

@@ -1,4 +1,4 @@
-import { findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
+import { findCarbonTrace, readCarbonTrace } from './parse-carbon-trace';
 import type { CarbonMetrics } from './types';
 
 /**
@@ -19,6 +19,8 @@ export type CarbonTraceAccumulator = {
   build(): CarbonMetrics | undefined;
   /** Whether any chunk so far carried a trace (valid or not). */
   readonly hasTrace: boolean;
+  /** Why `build()` gave `undefined` although a chunk carried a trace, e.g. `'not a trace object'`. */
+  readonly problem: string | undefined;
 };
 
 /**
@@ -37,7 +39,7 @@ export type CarbonTraceAccumulator = {
 export function createCarbonTraceAccumulator(): CarbonTraceAccumulator {
   let raw: unknown;
   let seen = false;
-  let built: { metrics: CarbonMetrics | undefined } | undefined;
+  let built: { metrics: CarbonMetrics | undefined; problem?: string } | undefined;
   return {
     add(chunk) {
       const trace = findCarbonTrace(chunk);
@@ -47,11 +49,15 @@ export function createCarbonTraceAccumulator(): CarbonTraceAccumulator {
       built = undefined;
     },
     build() {
-      built ??= { metrics: seen ? parseCarbonTrace(raw) : undefined };
+      built ??= seen ? readCarbonTrace(raw) : { metrics: undefined };
       return built.metrics;
     },
     get hasTrace() {
       return seen;
+    },
+    get problem() {
+      this.build();
+      return built?.problem;
     },
   };
 }

@@ -1,4 +1,5 @@
 import { sumTotals } from './sum-carbon-metrics';
+import { OVERFLOW_MODEL } from './model-keys';
 import type { CarbonTotals } from './types';
 
 /**
@@ -52,8 +53,13 @@ export type BoAmpsReportOptions = {
   quality?: 'high' | 'medium' | 'low';
   /** Default: a random UUID. */
   reportId?: string;
-  /** Report and measurement time. Default: now. */
+  /** Report time (`reportDatetime`). Default: now. */
   now?: Date;
+  /**
+   * When the measured period began (`measurementDateTime`). A tracker fills it with the time of
+   * its first traced call; without it the measure has no date.
+   */
+  measurementStart?: Date;
 };
 
 /**
@@ -82,7 +88,7 @@ export type BoAmpsReport = {
     dataset: Array<{ dataUsage: 'input' | 'output'; dataType: 'token'; dataQuantity: number }>;
     taskDescription: string;
   };
-  measures: Array<{ measurementMethod: 'codecarbon'; powerConsumption: number; measurementDuration: number; measurementDateTime: string }>;
+  measures: Array<{ measurementMethod: 'codecarbon'; powerConsumption: number; measurementDuration: number; measurementDateTime?: string }>;
   infrastructure: BoAmpsReportOptions['infrastructure'];
   environment?: BoAmpsReportOptions['environment'];
   system?: BoAmpsReportOptions['system'];
@@ -112,13 +118,12 @@ export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: B
       `no traced calls${options.modelId === undefined ? '' : ` for model ${options.modelId}`}: a BoAmps report needs a measured or estimated energy`,
     );
   }
-  const now = (options.now ?? new Date()).toISOString();
   const untraced = totals.calls - totals.tracedCalls;
   const report: BoAmpsReport = {
     header: {
       formatVersion: '0.1',
       reportId: options.reportId ?? globalThis.crypto.randomUUID(),
-      reportDatetime: now,
+      reportDatetime: boampsDateTime(options.now ?? new Date()),
       reportStatus: options.reportStatus ?? 'draft',
       ...(options.publisher ? { publisher: options.publisher } : {}),
     },
@@ -135,14 +140,15 @@ export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: B
         `LLM inference measured by CodeCarbon on the serving hardware, read by carbon-trace: ` +
         `${totals.tracedCalls} of ${totals.calls} calls carried a trace (${totals.measuredCalls} measured by hardware counters, ` +
         `${totals.tracedCalls - totals.measuredCalls} estimated); ${untraced} call${untraced === 1 ? '' : 's'} without a trace ` +
-        `${untraced === 1 ? 'is' : 'are'} not in the measures. Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq.`,
+        `${untraced === 1 ? 'is' : 'are'} not in the measures. Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq` +
+        `${partial(totals)}.${models.includes(OVERFLOW_MODEL) ? ` "${OVERFLOW_MODEL}" stands for the models beyond the tracker's maxModels distinct ids.` : ''}`,
     },
     measures: [
       {
         measurementMethod: 'codecarbon',
         powerConsumption: totals.energyKwh,
         measurementDuration: totals.durationSeconds,
-        measurementDateTime: now,
+        ...(options.measurementStart ? { measurementDateTime: boampsDateTime(options.measurementStart) } : {}),
       },
     ],
     infrastructure: options.infrastructure,
@@ -152,4 +158,20 @@ export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: B
   if (options.software) report.software = options.software;
   if (options.quality) report.quality = options.quality;
   return report;
+}
+
+/** BoAmps dates are `YYYY-MM-DD HH:MM:SS` (UTC here). */
+function boampsDateTime(date: Date): string {
+  return date.toISOString().slice(0, 19).replace('T', ' ');
+}
+
+/** Says which sums cover fewer calls than were traced, so a partial figure is not read as whole. */
+function partial(totals: CarbonTotals): string {
+  const { energyKwh, gwpKgco2eq, durationSeconds } = totals.callsWith;
+  const gaps = [
+    energyKwh < totals.tracedCalls ? `energy from ${energyKwh}` : '',
+    gwpKgco2eq < totals.tracedCalls ? `emissions from ${gwpKgco2eq}` : '',
+    durationSeconds < totals.tracedCalls ? `duration from ${durationSeconds}` : '',
+  ].filter(Boolean);
+  return gaps.length > 0 ? ` (${gaps.join(', ')} of the ${totals.tracedCalls} traced calls)` : '';
 }

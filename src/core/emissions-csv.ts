@@ -47,7 +47,9 @@ export type EmissionsCsvOptions = {
 
 /**
  * Renders per-model totals as CodeCarbon emissions.csv text: a header and one row per model,
- * `run_id` being the model id. Mean powers are energy ÷ summed server duration.
+ * `run_id` being the model id. Mean powers and `emissions_rate` are energy ÷ duration over the
+ * calls that carried a duration (empty when none did). A model with no traced call has its
+ * energy and emissions cells empty, not `0`. Numbers keep 12 significant digits.
  *
  * @example
  * ```ts
@@ -57,24 +59,29 @@ export type EmissionsCsvOptions = {
 export function toEmissionsCsv(byModel: Record<string, CarbonTotals>, options: EmissionsCsvOptions = {}): string {
   const timestamp = (options.now ?? new Date()).toISOString();
   const project = options.projectName ?? 'carbon-trace';
-  const lines = [[...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS].join(',')];
+  const columns = [...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS];
+  const lines = [columns.join(',')];
   for (const [model, t] of Object.entries(byModel)) {
-    const watts = (kwh: number) => (t.durationSeconds > 0 ? (kwh * JOULES_PER_KWH) / t.durationSeconds : 0);
+    // A sum no call contributed to is unknown, not zero.
+    const sum = (key: keyof CarbonTotals['callsWith']) => (t.callsWith[key] > 0 ? t[key] : '');
+    const timedSeconds = t.durationSeconds;
+    const perSecond = (value: number, factor: number, key: keyof CarbonTotals['callsWith']) =>
+      timedSeconds > 0 && t.callsWith[key] > 0 ? (value * factor) / timedSeconds : '';
     const row: Record<string, string | number> = {
       timestamp,
       project_name: project,
       run_id: model,
       experiment_id: '',
-      duration: t.durationSeconds,
-      emissions: t.gwpKgco2eq,
-      emissions_rate: t.durationSeconds > 0 ? t.gwpKgco2eq / t.durationSeconds : 0,
-      cpu_power: watts(t.cpuEnergyKwh),
-      gpu_power: watts(t.gpuEnergyKwh),
-      ram_power: watts(t.ramEnergyKwh),
-      cpu_energy: t.cpuEnergyKwh,
-      gpu_energy: t.gpuEnergyKwh,
-      ram_energy: t.ramEnergyKwh,
-      energy_consumed: t.energyKwh,
+      duration: sum('durationSeconds'),
+      emissions: sum('gwpKgco2eq'),
+      emissions_rate: perSecond(t.withDuration.gwpKgco2eq, 1, 'gwpKgco2eq'),
+      cpu_power: perSecond(t.withDuration.cpuEnergyKwh, JOULES_PER_KWH, 'cpuEnergyKwh'),
+      gpu_power: perSecond(t.withDuration.gpuEnergyKwh, JOULES_PER_KWH, 'gpuEnergyKwh'),
+      ram_power: perSecond(t.withDuration.ramEnergyKwh, JOULES_PER_KWH, 'ramEnergyKwh'),
+      cpu_energy: sum('cpuEnergyKwh'),
+      gpu_energy: sum('gpuEnergyKwh'),
+      ram_energy: sum('ramEnergyKwh'),
+      energy_consumed: sum('energyKwh'),
       on_cloud: 'N',
       pue: 1,
       calls: t.calls,
@@ -83,14 +90,15 @@ export function toEmissionsCsv(byModel: Record<string, CarbonTotals>, options: E
       prompt_tokens: t.promptTokens,
       completion_tokens: t.completionTokens,
     };
-    lines.push([...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS].map((c) => csvField(row[c] ?? '')).join(','));
+    lines.push(columns.map((c) => csvField(row[c] ?? '')).join(','));
   }
   return `${lines.join('\n')}\n`;
 }
 
 // RFC 4180 quoting; a leading =, +, - or @ is also quoted with a ' so spreadsheets do not run it.
 function csvField(value: string | number): string {
-  if (typeof value === 'number') return String(value);
+  // 12 significant digits: float sums print noise (0.0000016000000000000001) beyond that.
+  if (typeof value === 'number') return String(Number(value.toPrecision(12)));
   const safe = /^[=+\-@]/.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(safe) || safe !== value ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -1,8 +1,16 @@
 export { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from './accumulator';
 export { getCarbonMetrics } from './get-carbon-metrics';
-export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, parseCarbonTrace } from './parse-carbon-trace';
+export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, hasCarbonFigure, parseCarbonTrace } from './parse-carbon-trace';
 export { addCarbonMetrics, emptyCarbonTotals, sumCarbonMetrics, sumTotals } from './sum-carbon-metrics';
-export type { CarbonMetrics, CarbonMetricsRecorder, CarbonSessionTotals, CarbonTotals, TrackingMethod } from './types';
+export type {
+  CarbonFieldSums,
+  CarbonMetrics,
+  CarbonMetricsRecorder,
+  CarbonSessionTotals,
+  CarbonSummedField,
+  CarbonTotals,
+  TrackingMethod,
+} from './types';
 export type { CarbonTraceWarningHandler } from './report';
 export {
   carbonTraceWireSchema,
@@ -10,7 +18,8 @@ export {
   type CarbonTraceWire,
   type CarbonTraceWireField,
 } from './wire-schema';
-export { CarbonTracker, UNKNOWN_MODEL, type CarbonRecordContext } from './tracker';
+export { CarbonTracker, type CarbonRecordContext, type CarbonTrackerOptions } from './tracker';
+export { OVERFLOW_MODEL, UNKNOWN_MODEL } from './model-keys';
 export { toBoAmpsReport, type BoAmpsComponent, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 export { EMISSIONS_CSV_COLUMNS, toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 export { withGridIntensity, type GridIntensity } from './grid-intensity';

@@ -34,9 +34,14 @@ type WireValues = { -readonly [K in CarbonTraceWireField]?: number | boolean };
  * Turns one `x_carbon_trace` value into {@link CarbonMetrics} in fixed units (kWh, kgCO2eq, W, s).
  *
  * Accepts the object or a JSON string of it. Never throws. Returns `undefined` when the value
- * is not an object with at least one known field. Bad fields (null, NaN, ±Infinity, negative,
- * non-numeric, above 2^53) are dropped and named in `warnings`; numeric strings are coerced
- * and named too. A field absent on the wire is absent in the result.
+ * is not an object, or yields no usable figure (every field absent, null, invalid or dropped;
+ * zeros are figures). Bad fields (null, NaN, ±Infinity, negative, non-numeric, above 2^53) are
+ * dropped and named in `warnings`; numeric strings are coerced and named too. A field absent on
+ * the wire is absent in the result.
+ *
+ * A Model Garden v1 snapshot (a session running total) gives no per-call emissions: its
+ * `session` is passed through, and the adapters derive each call's share from successive
+ * responses.
  *
  * @example
  * ```ts
@@ -50,11 +55,23 @@ type WireValues = { -readonly [K in CarbonTraceWireField]?: number | boolean };
  * ```
  */
 export function parseCarbonTrace(value: unknown): CarbonMetrics | undefined {
+  return readCarbonTrace(value).metrics;
+}
+
+/**
+ * What a trace gave, and when it gave nothing, why: for the adapters' warnings.
+ *
+ * @example
+ * ```ts
+ * readCarbonTrace({ energy_consumed_wh: -1 }); // { metrics: undefined, problem: 'no usable figure: energy_consumed_wh dropped: negative (-1)' }
+ * ```
+ */
+export function readCarbonTrace(value: unknown): { metrics: CarbonMetrics | undefined; problem?: string } {
   try {
     return normalise(typeof value === 'string' ? parseJsonObject(value) : value);
   } catch {
     // A hostile value (a throwing getter, a Proxy) must cost the caller its metrics, not its call.
-    return undefined;
+    return { metrics: undefined, problem: 'unreadable' };
   }
 }
 
@@ -114,8 +131,8 @@ function isPlainRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function normalise(trace: unknown): CarbonMetrics | undefined {
-  if (!isPlainRecord(trace)) return undefined;
+function normalise(trace: unknown): { metrics: CarbonMetrics | undefined; problem?: string } {
+  if (!isPlainRecord(trace)) return { metrics: undefined, problem: 'not a trace object' };
 
   const warnings: string[] = [];
   const wire: WireValues = {};
@@ -142,7 +159,7 @@ function normalise(trace: unknown): CarbonMetrics | undefined {
     // -0 would survive every check and then print as "0" but compare oddly; normalise it.
     wire[name] = typeof result.data === 'number' ? result.data + 0 : result.data;
   }
-  if (known === 0) return undefined;
+  if (known === 0) return { metrics: undefined, problem: 'no known field' };
 
   const measured = wire.measured === true;
   const metrics: CarbonMetrics = {
@@ -182,31 +199,56 @@ function normalise(trace: unknown): CarbonMetrics | undefined {
   assign(session, 'tokens', num(wire.session_tokens));
   if (Object.keys(session).length > 0) metrics.session = session;
 
-  return metrics;
+  // A snapshot of a session is still input to the adapters' derivation; anything else without
+  // a figure is not a trace of this call.
+  if (!hasCarbonFigure(metrics) && metrics.session === undefined) {
+    return { metrics: undefined, problem: `no usable figure${warnings.length > 0 ? `: ${warnings.join('; ')}` : ''}` };
+  }
+  return { metrics };
 }
 
 /**
- * Model Garden v1 sends `emissions_g_co2` = the whole session's emissions. Booking that as one
- * request's would multiply a service's footprint by its uptime, so the per-request figure wins.
+ * Model Garden v1 sends `emissions_g_co2` = the session's running total and
+ * `emissions_per_request_g` = that total ÷ requests so far, a running mean. Neither is this
+ * request's emissions, and one snapshot cannot say what is: book none. The adapters, which see
+ * successive snapshots, derive each call's share (see `createSessionEmissions`).
  */
 function requestEmissionsGrams(wire: WireValues, warnings: string[]): number | undefined {
   const grams = num(wire.emissions_g_co2);
-  const sessionKg = num(wire.session_total_kg_co2);
-  const requests = num(wire.session_requests);
   if (grams === undefined) return undefined;
-  const perRequest = num(wire.emissions_per_request_g);
-  const isSessionTotal =
-    sessionKg !== undefined &&
-    requests !== undefined &&
-    requests > 1 &&
-    Math.abs(grams - sessionKg * 1000) <= SAME_VALUE_TOLERANCE * Math.max(grams, sessionKg * 1000);
-  if (!isSessionTotal) return grams;
-  if (perRequest === undefined) {
-    warnings.push('gwpKgco2eq dropped: emissions_g_co2 is the session total and emissions_per_request_g is missing');
-    return undefined;
+  const sessionKg = num(wire.session_total_kg_co2);
+  const isRunningTotal =
+    num(wire.emissions_per_request_g) !== undefined ||
+    (sessionKg !== undefined && Math.abs(grams - sessionKg * 1000) <= SAME_VALUE_TOLERANCE * Math.max(grams, sessionKg * 1000));
+  if (!isRunningTotal) return grams;
+  warnings.push(
+    'gwpKgco2eq not booked: emissions_g_co2 is the server session\'s running total (Model Garden v1), not this call\'s emissions',
+  );
+  return undefined;
+}
+
+// Fields that say something about the call's carbon; tokens and flags alone do not.
+const FIGURES = [
+  'energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh',
+  'cpuPowerWatts', 'gpuPowerWatts', 'ramPowerWatts', 'durationSeconds',
+] as const satisfies ReadonlyArray<keyof CarbonMetrics>;
+
+/**
+ * Whether metrics carry at least one carbon figure (energy, emissions, power or duration; zeros
+ * count). Only such calls count as traced.
+ *
+ * @example
+ * ```ts
+ * hasCarbonFigure(parseCarbonTrace({ energy_consumed_wh: 0 })!); // true
+ * ```
+ */
+export function hasCarbonFigure(metrics: CarbonMetrics): boolean {
+  for (const key of FIGURES) {
+    const value = metrics[key];
+    // Metrics may come back from JSON (providerMetadata, checkpoints): trust no field's type.
+    if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return true;
   }
-  warnings.push('gwpKgco2eq taken from emissions_per_request_g: emissions_g_co2 is the session total');
-  return perRequest;
+  return false;
 }
 
 function num(value: number | boolean | undefined): number | undefined {

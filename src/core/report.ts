@@ -47,30 +47,55 @@ export function createWarner(handler: CarbonTraceWarningHandler | undefined): (k
 }
 
 /**
+ * Why a call has no metrics, as the adapter that saw it knows it.
+ *
+ * @example
+ * ```ts
+ * const why: TraceAbsence = { reason: 'unusable', problem: 'not a trace object' };
+ * ```
+ */
+export type TraceAbsence =
+  /** The response carried no `x_carbon_trace`. */
+  | { reason: 'no-trace' }
+  /** It carried one with no usable figure. */
+  | { reason: 'unusable'; problem: string }
+  /** The call failed or was aborted: the caller has the error, nothing to warn about. */
+  | { reason: 'failed' }
+  /** Anything else the adapter can explain; `key` dedupes the console. */
+  | { reason: 'other'; key: string; message: string };
+
+/**
  * Warns about what a call's trace said or lacked, in the words a user can act on.
  *
  * @example
  * ```ts
- * warnAboutTrace(warn, 'openai.chat/llama-3', metrics, acc.hasTrace);
+ * warnAboutTrace(warn, 'openai.chat/llama-3', metrics, { reason: 'no-trace' });
  * ```
  */
 function warnAboutTrace(
   warn: (key: string, message: string) => void,
   source: string,
   metrics: CarbonMetrics | undefined,
-  traceSeen: boolean,
+  absence: TraceAbsence,
 ): void {
   if (metrics === undefined) {
-    if (traceSeen) {
-      warn(`${source}\0invalid`, `the x_carbon_trace of ${source} is not a trace object: no carbon metrics for this call`);
-    } else {
-      warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
+    switch (absence.reason) {
+      case 'failed':
+        return;
+      case 'unusable':
+        warn(`${source}\0unusable`, `the x_carbon_trace of ${source} has no usable figure (${absence.problem}): no carbon metrics for this call`);
+        return;
+      case 'other':
+        warn(`${source}\0${absence.key}`, absence.message);
+        return;
+      default:
+        warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
+        return;
     }
-    return;
   }
   if (metrics.warnings.length === 0) return;
   // Values vary call to call; the field names and reasons are what repeat.
-  const key = metrics.warnings.map((w) => w.replace(/\s*\(.*\)$/, '')).join('|');
+  const key = metrics.warnings.map((w) => w.replace(/\s*\(.*\)$/, '').replace(/[+\d.e-]+ kgCO2eq over \d+/, 'n')).join('|');
   warn(`${source}\0${key}`, `the x_carbon_trace of ${source} had problems: ${metrics.warnings.join('; ')}`);
 }
 
@@ -124,7 +149,7 @@ function recordCall(
  *
  * @example
  * ```ts
- * reportCall(warn, options, { source: 'garden.chat/llama', traceSeen: true, record: { modelId: 'llama' } }, metrics, ctx);
+ * reportCall(warn, options, { source: 'garden.chat/llama', record: { modelId: 'llama' } }, metrics, ctx);
  * ```
  */
 export function reportCall<C>(
@@ -133,11 +158,11 @@ export function reportCall<C>(
     tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined;
     onMetrics?: ((metrics: CarbonMetrics | undefined, context: C) => unknown) | undefined;
   },
-  call: { source: string; traceSeen: boolean; record: { provider?: string; modelId?: string } },
+  call: { source: string; absence?: TraceAbsence; record: { provider?: string; modelId?: string } },
   metrics: CarbonMetrics | undefined,
   context: C,
 ): void {
-  warnAboutTrace(warn, call.source, metrics, call.traceSeen);
+  warnAboutTrace(warn, call.source, metrics, call.absence ?? { reason: 'no-trace' });
   recordCall(warn, sinks.tracker, metrics, call.record);
   const { onMetrics } = sinks;
   if (onMetrics) safeInvoke(warn, 'onMetrics', () => onMetrics(metrics, context));

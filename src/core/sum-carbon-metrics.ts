@@ -1,4 +1,5 @@
-import type { CarbonMetrics, CarbonTotals } from './types';
+import { hasCarbonFigure } from './parse-carbon-trace';
+import type { CarbonFieldSums, CarbonMetrics, CarbonSummedField, CarbonTotals } from './types';
 
 // The numeric fields that add up across calls, named the same in both types.
 const SUMMED = [
@@ -10,7 +11,16 @@ const SUMMED = [
   'durationSeconds',
   'promptTokens',
   'completionTokens',
-] as const satisfies ReadonlyArray<keyof CarbonMetrics & keyof CarbonTotals>;
+] as const satisfies ReadonlyArray<CarbonSummedField>;
+
+// The energies and emissions summed again over timed calls only, for mean powers and rates.
+const TIMED = ['energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh'] as const satisfies ReadonlyArray<
+  keyof CarbonTotals['withDuration']
+>;
+
+function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
 
 /**
  * Fresh all-zero totals.
@@ -26,20 +36,16 @@ export function emptyCarbonTotals(): CarbonTotals {
     calls: 0,
     tracedCalls: 0,
     measuredCalls: 0,
-    energyKwh: 0,
-    gwpKgco2eq: 0,
-    cpuEnergyKwh: 0,
-    gpuEnergyKwh: 0,
-    ramEnergyKwh: 0,
-    durationSeconds: 0,
-    promptTokens: 0,
-    completionTokens: 0,
+    ...(zeros(SUMMED) as CarbonFieldSums),
+    callsWith: zeros(SUMMED) as CarbonFieldSums,
+    withDuration: zeros(TIMED) as CarbonTotals['withDuration'],
   };
 }
 
 /**
  * Adds one call to `totals` in place and returns it. `undefined` or `null` counts as a call
- * without a trace.
+ * without a trace, and so do metrics without any carbon figure (a trace whose every number was
+ * unusable, or a session snapshot nothing could be derived from).
  *
  * @example
  * ```ts
@@ -50,27 +56,36 @@ export function emptyCarbonTotals(): CarbonTotals {
  */
 export function addCarbonMetrics(totals: CarbonTotals, metrics: CarbonMetrics | undefined | null): CarbonTotals {
   totals.calls++;
-  if (metrics == null) return totals;
+  if (metrics == null || typeof metrics !== 'object' || !hasCarbonFigure(metrics)) return totals;
   totals.tracedCalls++;
   if (metrics.measured === true) totals.measuredCalls++;
   for (const key of SUMMED) {
-    const value = metrics[key];
-    // Metrics may come back from JSON (providerMetadata, checkpoints): trust no field's type.
-    if (typeof value === 'number' && Number.isFinite(value) && value >= 0) totals[key] += value;
+    const value = usable(metrics[key]);
+    if (value === undefined) continue;
+    totals[key] += value;
+    totals.callsWith[key]++;
+  }
+  if (usable(metrics.durationSeconds) !== undefined) {
+    for (const key of TIMED) totals.withDuration[key] += usable(metrics[key]) ?? 0;
   }
   return totals;
 }
 
+// Metrics may come back from JSON (providerMetadata, checkpoints): trust no field's type.
+function usable(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
 /**
  * Sums many calls' metrics. `calls` counts every item, `undefined` and `null` included, so lost
- * coverage shows as `calls > tracedCalls`.
+ * coverage shows as `calls > tracedCalls`; `callsWith` says how many calls each sum covers.
  *
  * @example
  * ```ts
  * import { sumCarbonMetrics } from 'carbon-trace';
  * import { getCarbonMetrics } from 'carbon-trace/ai-sdk';
  * const totals = sumCarbonMetrics(result.steps.map(getCarbonMetrics));
- * console.log(`${totals.gwpKgco2eq * 1000} gCO2eq over ${totals.calls} steps`);
+ * console.log(`${totals.gwpKgco2eq * 1000} gCO2eq over ${totals.callsWith.gwpKgco2eq} of ${totals.calls} steps`);
  * ```
  */
 export function sumCarbonMetrics(items: Iterable<CarbonMetrics | undefined | null>): CarbonTotals {
@@ -89,8 +104,38 @@ export function sumCarbonMetrics(items: Iterable<CarbonMetrics | undefined | nul
  */
 export function sumTotals(items: Iterable<CarbonTotals>): CarbonTotals {
   const sum = emptyCarbonTotals();
-  for (const item of items) {
-    for (const key of Object.keys(sum) as Array<keyof CarbonTotals>) sum[key] += item[key];
-  }
+  for (const item of items) addTotals(sum, item);
   return sum;
+}
+
+/**
+ * Adds `item` into `sum` in place, nested counts included, and returns `sum`.
+ *
+ * @example
+ * ```ts
+ * addTotals(fleet, instance.totals());
+ * ```
+ */
+export function addTotals(sum: CarbonTotals, item: CarbonTotals): CarbonTotals {
+  sum.calls += item.calls;
+  sum.tracedCalls += item.tracedCalls;
+  sum.measuredCalls += item.measuredCalls;
+  for (const key of SUMMED) {
+    sum[key] += item[key];
+    sum.callsWith[key] += item.callsWith?.[key] ?? 0;
+  }
+  for (const key of TIMED) sum.withDuration[key] += item.withDuration?.[key] ?? 0;
+  return sum;
+}
+
+/**
+ * A deep copy of totals (the nested counts are objects too).
+ *
+ * @example
+ * ```ts
+ * const snapshot = copyTotals(totals);
+ * ```
+ */
+export function copyTotals(totals: CarbonTotals): CarbonTotals {
+  return { ...totals, callsWith: { ...totals.callsWith }, withDuration: { ...totals.withDuration } };
 }

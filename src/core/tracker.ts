@@ -1,6 +1,8 @@
 import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
-import { addCarbonMetrics, emptyCarbonTotals } from './sum-carbon-metrics';
+import { OVERFLOW_MODEL, UNKNOWN_MODEL } from './model-keys';
+import { hasCarbonFigure } from './parse-carbon-trace';
+import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod } from './types';
 
 /**
@@ -14,14 +16,22 @@ import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod
 export type CarbonRecordContext = { provider?: string; modelId?: string };
 
 /**
- * The model key of calls recorded without a `modelId`.
+ * Options of {@link CarbonTracker}.
  *
  * @example
  * ```ts
- * tracker.byModel()[UNKNOWN_MODEL]?.calls;
+ * new CarbonTracker({ maxModels: 50 });
  * ```
  */
-export const UNKNOWN_MODEL = 'unknown';
+export type CarbonTrackerOptions = {
+  /**
+   * Distinct model ids kept apart; calls to further models are booked under
+   * {@link OVERFLOW_MODEL}, and the exports say so. Default 1000.
+   */
+  maxModels?: number;
+};
+
+const DEFAULT_MAX_MODELS = 1_000;
 
 /**
  * Running totals over many model calls, overall, per model and per tracking method.
@@ -48,6 +58,14 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   private models = new Map<string, CarbonTotals>();
   private methods = new Map<TrackingMethod, CarbonTotals>();
   private providers = new Map<string, Set<string>>();
+  /** When each model's first traced call was recorded: the start of its measured period. */
+  private firstTraced = new Map<string, Date>();
+  private readonly maxModels: number;
+
+  constructor(options: CarbonTrackerOptions = {}) {
+    const max = options.maxModels;
+    this.maxModels = typeof max === 'number' && Number.isInteger(max) && max >= 1 ? max : DEFAULT_MAX_MODELS;
+  }
 
   /**
    * Records one call. `undefined` is a call without a trace: it counts in `calls` only.
@@ -59,14 +77,16 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    */
   record(metrics: CarbonMetrics | undefined, context: CarbonRecordContext = {}): void {
     addCarbonMetrics(this.all, metrics);
-    const model = typeof context.modelId === 'string' && context.modelId !== '' ? context.modelId : UNKNOWN_MODEL;
+    let model = typeof context.modelId === 'string' && context.modelId !== '' ? context.modelId : UNKNOWN_MODEL;
+    if (!this.models.has(model) && this.models.size >= this.maxModels) model = OVERFLOW_MODEL;
     addCarbonMetrics(getOrCreate(this.models, model), metrics);
+    if (metrics != null && !this.firstTraced.has(model) && hasCarbonFigure(metrics)) this.firstTraced.set(model, new Date());
     if (typeof context.provider === 'string' && context.provider !== '') {
       let providers = this.providers.get(model);
       if (providers === undefined) this.providers.set(model, (providers = new Set()));
       providers.add(context.provider);
     }
-    if (metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated')) {
+    if (metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated') && hasCarbonFigure(metrics)) {
       addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
     }
   }
@@ -81,12 +101,13 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    * ```
    */
   totals(): CarbonTotals {
-    return { ...this.all };
+    return copyTotals(this.all);
   }
 
   /**
-   * Totals per model id (calls without one are under `'unknown'`). The object has no
-   * prototype, so any model id is a safe key.
+   * Totals per model id (calls without one are under `'unknown'`, calls beyond `maxModels`
+   * distinct ids under `'(other models)'`). The object has no prototype, so any model id is a
+   * safe key.
    *
    * @example
    * ```ts
@@ -148,7 +169,11 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    * ```
    */
   toBoAmpsReport(options: BoAmpsReportOptions): BoAmpsReport {
-    return toBoAmpsReport(this.byModel(), options);
+    const byModel = this.byModel();
+    const inScope = options.modelId === undefined ? Object.keys(byModel) : [options.modelId];
+    const starts = inScope.map((m) => this.firstTraced.get(m)).filter((d): d is Date => d !== undefined);
+    const measurementStart = starts.length > 0 ? new Date(Math.min(...starts.map(Number))) : undefined;
+    return toBoAmpsReport(byModel, { ...(measurementStart ? { measurementStart } : {}), ...options });
   }
 
   /**
@@ -164,6 +189,7 @@ export class CarbonTracker implements CarbonMetricsRecorder {
     this.models = new Map();
     this.methods = new Map();
     this.providers = new Map();
+    this.firstTraced = new Map();
   }
 }
 
@@ -175,6 +201,6 @@ function getOrCreate<K>(map: Map<K, CarbonTotals>, key: K): CarbonTotals {
 
 function copyOut<K extends string>(map: Map<K, CarbonTotals>): Record<K, CarbonTotals> {
   const out = Object.create(null) as Record<K, CarbonTotals>;
-  for (const [key, totals] of map) out[key] = { ...totals };
+  for (const [key, totals] of map) out[key] = copyTotals(totals);
   return out;
 }

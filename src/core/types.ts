@@ -84,10 +84,40 @@ export type CarbonMetrics = {
 };
 
 /**
+ * The fields of {@link CarbonMetrics} that add up across calls.
+ *
+ * @example
+ * ```ts
+ * const field: CarbonSummedField = 'gwpKgco2eq';
+ * ```
+ */
+export type CarbonSummedField =
+  | 'energyKwh'
+  | 'gwpKgco2eq'
+  | 'cpuEnergyKwh'
+  | 'gpuEnergyKwh'
+  | 'ramEnergyKwh'
+  | 'durationSeconds'
+  | 'promptTokens'
+  | 'completionTokens';
+
+/**
+ * One number per summed field.
+ *
+ * @example
+ * ```ts
+ * const sums: CarbonFieldSums = sumCarbonMetrics(items).callsWith;
+ * ```
+ */
+export type CarbonFieldSums = Record<CarbonSummedField, number>;
+
+/**
  * Sums over many calls. Every number is a plain sum; fields absent on a call add nothing.
  *
- * `calls` counts every call, traced or not, so `tracedCalls / calls` is the coverage: a call
- * without a trace is carbon you did not see.
+ * `calls` counts every call, traced or not, failed or not, so `tracedCalls / calls` is the
+ * coverage: a call without a trace is carbon you did not see. `callsWith` says how many calls
+ * each sum covers, so a partial sum is visible (`callsWith.gwpKgco2eq < tracedCalls`: some
+ * traced calls reported energy but no emissions).
  *
  * @example
  * ```ts
@@ -95,29 +125,23 @@ export type CarbonMetrics = {
  * const totals = sumCarbonMetrics([metricsA, undefined]);
  * totals.calls;       // 2
  * totals.tracedCalls; // 1
+ * totals.callsWith.gwpKgco2eq; // 1 when metricsA carried emissions
  * ```
  */
-export type CarbonTotals = {
-  /** Every call, with or without a trace. */
+export type CarbonTotals = CarbonFieldSums & {
+  /** Every call, with or without a trace, including calls that failed or were aborted. */
   calls: number;
-  /** Calls that carried a trace. */
+  /** Calls whose trace gave at least one carbon figure (energy, emissions, power or duration). */
   tracedCalls: number;
-  /** Calls whose trace said `measured: true`. */
+  /** Traced calls whose trace said `measured: true`. */
   measuredCalls: number;
-  /** kWh. */
-  energyKwh: number;
-  /** kgCO2eq. */
-  gwpKgco2eq: number;
-  /** kWh. */
-  cpuEnergyKwh: number;
-  /** kWh. */
-  gpuEnergyKwh: number;
-  /** kWh. */
-  ramEnergyKwh: number;
-  /** s, summed over calls (concurrent calls overlap, so this is not wall time). */
-  durationSeconds: number;
-  promptTokens: number;
-  completionTokens: number;
+  /** How many calls contributed to each sum. */
+  callsWith: CarbonFieldSums;
+  /**
+   * Energy (kWh) and emissions (kgCO2eq) summed over the calls that carried a duration only, so
+   * that mean powers and rates (energy ÷ `durationSeconds`) compare like with like.
+   */
+  withDuration: { energyKwh: number; gwpKgco2eq: number; cpuEnergyKwh: number; gpuEnergyKwh: number; ramEnergyKwh: number };
 };
 
 /**
@@ -134,3 +158,15 @@ export type CarbonTotals = {
 export type CarbonMetricsRecorder = {
   record(metrics: CarbonMetrics | undefined, context?: { provider?: string; modelId?: string }): void;
 };
+
+/**
+ * How a model call ended: `'completed'`; `'failed'` (an error such as HTTP 500 or a cut stream);
+ * `'aborted'` (cancelled by the caller, or — LangChain — never ended and dropped after
+ * `runTtlMs`). Every outcome counts in `calls`.
+ *
+ * @example
+ * ```ts
+ * const lost = (outcome: CallOutcome) => outcome !== 'completed';
+ * ```
+ */
+export type CallOutcome = 'completed' | 'failed' | 'aborted';

@@ -1,70 +1,82 @@
-import { findCarbonTrace } from '../core/parse-carbon-trace';
+import type { ResponseCapture } from './capture-matching';
 
 /**
- * Called with the response id and the raw `x_carbon_trace` of each traced response.
+ * The fetch signature `handler.fetch` has and wraps, in types every TypeScript setup has (no
+ * DOM `RequestInfo`): a URL string, a `URL`, or a `Request`.
  *
  * @example
  * ```ts
- * const sink: TraceSink = (id, trace) => traces.set(id, trace);
+ * const passThrough: FetchLike = (input, init) => fetch(input, init);
  * ```
  */
-export type TraceSink = (responseId: string, trace: unknown) => void;
-
-type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 /**
  * Wraps a fetch so that every OpenAI-compatible response it returns is observed for
- * `x_carbon_trace` on its way to the client: JSON bodies once complete, SSE streams line by
- * line as they pass. The bytes the client reads are the server's, unchanged.
+ * `x_carbon_trace` and for what the model generated, on its way to the client: SSE streams line
+ * by line as they pass, JSON bodies when the client reads them. The client reads the server's
+ * bytes, unchanged, and sees the same errors.
  *
- * Observation happens before the client sees the bytes, not on a tee'd copy read later: the
- * trace is then known before the client has read the end of the body, so `handleLLMEnd` never
- * races it.
+ * `begin` is told about each request before it is sent (its body ties the response to the run
+ * that sent it) and returns the capture to fill, or `undefined` to pass the response through.
  *
  * @example
  * ```ts
- * const fetch = createCaptureFetch(() => globalThis.fetch, (id, trace) => traces.set(id, trace));
+ * const fetch = createCaptureFetch(() => globalThis.fetch, (body) => captures.begin(body));
  * const model = new ChatOpenAI({ configuration: { fetch } });
  * ```
  */
-export function createCaptureFetch(getInner: () => FetchLike, sink: TraceSink): FetchLike {
+export function createCaptureFetch(getInner: () => FetchLike, begin: (requestBody: unknown) => ResponseCapture | undefined): FetchLike {
   return async (input, init) => {
-    const response = await getInner()(input, init);
+    const capture = safely(() => begin(init?.body));
+    let response: Response;
     try {
-      if (!response.ok || response.body === null) return response;
-      const type = response.headers.get('content-type') ?? '';
-      if (type.includes('text/event-stream')) return rewrap(response, response.body.pipeThrough(observeEventStream(sink)));
-      if (!type.includes('json')) return response;
-      // A JSON body is read whole by the client anyway: reading it first costs no latency, and
-      // measured cheaper than passing it through a stream transform.
-      const text = await response.text();
-      capture(sink, text);
-      return rewrap(response, text);
-    } catch {
-      return response;
+      response = await getInner()(input, init);
+    } catch (error) {
+      if (capture) capture.failed = true;
+      throw error;
     }
+    if (capture === undefined) return response;
+    try {
+      const type = response.headers.get('content-type') ?? '';
+      if (!response.ok || response.body === null) capture.failed = true;
+      else if (type.includes('text/event-stream')) return rewrap(response, response.body.pipeThrough(observeEventStream(capture)));
+      else if (type.includes('json')) observeJsonBody(response, capture);
+      else capture.failed = true;
+    } catch {
+      capture.failed = true;
+    }
+    return response;
   };
 }
 
-function rewrap(original: Response, body: BodyInit): Response {
+/**
+ * Observes a JSON body when the client reads it, on the client's own Response: re-wrapping the
+ * body in a new Response cost ~70 µs a call, this costs nothing measurable. A read that fails
+ * (a body cut mid-way) rejects with the client's own error.
+ */
+function observeJsonBody(response: Response, capture: ResponseCapture): void {
+  const text = response.text.bind(response);
+  const readText = async (): Promise<string> => {
+    const body = await text();
+    capture.observe(body, true);
+    capture.finish();
+    return body;
+  };
+  Object.defineProperties(response, {
+    text: { value: readText, configurable: true, writable: true },
+    json: { value: async () => JSON.parse(await readText()) as unknown, configurable: true, writable: true },
+  });
+}
+
+function rewrap(original: Response, body: ReadableStream<Uint8Array>): Response {
   const response = new Response(body, { status: original.status, statusText: original.statusText, headers: original.headers });
   // A constructed Response has an empty url; clients may log or compare it.
   Object.defineProperty(response, 'url', { value: original.url });
   return response;
 }
 
-function capture(sink: TraceSink, text: string): void {
-  if (!text.includes('x_carbon_trace')) return;
-  try {
-    const body = JSON.parse(text) as { id?: unknown };
-    const trace = findCarbonTrace(body);
-    if (trace !== undefined && typeof body.id === 'string') sink(body.id, trace);
-  } catch {
-    // Not JSON: the client will report it; there is no trace to take.
-  }
-}
-
-function observeEventStream(sink: TraceSink): TransformStream<Uint8Array, Uint8Array> {
+function observeEventStream(capture: ResponseCapture): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   let pending = '';
   const scan = (text: string, final: boolean) => {
@@ -72,24 +84,26 @@ function observeEventStream(sink: TraceSink): TransformStream<Uint8Array, Uint8A
     const lines = pending.split(/\r\n|\r|\n/);
     pending = final ? '' : (lines.pop() ?? '');
     for (const line of lines) {
-      if (line.startsWith('data:')) capture(sink, line.slice(5).trim());
+      if (line.startsWith('data:')) capture.observe(line.slice(5).trim());
     }
   };
   return new TransformStream({
     transform(chunk, controller) {
-      try {
-        scan(decoder.decode(chunk, { stream: true }), false);
-      } catch {
-        // Observation only.
-      }
+      // Observation only: whatever happens here, the client gets the chunk.
+      safely(() => scan(decoder.decode(chunk, { stream: true }), false));
       controller.enqueue(chunk);
     },
     flush() {
-      try {
-        scan(decoder.decode(), true);
-      } catch {
-        // Observation only.
-      }
+      safely(() => scan(decoder.decode(), true));
+      capture.finish();
     },
   });
+}
+
+function safely<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
 }

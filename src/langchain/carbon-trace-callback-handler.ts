@@ -1,18 +1,20 @@
 import { BaseCallbackHandler, type BaseCallbackHandlerInput } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
-import { CARBON_METADATA_KEY, findCarbonTrace, parseCarbonTrace } from '../core/parse-carbon-trace';
-import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler } from '../core/report';
-import { addCarbonMetrics, emptyCarbonTotals } from '../core/sum-carbon-metrics';
-import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
-import { createCaptureFetch } from './capture-fetch';
+import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
+import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
+import { createSessionEmissions } from '../core/session-emissions';
+import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
+import type { CallOutcome, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+import { createCaptureFetch, type FetchLike } from './capture-fetch';
+import { requestKeyOfMessages, TraceCaptures } from './capture-matching';
 
 /**
  * What `onMetrics` is told about the LLM run.
  *
  * @example
  * ```ts
- * const onMetrics = (m: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => console.log(run.modelName, m?.gwpKgco2eq);
+ * const onMetrics = (m: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => console.log(run.modelName, run.outcome, m?.gwpKgco2eq);
  * ```
  */
 export type CarbonLLMRunInfo = {
@@ -21,6 +23,8 @@ export type CarbonLLMRunInfo = {
   /** The outermost run this handler saw: the chain or graph invocation, or the model call itself. */
   rootRunId: string;
   modelName?: string;
+  /** How the run ended; failed and aborted runs count in `calls` too. */
+  outcome: CallOutcome;
 };
 
 /**
@@ -32,7 +36,7 @@ export type CarbonLLMRunInfo = {
  * ```
  */
 export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInput {
-  /** Once per LLM run; `undefined` when the run carried no usable trace. Throws are reported, never raised. */
+  /** Once per LLM run, however it ended; `undefined` when it carried no usable trace. Throws are reported, never raised. */
   onMetrics?: (metrics: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => void | Promise<void>;
   /** Once per root run (chain, graph, agent or bare model call), with the totals of its LLM runs. */
   onRootRunEnd?: (totals: CarbonTotals, run: { rootRunId: string }) => void | Promise<void>;
@@ -46,31 +50,30 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
   /** Where warnings go. Default: `console.warn`, each distinct warning once. `false` silences them. */
   onWarning?: CarbonTraceWarningHandler;
   /** The fetch that `handler.fetch` calls. Default: `globalThis.fetch` at call time. */
-  fetch?: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
-  /** How long a trace captured by `handler.fetch` waits for its LLM run, ms. Default 300000. */
-  captureTtlMs?: number;
+  fetch?: FetchLike;
   /**
-   * How long a run may stay open before its state is dropped, ms. Default 1800000 (30 min).
-   * LangChain reports no end for a stream the caller stops reading (`break`), nor for chains
-   * around an aborted stream; this bounds what such runs leave behind.
+   * How long a root run may go without any activity in its tree (a run starting or ending, a
+   * token) before its state is dropped, ms. Default 1800000 (30 min). LangChain reports no end
+   * for a stream the caller stops reading (`break`), nor for chains around an aborted stream;
+   * this bounds what such runs leave behind. Their LLM runs count as aborted calls.
    */
   runTtlMs?: number;
 }
 
-type RunState = { parentRunId?: string; rootRunId: string; startedAt: number };
-type LLMRunState = RunState & {
+type LLMState = {
   modelName?: string;
   provider?: string;
   /** The last raw trace seen on a streamed chunk (the final figure comes last). */
   chunkTrace?: unknown;
-  messageIds?: Set<string>;
+  /** Whether LangChain handed over the raw response (`__includeRawResponse`) on a chunk. */
+  sawRawResponse?: boolean;
   detachAbort?: () => void;
 };
+type RunState = { parentRunId?: string; rootRunId: string; llm?: LLMState };
+type RootState = { totals: CarbonTotals; lastActivityAt: number; runIds: Set<string> };
 
-// Bounds for state that a misbehaving caller could grow: runs that never end, captures never claimed.
+// Bound for state a misbehaving caller could grow: runs that never end.
 const MAX_OPEN_RUNS = 10_000;
-const MAX_CAPTURES = 10_000;
-const DEFAULT_CAPTURE_TTL_MS = 5 * 60_000;
 const DEFAULT_RUN_TTL_MS = 30 * 60_000;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -90,7 +93,11 @@ type Loose = any;
  * import { CarbonTraceCallbackHandler, getCarbonMetrics } from 'carbon-trace/langchain';
  *
  * const carbon = new CarbonTraceCallbackHandler();
- * const model = new ChatOpenAI({ model: 'llama-3.1-8b', configuration: { baseURL, fetch: carbon.fetch } });
+ * const model = new ChatOpenAI({
+ *   model: 'llama-3.1-8b',
+ *   apiKey: 'not-needed', // self-hosted servers take any key, but the client wants one
+ *   configuration: { baseURL: 'http://gpu-box:8000/v1', fetch: carbon.fetch },
+ * });
  *
  * const message = await model.invoke('Hello', { callbacks: [carbon] });
  * getCarbonMetrics(message)?.gwpKgco2eq; // kgCO2eq of this call, from response_metadata.codecarbon
@@ -104,30 +111,43 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    * A fetch for `new ChatOpenAI({ configuration: { fetch: handler.fetch } })`: it observes each
    * response for `x_carbon_trace` without changing the bytes the client reads.
    */
-  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+  readonly fetch: FetchLike;
 
   private readonly options: CarbonTraceCallbackHandlerFields;
   private readonly warn: (key: string, message: string) => void;
   private readonly runs = new Map<string, RunState>();
-  private readonly llmRuns = new Map<string, LLMRunState>();
-  private readonly rootTotals = new Map<string, CarbonTotals>();
-  private readonly captures = new Map<string, { trace: unknown; expiresAt: number }>();
+  /** In order of last activity, so the stalest come first. */
+  private readonly roots = new Map<string, RootState>();
+  private readonly captures = new TraceCaptures();
+  private readonly sessions = createSessionEmissions();
   private readonly allTotals = emptyCarbonTotals();
+  private readonly warnedOnce = new Set<string>();
 
   constructor(fields: CarbonTraceCallbackHandlerFields = {}) {
-    // Awaited so that response_metadata written in handleLLMEnd is there when invoke returns.
+    // Awaited so that response_metadata written in handleLLMEnd is there when invoke returns,
+    // and so that a run has started before its model sends the request.
     super({ ...fields, _awaitHandler: true });
     this.options = fields;
     this.warn = createWarner(fields.onWarning);
     const inner = fields.fetch;
     this.fetch = createCaptureFetch(
       () => inner ?? globalThis.fetch,
-      (id, trace) => this.storeCapture(id, trace),
+      (body) => {
+        const capture = this.captures.begin(body);
+        if (capture === undefined) {
+          this.warnOnce(
+            'fetch-without-runs',
+            'handler.fetch saw a request while none of its LLM runs was open, so the response is not read: ' +
+              'pass the handler in callbacks as well, e.g. model.invoke(input, { callbacks: [handler] })',
+          );
+        }
+        return capture;
+      },
     );
   }
 
   /**
-   * Totals over every LLM run this handler has seen.
+   * Totals over every LLM run this handler has seen, failed and aborted ones included.
    *
    * @example
    * ```ts
@@ -135,12 +155,12 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    * ```
    */
   totals(): CarbonTotals {
-    return { ...this.allTotals };
+    return copyTotals(this.allTotals);
   }
 
   /**
-   * How much per-run state is held now: open runs, open root runs, unclaimed captures.
-   * All three return to 0 when no run is in flight and captures have been claimed or expired.
+   * How much per-run state is held now: open runs, open root runs, responses waiting for their
+   * run. All three return to 0 when no run is in flight.
    *
    * @example
    * ```ts
@@ -148,47 +168,46 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    * ```
    */
   pendingState(): { runs: number; roots: number; captures: number } {
-    this.expireCaptures(Date.now());
-    this.dropStaleRuns(Date.now());
-    return { runs: this.runs.size + this.llmRuns.size, roots: this.rootTotals.size, captures: this.captures.size };
+    this.dropStaleRoots(Date.now());
+    return { runs: this.runs.size, roots: this.roots.size, captures: this.captures.size };
   }
 
   // ---- run tree -------------------------------------------------------------------------
 
   override handleChainStart(_chain: Serialized, _inputs: unknown, runId: string, parentRunId?: unknown): void {
     // At runtime the 4th argument is parentRunId, whatever the declared types say.
-    this.guard('handleChainStart', () => this.startRun(this.runs, runId, typeof parentRunId === 'string' ? parentRunId : undefined));
+    this.guard('handleChainStart', () => this.startRun(runId, typeof parentRunId === 'string' ? parentRunId : undefined));
   }
 
-  override handleChainEnd(_outputs: unknown, runId: string, _parentRunId?: string): void {
+  override handleChainEnd(_outputs: unknown, runId: string): void {
     this.guard('handleChainEnd', () => this.endRun(runId));
   }
 
-  override handleChainError(_err: unknown, runId: string, _parentRunId?: string): void {
+  override handleChainError(_err: unknown, runId: string): void {
     this.guard('handleChainError', () => this.endRun(runId));
   }
 
   override handleToolStart(_tool: Serialized, _input: string, runId: string, parentRunId?: string): void {
-    this.guard('handleToolStart', () => this.startRun(this.runs, runId, parentRunId));
+    this.guard('handleToolStart', () => this.startRun(runId, parentRunId));
   }
 
-  override handleToolEnd(_output: unknown, runId: string, _parentRunId?: string): void {
+  override handleToolEnd(_output: unknown, runId: string): void {
     this.guard('handleToolEnd', () => this.endRun(runId));
   }
 
-  override handleToolError(_err: unknown, runId: string, _parentRunId?: string): void {
+  override handleToolError(_err: unknown, runId: string): void {
     this.guard('handleToolError', () => this.endRun(runId));
   }
 
   override handleRetrieverStart(_retriever: Serialized, _query: string, runId: string, parentRunId?: string): void {
-    this.guard('handleRetrieverStart', () => this.startRun(this.runs, runId, parentRunId));
+    this.guard('handleRetrieverStart', () => this.startRun(runId, parentRunId));
   }
 
-  override handleRetrieverEnd(_documents: unknown, runId: string, _parentRunId?: string): void {
+  override handleRetrieverEnd(_documents: unknown, runId: string): void {
     this.guard('handleRetrieverEnd', () => this.endRun(runId));
   }
 
-  override handleRetrieverError(_err: unknown, runId: string, _parentRunId?: string): void {
+  override handleRetrieverError(_err: unknown, runId: string): void {
     this.guard('handleRetrieverError', () => this.endRun(runId));
   }
 
@@ -196,82 +215,72 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
 
   override handleChatModelStart(
     llm: Serialized,
-    _messages: unknown,
+    messages: unknown[][],
     runId: string,
     parentRunId?: string,
     extraParams?: Record<string, unknown>,
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): void {
-    this.guard('handleChatModelStart', () => this.startLLMRun(llm, runId, parentRunId, extraParams, metadata));
+    this.guard('handleChatModelStart', () => this.startLLMRun(llm, runId, parentRunId, extraParams, metadata, messages?.[0]));
   }
 
   override handleLLMStart(
     llm: Serialized,
-    _prompts: string[],
+    prompts: string[],
     runId: string,
     parentRunId?: string,
     extraParams?: Record<string, unknown>,
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): void {
-    this.guard('handleLLMStart', () => this.startLLMRun(llm, runId, parentRunId, extraParams, metadata));
+    this.guard('handleLLMStart', () => this.startLLMRun(llm, runId, parentRunId, extraParams, metadata, prompts?.[0]));
   }
 
   override handleLLMNewToken(_token: string, _idx: unknown, runId: string, _parentRunId?: string, _tags?: string[], fields?: { chunk?: unknown }): void {
     this.guard('handleLLMNewToken', () => {
-      const run = this.llmRuns.get(runId);
+      const run = this.runs.get(runId);
       const chunk = fields?.chunk as Loose;
-      if (run === undefined || chunk == null) return;
+      if (run?.llm === undefined || chunk == null) return;
+      this.touch(run.rootRunId);
       // Each chunk's own raw response is clean; the merged message at the end is not (chunk
       // merging adds repeated numbers), so collect the trace here.
+      if (chunk.message?.additional_kwargs?.__raw_response !== undefined) run.llm.sawRawResponse = true;
       const raw = findTraceIn(chunk.message) ?? findTraceIn(chunk);
-      if (raw !== undefined) run.chunkTrace = raw;
-      const id = chunk.message?.id;
-      if (typeof id === 'string') (run.messageIds ??= new Set()).add(id);
+      if (raw !== undefined) run.llm.chunkTrace = raw;
     });
   }
 
   override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void {
     this.guard('handleLLMEnd', () => {
-      const run = this.takeLLMRun(runId);
-      const rootRunId = run?.rootRunId ?? runId;
-      const { metrics, traceSeen } = this.readTrace(output, run);
+      const run = this.runs.get(runId);
+      const { read, absence } = this.readTrace(runId, output, run?.llm);
+      const metrics = this.sessions.apply(sessionKey(run?.llm), read?.metrics);
       this.writeMetadata(output, metrics);
-
-      addCarbonMetrics(this.allTotals, metrics);
-      const rootTotals = this.rootTotals.get(rootRunId);
-      if (rootTotals) addCarbonMetrics(rootTotals, metrics);
-      const record: { provider?: string; modelId?: string } = {};
-      if (run?.provider !== undefined) record.provider = run.provider;
-      if (run?.modelName !== undefined) record.modelId = run.modelName;
-      const info: CarbonLLMRunInfo = { runId, rootRunId };
-      if (parentRunId !== undefined) info.parentRunId = parentRunId;
-      if (run?.modelName !== undefined) info.modelName = run.modelName;
-      reportCall(this.warn, this.options, { source: run?.modelName ?? 'the model', traceSeen, record }, metrics, info);
-      if (rootRunId === runId) this.endRoot(runId);
+      this.finishLLMRun(runId, parentRunId, metrics, absence, 'completed');
     });
   }
 
-  override handleLLMError(_err: unknown, runId: string, _parentRunId?: string): void {
-    this.guard('handleLLMError', () => this.failLLMRun(runId));
+  override handleLLMError(err: unknown, runId: string, parentRunId?: string): void {
+    this.guard('handleLLMError', () => this.finishLLMRun(runId, parentRunId, undefined, { reason: 'failed' }, isAbort(err) ? 'aborted' : 'failed'));
   }
 
   // ---- internals ------------------------------------------------------------------------
 
-  private startRun(map: Map<string, RunState>, runId: string, parentRunId: string | undefined): RunState {
+  private startRun(runId: string, parentRunId: string | undefined): RunState {
     const now = Date.now();
-    this.dropStaleRuns(now);
-    const parent = parentRunId === undefined ? undefined : (this.runs.get(parentRunId) ?? this.llmRuns.get(parentRunId));
+    this.dropStaleRoots(now);
+    const parent = parentRunId === undefined ? undefined : this.runs.get(parentRunId);
     // A parent we never saw (the handler was attached below it) makes this run a root for us.
     const rootRunId = parent?.rootRunId ?? runId;
-    const state: RunState = { rootRunId, startedAt: now };
+    const state: RunState = { rootRunId };
     if (parentRunId !== undefined) state.parentRunId = parentRunId;
-    evictOldest(map, MAX_OPEN_RUNS);
-    map.set(runId, state);
-    if (rootRunId === runId) {
-      evictOldest(this.rootTotals, MAX_OPEN_RUNS);
-      this.rootTotals.set(runId, emptyCarbonTotals());
+    if (this.runs.size >= MAX_OPEN_RUNS) this.dropRoot(this.roots.keys().next().value as string);
+    this.runs.set(runId, state);
+    if (rootRunId === runId) this.roots.set(runId, { totals: emptyCarbonTotals(), lastActivityAt: now, runIds: new Set([runId]) });
+    else {
+      this.roots.get(rootRunId)?.runIds.add(runId);
+      this.touch(rootRunId, now);
     }
     return state;
   }
@@ -282,109 +291,160 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     parentRunId: string | undefined,
     extraParams: Record<string, unknown> | undefined,
     metadata: Record<string, unknown> | undefined,
+    messages: unknown,
   ): void {
-    const state: LLMRunState = this.startRun(this.llmRuns, runId, parentRunId);
+    const llmState: LLMState = {};
+    this.startRun(runId, parentRunId).llm = llmState;
+    this.captures.openRun(runId, requestKeyOfMessages(messages));
     const modelName = modelNameOf(llm, extraParams, metadata);
-    if (modelName !== undefined) state.modelName = modelName;
+    if (modelName !== undefined) llmState.modelName = modelName;
     // LangChain chat models tag their runs with ls_provider ('openai', 'anthropic', …).
-    if (typeof metadata?.ls_provider === 'string') state.provider = metadata.ls_provider;
+    if (typeof metadata?.ls_provider === 'string') llmState.provider = metadata.ls_provider;
     // An aborted stream never reaches handleLLMError: LangChain rejects the caller's iterator
     // and leaves the model's generator suspended. The call's own signal tells us instead.
     const signal = (extraParams?.options as { signal?: unknown } | undefined)?.signal as AbortSignal | undefined;
     if (signal && typeof signal.addEventListener === 'function' && !signal.aborted) {
-      const onAbort = () => this.guard('abort', () => this.failLLMRun(runId));
+      const onAbort = () => this.guard('abort', () => this.finishLLMRun(runId, parentRunId, undefined, { reason: 'failed' }, 'aborted'));
       signal.addEventListener('abort', onAbort, { once: true });
-      state.detachAbort = () => signal.removeEventListener('abort', onAbort);
+      llmState.detachAbort = () => signal.removeEventListener('abort', onAbort);
     }
   }
 
-  /** An LLM run that ended without a result: forget it, its unclaimed capture, and its root if it was one. */
-  private failLLMRun(runId: string): void {
-    const run = this.takeLLMRun(runId);
-    if (run?.messageIds) this.takeCapture(run.messageIds);
-    if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
-  }
+  /**
+   * Books one LLM run, however it ended, and forgets it: totals, trackers, `onMetrics`, and its
+   * root when it was one.
+   */
+  private finishLLMRun(runId: string, parentRunId: string | undefined, metrics: CarbonMetrics | undefined, absence: TraceAbsence, outcome: CallOutcome): void {
+    const run = this.runs.get(runId);
+    // Ended once already (an abort, then LangChain's own end or error).
+    if (run?.llm === undefined) return;
+    this.runs.delete(runId);
+    this.captures.closeRun(runId);
+    run.llm.detachAbort?.();
+    const root = this.roots.get(run.rootRunId);
+    root?.runIds.delete(runId);
+    addCarbonMetrics(this.allTotals, metrics);
+    if (root) addCarbonMetrics(root.totals, metrics);
 
-  /** Removes an LLM run's state and its abort listener, and returns the state. */
-  private takeLLMRun(runId: string): LLMRunState | undefined {
-    const run = this.llmRuns.get(runId);
-    this.llmRuns.delete(runId);
-    run?.detachAbort?.();
-    return run;
-  }
-
-  /** Runs LangChain never ended (see `runTtlMs`); insertion order is start order. */
-  private dropStaleRuns(now: number): void {
-    const cutoff = now - (this.options.runTtlMs ?? DEFAULT_RUN_TTL_MS);
-    for (const map of [this.runs, this.llmRuns] as Array<Map<string, LLMRunState>>) {
-      for (const [runId, run] of map) {
-        if (run.startedAt > cutoff) break;
-        map.delete(runId);
-        run.detachAbort?.();
-        this.rootTotals.delete(runId);
-      }
-    }
+    const { modelName, provider } = run.llm;
+    const record: { provider?: string; modelId?: string } = {};
+    if (provider !== undefined) record.provider = provider;
+    if (modelName !== undefined) record.modelId = modelName;
+    const info: CarbonLLMRunInfo = { runId, rootRunId: run.rootRunId, outcome };
+    if (parentRunId !== undefined) info.parentRunId = parentRunId;
+    if (modelName !== undefined) info.modelName = modelName;
+    reportCall(this.warn, this.options, { source: modelName ?? 'the model', absence, record }, metrics, info);
+    if (run.rootRunId === runId) this.endRoot(runId);
+    else this.touch(run.rootRunId);
   }
 
   private endRun(runId: string): void {
     const run = this.runs.get(runId);
+    if (run === undefined) return;
     this.runs.delete(runId);
-    if ((run?.rootRunId ?? runId) === runId) this.endRoot(runId);
+    this.roots.get(run.rootRunId)?.runIds.delete(runId);
+    if (run.rootRunId === runId) this.endRoot(runId);
+    else this.touch(run.rootRunId);
   }
 
   private endRoot(rootRunId: string): void {
-    const totals = this.rootTotals.get(rootRunId);
-    if (totals === undefined) return;
-    this.rootTotals.delete(rootRunId);
+    const root = this.roots.get(rootRunId);
+    if (root === undefined) return;
+    this.roots.delete(rootRunId);
     const { onRootRunEnd } = this.options;
-    if (onRootRunEnd) safeInvoke(this.warn, 'onRootRunEnd', () => onRootRunEnd(totals, { rootRunId }));
+    if (onRootRunEnd) safeInvoke(this.warn, 'onRootRunEnd', () => onRootRunEnd(root.totals, { rootRunId }));
   }
 
-  private storeCapture(responseId: string, trace: unknown): void {
-    const now = Date.now();
-    this.expireCaptures(now);
-    evictOldest(this.captures, MAX_CAPTURES);
-    this.captures.delete(responseId); // re-insert at the end: insertion order is expiry order
-    this.captures.set(responseId, { trace, expiresAt: now + (this.options.captureTtlMs ?? DEFAULT_CAPTURE_TTL_MS) });
+  /** Marks activity in a root's tree, moving it to the back of the staleness order. */
+  private touch(rootRunId: string, now = Date.now()): void {
+    const root = this.roots.get(rootRunId);
+    if (root === undefined) return;
+    root.lastActivityAt = now;
+    this.roots.delete(rootRunId);
+    this.roots.set(rootRunId, root);
   }
 
-  private expireCaptures(now: number): void {
-    for (const [id, entry] of this.captures) {
-      if (entry.expiresAt > now) break;
-      this.captures.delete(id);
+  /** Roots whose whole tree has been idle for `runTtlMs` (see its docs). */
+  private dropStaleRoots(now: number): void {
+    const cutoff = now - (this.options.runTtlMs ?? DEFAULT_RUN_TTL_MS);
+    for (const [rootRunId, root] of this.roots) {
+      if (root.lastActivityAt > cutoff) break;
+      this.dropRoot(rootRunId);
     }
   }
 
-  private takeCapture(ids: Iterable<string>): unknown {
-    let trace: unknown;
-    for (const id of ids) {
-      const entry = this.captures.get(id);
-      if (entry === undefined) continue;
-      this.captures.delete(id);
-      trace = entry.trace;
+  /** Ends a root LangChain never ended: its open LLM runs count as aborted calls. */
+  private dropRoot(rootRunId: string): void {
+    const root = this.roots.get(rootRunId);
+    if (root === undefined) return;
+    for (const runId of [...root.runIds]) {
+      const run = this.runs.get(runId);
+      if (run?.llm) this.finishLLMRun(runId, run.parentRunId, undefined, { reason: 'failed' }, 'aborted');
+      else this.runs.delete(runId);
     }
-    return trace;
+    this.endRoot(rootRunId);
   }
 
   /**
-   * The trace of one LLM run, best source first: what `handler.fetch` saw, then the clean
-   * per-chunk raw responses of a stream, then what the final message carries.
+   * The trace of one LLM run, best source first: the response `handler.fetch` tied to it, then
+   * the clean per-chunk raw responses of a stream, then what the final message carries — and,
+   * when there is none, why, in words that point to the fix.
    */
-  private readTrace(output: LLMResult, run: LLMRunState | undefined): { metrics: CarbonMetrics | undefined; traceSeen: boolean } {
+  private readTrace(
+    runId: string,
+    output: LLMResult,
+    llm: LLMState | undefined,
+  ): { read: ReturnType<typeof readCarbonTrace> | undefined; absence: TraceAbsence } {
+    const claim = this.captures.claim(runId, output);
+    let raw = claim.kind === 'found' ? claim.trace : undefined;
+    const fromFetch = raw !== undefined;
     const generations: Loose[] = (output?.generations ?? []).flat();
-    const ids = new Set(run?.messageIds);
-    for (const generation of generations) {
-      const id = generation?.message?.id;
-      if (typeof id === 'string') ids.add(id);
-    }
-    let raw = this.takeCapture(ids);
-    if (raw === undefined) raw = run?.chunkTrace; // a captured null is still a (broken) trace
+    // Per-run by construction, so still trustworthy when the fetch could not tell responses apart.
+    if (raw === undefined) raw = llm?.chunkTrace;
     for (const generation of generations) {
       if (raw !== undefined) break;
       raw = findTraceIn(generation?.message) ?? findTraceIn(generation);
     }
     if (raw === undefined) raw = findCarbonTrace(output?.llmOutput);
-    return { metrics: parseCarbonTrace(raw), traceSeen: raw !== undefined };
+
+    if (raw !== undefined) {
+      if (!fromFetch && llm?.chunkTrace !== undefined) {
+        this.warnOnce(
+          'usage-chunk',
+          'streamed traces are read from the chunks LangChain hands to handlers (__includeRawResponse); a trace a server sends on the ' +
+            'usage-only last chunk never reaches them and would be missed: give the model handler.fetch (configuration: { fetch: handler.fetch }) to see every trace',
+        );
+      }
+      const read = readCarbonTrace(raw);
+      return { read, absence: read.problem === undefined ? { reason: 'no-trace' } : { reason: 'unusable', problem: read.problem } };
+    }
+    const source = llm?.modelName ?? 'the model';
+    if (claim.kind === 'ambiguous') {
+      return {
+        read: undefined,
+        absence: {
+          reason: 'other',
+          key: 'ambiguous',
+          message:
+            `handler.fetch saw ${claim.responses} responses that could each be the one of this call to ${source} (same prompt, same answer, ` +
+            'in flight together) and they carry different traces: no carbon metrics for this call rather than another call\'s',
+        },
+      };
+    }
+    const sawRaw = llm?.sawRawResponse === true || generations.some((g) => g?.message?.additional_kwargs?.__raw_response !== undefined);
+    if (claim.kind === 'unobserved' && !sawRaw) {
+      return {
+        read: undefined,
+        absence: {
+          reason: 'other',
+          key: 'unobserved',
+          message:
+            `carbon-trace did not see the response of ${source}: give the model the handler's fetch — ` +
+            'new ChatOpenAI({ configuration: { fetch: handler.fetch } }) — so its x_carbon_trace can be read',
+        },
+      };
+    }
+    return { read: undefined, absence: { reason: 'no-trace' } };
   }
 
   private writeMetadata(output: LLMResult, metrics: CarbonMetrics | undefined): void {
@@ -400,6 +460,12 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     }
   }
 
+  private warnOnce(key: string, message: string): void {
+    if (this.warnedOnce.has(key)) return;
+    this.warnedOnce.add(key);
+    this.warn(key, message);
+  }
+
   // A bug of ours must never fail the user's run.
   private guard(name: string, fn: () => void): void {
     try {
@@ -408,8 +474,6 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       this.warn(`internal:${name}`, `internal error in ${name} (please report): ${String(error)}`);
     }
   }
-
-
 }
 
 /** Where ChatOpenAI and other chat models leave the raw trace on a message or generation. */
@@ -432,10 +496,12 @@ function modelNameOf(llm: Serialized, extraParams?: Record<string, unknown>, met
   return Array.isArray(id) && typeof id.at(-1) === 'string' ? (id.at(-1) as string) : undefined;
 }
 
-function evictOldest<K, V>(map: Map<K, V>, max: number): void {
-  while (map.size >= max) {
-    const oldest = map.keys().next();
-    if (oldest.done) return;
-    map.delete(oldest.value);
-  }
+/** One server session per provider and model, as the AI SDK middleware keys it. */
+function sessionKey(llm: LLMState | undefined): string {
+  return `${llm?.provider ?? 'unknown'}/${llm?.modelName ?? 'unknown'}`;
+}
+
+function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || name === 'ModelAbortError' || name === 'TimeoutError';
 }

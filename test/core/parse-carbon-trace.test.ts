@@ -76,30 +76,41 @@ describe('parseCarbonTrace — wire shapes seen in the wild', () => {
     expect('trackingActive' in m).toBe(false);
   });
 
-  it('does not book a Model Garden v1 session total as one request', () => {
+  it('books no per-call emissions from a Model Garden v1 snapshot, and passes the session through', () => {
     const m = parseCarbonTrace(MODEL_GARDEN_V1)!;
-    expect(m.gwpKgco2eq).toBeCloseTo(0.0025, 12);
+    // 250 g is the session's running total and 2.5 g its running mean: neither is this call.
+    expect('gwpKgco2eq' in m).toBe(false);
     expect(m.session).toEqual({ totalKgco2eq: 0.25, requests: 100, tokens: 40000 });
-    expect(m.warnings.join('\n')).toMatch(/session total/);
+    expect(m.warnings.join('\n')).toMatch(/gwpKgco2eq not booked: emissions_g_co2 is the server session's running total/);
     expect(m.energyKwh).toBeUndefined();
   });
 
-  it('uses emissions_g_co2 of a v1 session with one request (it is that request)', () => {
-    const m = parseCarbonTrace({ ...MODEL_GARDEN_V1, emissions_g_co2: 2.5, session_total_kg_co2: 0.0025, session_requests: 1 })!;
-    expect(m.gwpKgco2eq).toBeCloseTo(0.0025, 12);
+  it('books nothing for the first request of a v1 session either: its total includes the idle time since load', () => {
+    const m = parseCarbonTrace({ ...MODEL_GARDEN_V1, emissions_g_co2: 2.5, emissions_per_request_g: 2.5, session_total_kg_co2: 0.0025, session_requests: 1 })!;
+    expect('gwpKgco2eq' in m).toBe(false);
+    expect(m.session).toEqual({ totalKgco2eq: 0.0025, requests: 1, tokens: 40000 });
+  });
+
+  it('keeps emissions_g_co2 beside session totals when it is a per-call figure (no running mean, not the total)', () => {
+    const { emissions_per_request_g: _, ...rest } = MODEL_GARDEN_V1;
+    const m = parseCarbonTrace({ ...rest, emissions_g_co2: 3 })!;
+    expect(m.gwpKgco2eq).toBeCloseTo(0.003, 12);
     expect(m.warnings).toEqual([]);
   });
 
-  it('uses emissions_g_co2 when it differs from the session total', () => {
-    const m = parseCarbonTrace({ ...MODEL_GARDEN_V1, emissions_g_co2: 3 })!;
-    expect(m.gwpKgco2eq).toBeCloseTo(0.003, 12);
-  });
-
-  it('drops emissions when the session total is all there is', () => {
+  it('treats emissions_g_co2 equal to the session total as the total, with or without the running mean', () => {
     const { emissions_per_request_g: _, ...rest } = MODEL_GARDEN_V1;
     const m = parseCarbonTrace(rest)!;
     expect('gwpKgco2eq' in m).toBe(false);
-    expect(m.warnings.join('\n')).toMatch(/gwpKgco2eq dropped/);
+    expect(m.warnings.join('\n')).toMatch(/not booked/);
+  });
+
+  it('gives no metrics for a trace without any carbon figure, but zeros are figures', () => {
+    expect(parseCarbonTrace({ measured: true })).toBeUndefined();
+    expect(parseCarbonTrace({ prompt_tokens: 10, completion_tokens: 5 })).toBeUndefined();
+    expect(parseCarbonTrace({ energy_consumed_wh: null, emissions_g_co2: 'n/a', duration_seconds: -1 })).toBeUndefined();
+    expect(parseCarbonTrace({ emissions_g_co2: 0 })?.gwpKgco2eq).toBe(0);
+    expect(parseCarbonTrace({ duration_seconds: 0, measured: true })?.durationSeconds).toBe(0);
   });
 
   it('derives energy from components when the total is missing, and says so', () => {

@@ -101,11 +101,16 @@ describe('parseCarbonTrace properties', () => {
         const metrics = traces.map((t) => (t === undefined ? undefined : parseCarbonTrace(t)));
         const totals = sumCarbonMetrics(metrics);
         expect(totals.calls).toBe(traces.length);
-        expect(totals.tracedCalls).toBe(metrics.filter(Boolean).length);
+        // A call is traced when its trace gave a carbon figure; tokens or flags alone do not count.
+        const figures = ['energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh', 'cpuPowerWatts', 'gpuPowerWatts', 'ramPowerWatts', 'durationSeconds'] as const;
+        const traced = metrics.filter((m) => m !== undefined && figures.some((f) => m[f] !== undefined));
+        expect(totals.tracedCalls).toBe(traced.length);
         let energy = 0;
         for (const m of metrics) energy += m?.energyKwh ?? 0;
         expect(totals.energyKwh).toBe(energy);
-        for (const value of Object.values(totals)) expect(Number.isFinite(value) && value >= 0).toBe(true);
+        expect(totals.callsWith.energyKwh).toBe(metrics.filter((m) => m?.energyKwh !== undefined).length);
+        const numbers = [...Object.values(totals), ...Object.values(totals.callsWith), ...Object.values(totals.withDuration)].filter((v) => typeof v === 'number');
+        for (const value of numbers) expect(Number.isFinite(value) && value >= 0).toBe(true);
       }),
       { numRuns: NUM_RUNS },
     );

@@ -22,9 +22,11 @@ describe('sumCarbonMetrics', () => {
   });
 
   it('returns zeros with calls = 0 for nothing', () => {
+    const fields = { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0, durationSeconds: 0, promptTokens: 0, completionTokens: 0 };
     expect(sumCarbonMetrics([])).toEqual({
-      calls: 0, tracedCalls: 0, measuredCalls: 0, energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0,
-      gpuEnergyKwh: 0, ramEnergyKwh: 0, durationSeconds: 0, promptTokens: 0, completionTokens: 0,
+      calls: 0, tracedCalls: 0, measuredCalls: 0, ...fields,
+      callsWith: fields,
+      withDuration: { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0 },
     });
   });
 

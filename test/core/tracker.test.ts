@@ -157,7 +157,7 @@ describe('tracker.toBoAmpsReport', () => {
     expect(report.measures[0]!.powerConsumption).toBeCloseTo(0.019, 12); // kWh
     expect(report.measures[0]!.measurementDuration).toBe(10);
     expect(report.task.taskDescription).toMatch(/3 of 4 calls carried a trace .*1 call without a trace is not in the measures/);
-    expect(report.header).toMatchObject({ reportId: 'report-1', reportDatetime: '2026-01-02T03:04:05.000Z', reportStatus: 'draft' });
+    expect(report.header).toMatchObject({ reportId: 'report-1', reportDatetime: '2026-01-02 03:04:05', reportStatus: 'draft' });
   });
 
   it('reports one model when asked', () => {

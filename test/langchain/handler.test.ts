@@ -87,13 +87,23 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
     expect(message.response_metadata.codecarbon).toBeDefined();
   });
 
-  it('without any capture path: no metrics, onMetrics(undefined), a warning', async () => {
+  it('without any capture path: no metrics, onMetrics(undefined), a warning that shows the line to add', async () => {
     const r = recordingHandler();
     const message = await chat().invoke('hello', { callbacks: [r.handler] });
     expect(message.response_metadata.codecarbon).toBeUndefined();
     expect(r.metrics.map(([m]) => m)).toEqual([undefined]);
     expect(r.roots[0]![0]).toMatchObject({ calls: 1, tracedCalls: 0 });
-    expect(r.warnings[0]).toMatch(/no x_carbon_trace in the response of fixture-model/);
+    // The server sent a trace: the warning must not blame it, but point to the missing fetch.
+    expect(r.warnings).toEqual([expect.stringMatching(/did not see the response of fixture-model.*configuration: \{ fetch: handler\.fetch \}/)]);
+  });
+
+  it('a server that really sends no trace: the warning says so', async () => {
+    server.reply = () => ({ content: 'plain' });
+    for (const options of [{ raw: true }, { fetch: true }]) {
+      const r = recordingHandler();
+      await chat(options.raw ? { raw: true } : { handler: r.handler }).invoke('hello', { callbacks: [r.handler] });
+      expect(r.warnings).toEqual([expect.stringMatching(/^no x_carbon_trace in the response of fixture-model/)]);
+    }
   });
 
   it('handler.fetch: invoke', async () => {
@@ -132,6 +142,8 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
   it('handler.fetch does not change the bytes the client reads', async () => {
     const r = recordingHandler();
     server.reply = () => ({ id: 'chatcmpl-fixed', content: 'same bytes', trace: sampleTrace(1) });
+    // An open run whose messages the requests carry, so that the responses are observed.
+    r.handler.handleChatModelStart({ lc: 1, type: 'not_implemented', id: ['fake'] }, [[new HumanMessage('x')]], 'run-bytes');
     for (const stream of [false, true]) {
       const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', stream, messages: [{ role: 'user', content: 'x' }] }) };
       const direct = await fetch(`${server.baseURL}/chat/completions`, init);
@@ -143,11 +155,13 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
     }
   });
 
-  it('captures never claimed expire', async () => {
-    const r = recordingHandler({ captureTtlMs: 1 });
-    await chat({ handler: r.handler }).invoke('hello'); // no callbacks: nobody claims the capture
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(r.handler.pendingState().captures).toBe(0);
+  it('handler.fetch without the handler in callbacks: the call works, one warning says what to add, nothing is held', async () => {
+    const r = recordingHandler();
+    const model = chat({ handler: r.handler });
+    expect((await model.invoke('hello')).content).toBe('Hello from the fixture.');
+    await model.invoke('again');
+    expect(r.warnings).toEqual([expect.stringMatching(/handler\.fetch saw a request while none of its LLM runs was open.*callbacks: \[handler\]/)]);
+    expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
   });
 
   it('a chain: one root run with the model call inside', async () => {
@@ -267,9 +281,11 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
     expect(ours.constructor).toBe(bare.constructor);
     expect(ours.message).toBe(bare.message);
     expect(ours.status).toBe(500);
-    expect(r.metrics).toEqual([]);
+    // The failed call counts, without metrics and without blaming the server.
+    expect(r.metrics).toEqual([[undefined, expect.objectContaining({ outcome: 'failed', modelName: 'fixture-model' })]]);
     expect(r.roots).toHaveLength(1);
-    expect(r.roots[0]![0].calls).toBe(0);
+    expect(r.roots[0]![0]).toMatchObject({ calls: 1, tracedCalls: 0 });
+    expect(r.warnings).toEqual([]);
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
   });
 
@@ -358,7 +374,7 @@ describe('CarbonTraceCallbackHandler run bookkeeping', () => {
     r.handler.handleChatModelStart(llm, [], 'llm-2', 'root');
     await r.handler.handleLLMError(new Error('boom'), 'llm-2', 'root');
     await r.handler.handleChainError(new Error('boom'), 'root');
-    expect(r.roots).toEqual([[expect.objectContaining({ calls: 1, tracedCalls: 1 }), { rootRunId: 'root' }]]);
+    expect(r.roots).toEqual([[expect.objectContaining({ calls: 2, tracedCalls: 1 }), { rootRunId: 'root' }]]);
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
   });
 

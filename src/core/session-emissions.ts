@@ -1,0 +1,100 @@
+import type { CarbonMetrics } from './types';
+
+/**
+ * Derives per-call emissions from Model Garden v1 snapshots, which carry only the server
+ * session's running total (`session_total_kg_co2`) and its request count (`session_requests`).
+ *
+ * @example
+ * ```ts
+ * const sessions = createSessionEmissions();
+ * const metrics = sessions.apply('garden.chat/llama', parseCarbonTrace(trace));
+ * ```
+ */
+export type SessionEmissions = {
+  /**
+   * Records the snapshot `metrics` carries (if any) for the server `key`, and returns `metrics`
+   * with `gwpKgco2eq` derived when the trace gave none and a share can be known. Metrics
+   * without a snapshot come back as they are.
+   */
+  apply(key: string, metrics: CarbonMetrics | undefined): CarbonMetrics | undefined;
+};
+
+type Session = {
+  /** The first snapshot seen of this session: anything older predates what we observed. */
+  firstKg: number;
+  firstRequests: number;
+  /** The newest snapshot: increases are booked from here, so booked intervals never overlap. */
+  lastKg: number;
+  lastRequests: number;
+};
+
+// One entry per server and model seen; bounded so that unbounded model ids cannot grow memory.
+const MAX_SESSIONS = 1_000;
+
+/**
+ * Creates the per-adapter state that turns successive session snapshots of one server into
+ * per-call emissions.
+ *
+ * A call's share is the increase of the session total since the previous response of that
+ * session, divided by the increase in `session_requests` (other clients' requests take their
+ * part), flagged in `warnings` as derived. What it books for a session never exceeds the
+ * server's own total: each booking is at most the increase since the newest snapshot seen, so
+ * booked intervals never overlap and add up to at most last − first seen. The first response of a session, a response older
+ * than the newest one seen (responses overtake each other), and a snapshot that repeats a request
+ * count book nothing. A drop below everything seen of the session (the server restarted) starts
+ * a new one.
+ *
+ * @example
+ * ```ts
+ * const sessions = createSessionEmissions();
+ * sessions.apply('m', parseCarbonTrace({ session_total_kg_co2: 0.010, session_requests: 1 }));  // no emissions: first seen
+ * sessions.apply('m', parseCarbonTrace({ session_total_kg_co2: 0.012, session_requests: 3 }))?.gwpKgco2eq; // 0.001
+ * ```
+ */
+export function createSessionEmissions(): SessionEmissions {
+  const sessions = new Map<string, Session>();
+
+  function observe(key: string, totalKg: number, requests: number): { shareKg?: number; note: string } {
+    const session = sessions.get(key);
+    if (session === undefined || totalKg < session.firstKg || requests < session.firstRequests || contradicts(session, totalKg, requests)) {
+      sessions.delete(key);
+      if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
+      sessions.set(key, { firstKg: totalKg, firstRequests: requests, lastKg: totalKg, lastRequests: requests });
+      return { note: 'first response seen of this server session: its share cannot be derived yet' };
+    }
+    if (requests > session.lastRequests && totalKg >= session.lastKg) {
+      const increaseKg = totalKg - session.lastKg;
+      const newRequests = requests - session.lastRequests;
+      session.lastKg = totalKg;
+      session.lastRequests = requests;
+      return {
+        shareKg: increaseKg / newRequests,
+        note: `gwpKgco2eq derived from the session total: +${increaseKg} kgCO2eq over ${newRequests} request${newRequests === 1 ? '' : 's'} since the previous response`,
+      };
+    }
+    if (requests === session.lastRequests && totalKg >= session.lastKg) {
+      session.lastKg = totalKg;
+      return { note: 'the session request count did not increase since the previous response: no share can be derived' };
+    }
+    return { note: 'an older snapshot of the session than one already seen (responses arrived out of order): no share derived' };
+  }
+
+  return {
+    apply(key, metrics) {
+      const totalKg = metrics?.session?.totalKgco2eq;
+      const requests = metrics?.session?.requests;
+      if (metrics === undefined || typeof totalKg !== 'number' || typeof requests !== 'number') return metrics;
+      const { shareKg, note } = observe(key, totalKg, requests);
+      // A trace with its own per-call emissions keeps them; the snapshot only moves the marks.
+      if (metrics.gwpKgco2eq !== undefined) return metrics;
+      const derived: CarbonMetrics = { ...metrics, warnings: [...metrics.warnings, note] };
+      if (shareKg !== undefined) derived.gwpKgco2eq = shareKg;
+      return derived;
+    },
+  };
+}
+
+/** Within one session the total never falls as the count rises, nor rises past the newest while the count is older. */
+function contradicts(session: Session, totalKg: number, requests: number): boolean {
+  return (requests > session.lastRequests && totalKg < session.lastKg) || (requests < session.lastRequests && totalKg > session.lastKg);
+}

@@ -1,0 +1,360 @@
+import { findCarbonTrace } from '../core/parse-carbon-trace';
+
+// Loosely typed on purpose: LangChain messages and OpenAI-compatible bodies are read defensively.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
+/**
+ * One response observed by `handler.fetch`, filled as its bytes pass to the client.
+ *
+ * @example
+ * ```ts
+ * const capture = captures.begin(init.body);
+ * capture?.observe(chunkData); // per SSE data line, or once with the JSON body text
+ * capture?.finish();
+ * ```
+ */
+export class ResponseCapture {
+  /** The LLM runs this response may belong to, known when its request was sent. */
+  readonly candidates: Set<string>;
+  /** Whether one run alone carries the request's messages: then the response is that run's. */
+  readonly exclusive: boolean;
+  /** The last raw `x_carbon_trace` seen (the final figure comes last); `undefined` when none. */
+  trace: unknown;
+  /** The client has read the whole response: no more content or trace can arrive. */
+  finished = false;
+  /** The request failed or was not a completion: nothing to claim. */
+  failed = false;
+  private readonly choices = new Map<number, { text: string; tools: Map<number, { name: string; args: string }> }>();
+  private pendingJson: string | undefined;
+
+  constructor(candidates: Set<string>, matchedByMessages: boolean) {
+    this.candidates = candidates;
+    this.exclusive = matchedByMessages && candidates.size === 1;
+  }
+
+  /**
+   * Takes one JSON document: a whole response body, or the data of one SSE event.
+   * A whole body is kept as text and read only if a run claims it, so the client pays nothing.
+   */
+  observe(data: string, wholeBody = false): void {
+    if (wholeBody) {
+      this.pendingJson = data;
+      return;
+    }
+    if (data === '[DONE]') {
+      this.finished = true;
+      return;
+    }
+    this.read(data);
+  }
+
+  finish(): void {
+    this.finished = true;
+  }
+
+  /** The trace, once any deferred body has been read. */
+  rawTrace(): unknown {
+    this.flushJson();
+    return this.trace;
+  }
+
+  /** What the model generated, in the shape {@link outputKey} gives a LangChain result. */
+  contentKey(): string {
+    this.flushJson();
+    return [...this.choices.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, c]) => choiceKey(c.text, [...c.tools.values()].map((t) => toolKey(t.name, t.args))))
+      .join('\u0004');
+  }
+
+  private flushJson(): void {
+    if (this.pendingJson === undefined) return;
+    const text = this.pendingJson;
+    this.pendingJson = undefined;
+    this.read(text);
+  }
+
+  private read(text: string): void {
+    let body: Loose;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return; // Not JSON: the client reports it; there is nothing to take.
+    }
+    if (body === null || typeof body !== 'object') return;
+    const trace = findCarbonTrace(body);
+    if (trace !== undefined) this.trace = trace;
+    if (Array.isArray(body.choices)) {
+      for (const choice of body.choices) this.readChoice(choice);
+    } else if (Array.isArray(body.output)) {
+      this.readResponsesOutput(body.output);
+    } else if (body.type === 'response.completed' && Array.isArray(body.response?.output)) {
+      // The Responses API streams deltas, then repeats the whole output at the end.
+      this.choices.clear();
+      this.readResponsesOutput(body.response.output);
+      const inner = findCarbonTrace(body.response);
+      if (inner !== undefined) this.trace = inner;
+    }
+  }
+
+  private choice(index: unknown) {
+    const key = typeof index === 'number' ? index : 0;
+    let choice = this.choices.get(key);
+    if (choice === undefined) this.choices.set(key, (choice = { text: '', tools: new Map() }));
+    return choice;
+  }
+
+  private readChoice(raw: Loose): void {
+    if (raw === null || typeof raw !== 'object') return;
+    const choice = this.choice(raw.index);
+    // A JSON body has `message`; a stream chunk has `delta` with pieces to append.
+    const part = raw.message ?? raw.delta;
+    if (part === null || typeof part !== 'object') return;
+    if (typeof part.content === 'string') choice.text += part.content;
+    if (!Array.isArray(part.tool_calls)) return;
+    part.tool_calls.forEach((call: Loose, position: number) => {
+      const index = typeof call?.index === 'number' ? call.index : position;
+      let tool = choice.tools.get(index);
+      if (tool === undefined) choice.tools.set(index, (tool = { name: '', args: '' }));
+      if (typeof call?.function?.name === 'string') tool.name += call.function.name;
+      if (typeof call?.function?.arguments === 'string') tool.args += call.function.arguments;
+    });
+  }
+
+  private readResponsesOutput(output: Loose[]): void {
+    const choice = this.choice(0);
+    for (const item of output) {
+      if (item?.type === 'message' && Array.isArray(item.content)) {
+        for (const part of item.content) if (typeof part?.text === 'string') choice.text += part.text;
+      } else if (item?.type === 'function_call') {
+        choice.tools.set(choice.tools.size, { name: String(item.name ?? ''), args: String(item.arguments ?? '') });
+      }
+    }
+  }
+}
+
+/**
+ * The outcome of looking for a run's response among the captures.
+ *
+ * @example
+ * ```ts
+ * const claim = captures.claim(runId, output);
+ * if (claim.kind === 'found') parseCarbonTrace(claim.trace);
+ * ```
+ */
+export type CaptureClaim =
+  /** The run's response was observed; `trace` is its raw `x_carbon_trace`, `undefined` if it had none. */
+  | { kind: 'found'; trace: unknown }
+  /** `handler.fetch` saw no request this run could have sent. */
+  | { kind: 'unobserved' }
+  /** Several responses could be this run's and their traces differ: it gets none. */
+  | { kind: 'ambiguous'; responses: number };
+
+type RunEntry = { key: string | undefined; captures: Set<ResponseCapture> };
+
+// Bound for what a misbehaving caller could grow: responses no run ever claims.
+const MAX_CAPTURES = 10_000;
+
+/**
+ * Ties the responses `handler.fetch` observes to the LLM runs that sent them — without trusting
+ * response ids, which real servers reuse (Ollama), leave empty (TGI), omit, or change on every
+ * chunk (some proxies).
+ *
+ * A request is tied to the open runs whose messages it carries. When one run alone could have
+ * sent it, the response is that run's. When several could (the same prompt, in flight at the
+ * same time), the run takes the one finished response whose generated content and tool calls
+ * equal its own output; if that still leaves several with different traces, the run gets no
+ * trace — never another run's. A capture lives only as long as a run that may claim it.
+ *
+ * @example
+ * ```ts
+ * const captures = new TraceCaptures();
+ * captures.openRun(runId, requestKeyOfMessages(messages));
+ * // … handler.fetch: captures.begin(init.body) …
+ * const claim = captures.claim(runId, llmResult);
+ * captures.closeRun(runId);
+ * ```
+ */
+export class TraceCaptures {
+  private readonly runs = new Map<string, RunEntry>();
+  private readonly byKey = new Map<string, Set<string>>();
+  private readonly all = new Set<ResponseCapture>();
+
+  /** Responses held now; 0 once every run that could claim them has ended. */
+  get size(): number {
+    return this.all.size;
+  }
+
+  /** Whether any run is open: a request with none open was sent outside the handler's runs. */
+  get hasOpenRuns(): boolean {
+    return this.runs.size > 0;
+  }
+
+  openRun(runId: string, key: string | undefined): void {
+    this.closeRun(runId);
+    this.runs.set(runId, { key, captures: new Set() });
+    if (key === undefined) return;
+    let runs = this.byKey.get(key);
+    if (runs === undefined) this.byKey.set(key, (runs = new Set()));
+    runs.add(runId);
+  }
+
+  /**
+   * A request is about to be sent: returns the capture its response fills, or `undefined` when
+   * no run is open to claim it.
+   */
+  begin(requestBody: unknown): ResponseCapture | undefined {
+    if (this.runs.size === 0) return undefined;
+    const key = requestKeyOfBody(requestBody);
+    const matching = key === undefined ? undefined : this.byKey.get(key);
+    // A request whose messages match no run's (a model that rewrites them) may be any open run's.
+    const matched = matching !== undefined && matching.size > 0;
+    const capture = new ResponseCapture(new Set(matched ? matching : this.runs.keys()), matched);
+    if (this.all.size >= MAX_CAPTURES) this.drop(this.all.values().next().value as ResponseCapture);
+    this.all.add(capture);
+    for (const runId of capture.candidates) this.runs.get(runId)?.captures.add(capture);
+    return capture;
+  }
+
+  /** Finds the run's response. Call {@link closeRun} afterwards. */
+  claim(runId: string, output: unknown): CaptureClaim {
+    const run = this.runs.get(runId);
+    if (run === undefined || run.captures.size === 0) return { kind: 'unobserved' };
+    const live = [...run.captures].filter((c) => !c.failed);
+    // Only this run could have sent these: a retry leaves a failed one and a good one.
+    const exclusive = live.filter((c) => c.exclusive);
+    const pool = exclusive.length > 0 ? exclusive : this.sameContent(live, outputKey(output));
+    if (pool.length === 0) return exclusive.length === 0 && live.length > 0 ? { kind: 'ambiguous', responses: live.length } : { kind: 'found', trace: undefined };
+    const traced = pool.filter((c) => c.rawTrace() !== undefined);
+    if (traced.length === 0) return { kind: 'found', trace: undefined };
+    const first = traced[0]!;
+    const firstJson = stableJson(first.rawTrace());
+    // Responses that cannot be told apart may still carry the same figure: then it is this run's too.
+    if (traced.some((c) => stableJson(c.rawTrace()) !== firstJson)) return { kind: 'ambiguous', responses: traced.length };
+    const trace = first.rawTrace();
+    this.drop(first);
+    return { kind: 'found', trace };
+  }
+
+  /** The run has ended (or failed, or was dropped): it can claim nothing more. */
+  closeRun(runId: string): void {
+    const run = this.runs.get(runId);
+    if (run === undefined) return;
+    this.runs.delete(runId);
+    if (run.key !== undefined) {
+      const runs = this.byKey.get(run.key);
+      runs?.delete(runId);
+      if (runs?.size === 0) this.byKey.delete(run.key);
+    }
+    for (const capture of run.captures) {
+      capture.candidates.delete(runId);
+      if (capture.candidates.size === 0) this.drop(capture);
+    }
+  }
+
+  private sameContent(captures: ResponseCapture[], key: string | undefined): ResponseCapture[] {
+    if (key === undefined) return [];
+    // The run's own response was read to its end before LangChain ended the run.
+    return captures.filter((c) => c.finished && c.contentKey() === key);
+  }
+
+  private drop(capture: ResponseCapture): void {
+    this.all.delete(capture);
+    for (const runId of capture.candidates) this.runs.get(runId)?.captures.delete(capture);
+    capture.candidates.clear();
+  }
+}
+
+/**
+ * The messages of a LangChain run (or the prompt of an LLM run), as a key its request's body
+ * also gives: the text of every message in order, empty ones left out.
+ *
+ * @example
+ * ```ts
+ * requestKeyOfMessages([new HumanMessage('Hi')]) === requestKeyOfBody('{"messages":[{"role":"user","content":"Hi"}]}'); // true
+ * ```
+ */
+export function requestKeyOfMessages(messages: unknown): string | undefined {
+  if (typeof messages === 'string') return keyOf([messages]);
+  if (!Array.isArray(messages)) return undefined;
+  return keyOf(messages.map((m: Loose) => (typeof m === 'string' ? m : textOf(m?.content))));
+}
+
+/**
+ * The key of an OpenAI-compatible request body: chat completions (`messages`), the Responses
+ * API (`input`) or completions (`prompt`).
+ *
+ * @example
+ * ```ts
+ * requestKeyOfBody(init.body);
+ * ```
+ */
+export function requestKeyOfBody(body: unknown): string | undefined {
+  if (typeof body !== 'string') return undefined;
+  let parsed: Loose;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object') return undefined;
+  if (Array.isArray(parsed.messages)) return keyOf(parsed.messages.map((m: Loose) => textOf(m?.content)));
+  if (typeof parsed.input === 'string') return keyOf([parsed.input]);
+  if (Array.isArray(parsed.input)) return keyOf(parsed.input.map((item: Loose) => textOf(item?.content ?? item?.output)));
+  if (typeof parsed.prompt === 'string' || Array.isArray(parsed.prompt)) return requestKeyOfMessages(parsed.prompt);
+  return undefined;
+}
+
+function keyOf(texts: string[]): string {
+  return JSON.stringify(texts.filter((t) => t !== ''));
+}
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const part of content) if (typeof part?.text === 'string') text += part.text;
+  return text;
+}
+
+/**
+ * What a LangChain run generated, as {@link ResponseCapture.contentKey} gives it for a response:
+ * per choice, the text and the tool calls (name and arguments).
+ */
+function outputKey(output: Loose): string | undefined {
+  const generations = output?.generations?.[0];
+  if (!Array.isArray(generations) || generations.length === 0) return undefined;
+  return generations
+    .map((g: Loose) => {
+      const message = g?.message;
+      const tools = [
+        ...(Array.isArray(message?.tool_calls) ? message.tool_calls : []).map((t: Loose) => toolKey(t?.name, JSON.stringify(t?.args ?? {}))),
+        ...(Array.isArray(message?.invalid_tool_calls) ? message.invalid_tool_calls : []).map((t: Loose) => toolKey(t?.name, t?.args)),
+      ];
+      return choiceKey(typeof g?.text === 'string' ? g.text : textOf(message?.content), tools);
+    })
+    .join('\u0004');
+}
+
+function choiceKey(text: string, tools: string[]): string {
+  return `${text}\u0001${tools.sort().join('\u0003')}`;
+}
+
+function toolKey(name: unknown, args: unknown): string {
+  let canonical = typeof args === 'string' ? args : '';
+  try {
+    canonical = JSON.stringify(JSON.parse(canonical));
+  } catch {
+    // Arguments that are not JSON compare as sent.
+  }
+  return `${String(name ?? '')}\u0002${canonical}`;
+}
+
+function stableJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? 'undefined';
+  } catch {
+    return String(value);
+  }
+}
