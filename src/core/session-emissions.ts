@@ -28,8 +28,10 @@ type Session = {
   lastRequests: number;
 };
 
-// One entry per server and model seen; bounded so that unbounded model ids cannot grow memory.
-const MAX_SESSIONS = 1_000;
+// Servers and models seen; bounded so that unbounded model ids cannot grow memory.
+const MAX_KEYS = 1_000;
+// Sessions remembered per server: the current one and the few a late response may belong to.
+const MAX_SESSIONS_PER_KEY = 4;
 
 /**
  * Creates the per-adapter state that turns successive session snapshots of one server into
@@ -39,10 +41,10 @@ const MAX_SESSIONS = 1_000;
  * session, divided by the increase in `session_requests` (other clients' requests take their
  * part), flagged in `warnings` as derived. What it books for a session never exceeds the
  * server's own total: each booking is at most the increase since the newest snapshot seen, so
- * booked intervals never overlap and add up to at most last − first seen. The first response of a session, a response older
- * than the newest one seen (responses overtake each other), and a snapshot that repeats a request
- * count book nothing. A drop below everything seen of the session (the server restarted) starts
- * a new one.
+ * booked intervals never overlap and add up to at most last − first seen. Three cases book
+ * nothing, with a note: the first response seen of a session; a response no newer than one
+ * already seen (responses overtake each other on the way); a snapshot that repeats a request
+ * count. A drop below everything seen of the session (the server restarted) starts a new one.
  *
  * @example
  * ```ts
@@ -52,31 +54,41 @@ const MAX_SESSIONS = 1_000;
  * ```
  */
 export function createSessionEmissions(): SessionEmissions {
-  const sessions = new Map<string, Session>();
+  const byKey = new Map<string, Session[]>();
 
   function observe(key: string, totalKg: number, requests: number): { shareKg?: number; note: string } {
-    const session = sessions.get(key);
-    if (session === undefined || totalKg < session.firstKg || requests < session.firstRequests || contradicts(session, totalKg, requests)) {
-      sessions.delete(key);
-      if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
-      sessions.set(key, { firstKg: totalKg, firstRequests: requests, lastKg: totalKg, lastRequests: requests });
-      return { note: 'first response seen of this server session: its share cannot be derived yet' };
+    let sessions = byKey.get(key);
+    if (sessions === undefined) {
+      if (byKey.size >= MAX_KEYS) byKey.delete(byKey.keys().next().value as string);
+      byKey.set(key, (sessions = []));
     }
-    if (requests > session.lastRequests && totalKg >= session.lastKg) {
-      const increaseKg = totalKg - session.lastKg;
-      const newRequests = requests - session.lastRequests;
-      session.lastKg = totalKg;
-      session.lastRequests = requests;
+    if (sessions.some((s) => s.firstRequests <= requests && requests <= s.lastRequests && s.firstKg <= totalKg && totalKg <= s.lastKg)) {
+      return { note: 'a snapshot no newer than one already seen (responses overtook each other): no share derived' };
+    }
+    // Of the sessions this snapshot could continue, the one with the highest total: booking from
+    // there can never cover an increase another booking already covered.
+    let from: Session | undefined;
+    for (const s of sessions) {
+      if (requests > s.lastRequests && totalKg >= s.lastKg && (from === undefined || s.lastKg > from.lastKg)) from = s;
+    }
+    if (from !== undefined) {
+      const increaseKg = totalKg - from.lastKg;
+      const newRequests = requests - from.lastRequests;
+      from.lastKg = totalKg;
+      from.lastRequests = requests;
       return {
         shareKg: increaseKg / newRequests,
         note: `gwpKgco2eq derived from the session total: +${increaseKg} kgCO2eq over ${newRequests} request${newRequests === 1 ? '' : 's'} since the previous response`,
       };
     }
-    if (requests === session.lastRequests && totalKg >= session.lastKg) {
-      session.lastKg = totalKg;
-      return { note: 'the session request count did not increase since the previous response: no share can be derived' };
+    const same = sessions.find((s) => requests === s.lastRequests && totalKg >= s.lastKg);
+    if (same !== undefined) {
+      same.lastKg = totalKg;
+      return { note: 'the session request count did not increase since the previous response: no share derived' };
     }
-    return { note: 'an older snapshot of the session than one already seen (responses arrived out of order): no share derived' };
+    sessions.push({ firstKg: totalKg, firstRequests: requests, lastKg: totalKg, lastRequests: requests });
+    if (sessions.length > MAX_SESSIONS_PER_KEY) sessions.shift();
+    return { note: 'first response seen of this server session: its share cannot be derived yet' };
   }
 
   return {
@@ -92,9 +104,4 @@ export function createSessionEmissions(): SessionEmissions {
       return derived;
     },
   };
-}
-
-/** Within one session the total never falls as the count rises, nor rises past the newest while the count is older. */
-function contradicts(session: Session, totalKg: number, requests: number): boolean {
-  return (requests > session.lastRequests && totalKg < session.lastKg) || (requests < session.lastRequests && totalKg > session.lastKg);
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Ajv from 'ajv-draft-04';
-import { describe, expect, it } from 'vitest';
-import { CarbonTracker, EMISSIONS_CSV_COLUMNS, parseCarbonTrace, UNKNOWN_MODEL, type BoAmpsReportOptions } from '../../src/index';
+import { describe, expect, it, vi } from 'vitest';
+import { CarbonTracker, EMISSIONS_CSV_COLUMNS, OVERFLOW_MODEL, parseCarbonTrace, UNKNOWN_MODEL, type BoAmpsReportOptions } from '../../src/index';
 
 const measured = parseCarbonTrace({ emissions_g_co2: 2, energy_consumed_wh: 8, cpu_energy_wh: 2, gpu_energy_wh: 5, ram_energy_wh: 1, duration_seconds: 4, prompt_tokens: 100, completion_tokens: 50, measured: true })!;
 const estimated = parseCarbonTrace({ emissions_g_co2: 1, energy_consumed_wh: 3, cpu_energy_wh: 3, duration_seconds: 2, prompt_tokens: 10, completion_tokens: 20, measured: false })!;
@@ -172,5 +172,75 @@ describe('tracker.toBoAmpsReport', () => {
     tracker.record(undefined, { modelId: 'x' });
     expect(() => tracker.toBoAmpsReport(options)).toThrow(RangeError);
     expect(() => sampleTracker().toBoAmpsReport({ ...options, modelId: 'nope' })).toThrow(/no traced calls for model nope/);
+  });
+});
+
+describe('honest exports', () => {
+  it('emissions.csv powers are energy ÷ duration over the calls that carried a duration', () => {
+    const tracker = new CarbonTracker();
+    // 1 Wh of CPU in 1 s is 3,600 W; a second call's 1 Wh came without a duration.
+    tracker.record(parseCarbonTrace({ energy_consumed_wh: 1, cpu_energy_wh: 1, emissions_g_co2: 0.5, duration_seconds: 1 }), { modelId: 'm' });
+    tracker.record(parseCarbonTrace({ energy_consumed_wh: 1, cpu_energy_wh: 1, emissions_g_co2: 0.5 }), { modelId: 'm' });
+    const [header, row] = tracker.toEmissionsCsv().trimEnd().split('\n').map((l) => l.split(','));
+    const cell = (name: string) => row![header!.indexOf(name)];
+    expect(Number(cell('cpu_power'))).toBe(3600); // not 7,200: the untimed call's energy is not divided by the timed call's second
+    expect(Number(cell('emissions_rate'))).toBe(0.0005 / 1);
+    expect(Number(cell('cpu_energy'))).toBe(0.002); // every call's energy is still in the sums
+    expect(cell('gpu_power')).toBe(''); // nobody reported GPU energy: unknown, not 0
+  });
+
+  it('emissions.csv: empty cells for a model nothing was traced for, no float noise', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(undefined, { modelId: 'untraced' });
+    for (let i = 0; i < 3; i++) tracker.record(parseCarbonTrace({ energy_consumed_wh: 0.0000016 / 3 * 1000, duration_seconds: 0.1 }), { modelId: 'noisy' });
+    const lines = tracker.toEmissionsCsv().trimEnd().split('\n').map((l) => l.split(','));
+    const header = lines[0]!;
+    const rowOf = (model: string) => Object.fromEntries(header.map((h, i) => [h, lines.find((l) => l[2] === model)![i]]));
+    const untraced = rowOf('untraced');
+    for (const column of ['duration', 'emissions', 'emissions_rate', 'cpu_power', 'cpu_energy', 'gpu_energy', 'ram_energy', 'energy_consumed']) {
+      expect(untraced[column], column).toBe('');
+    }
+    expect(untraced.calls).toBe('1');
+    // 3 × 0.00000053333… kWh prints as the 12-significant-digit value, not 0.0000016000000000000001.
+    expect(rowOf('noisy').energy_consumed).toBe('0.0000016');
+  });
+
+  it('BoAmps: dates in the schema\'s YYYY-MM-DD HH:MM:SS form; the measure begins with the first traced call', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(new Date('2026-03-01T08:00:00Z'));
+      const tracker = new CarbonTracker();
+      tracker.record(undefined, { modelId: 'llama' });
+      vi.setSystemTime(new Date('2026-03-01T09:15:30Z'));
+      tracker.record(measured, { modelId: 'llama' });
+      vi.setSystemTime(new Date('2026-03-02T10:00:00Z'));
+      tracker.record(measured, { modelId: 'llama' });
+      vi.setSystemTime(new Date('2026-03-05T12:00:00Z'));
+      const report = tracker.toBoAmpsReport({ infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1 }] } });
+      expect(report.header.reportDatetime).toBe('2026-03-05 12:00:00');
+      expect(report.measures[0]!.measurementDateTime).toBe('2026-03-01 09:15:30');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('bounds memory with maxModels: further models share one overflow row, and the exports say so', () => {
+    const tracker = new CarbonTracker({ maxModels: 3 });
+    for (let i = 0; i < 50; i++) tracker.record(measured, { modelId: `tenant-${i}-lora` });
+    const byModel = tracker.byModel();
+    expect(Object.keys(byModel)).toEqual(['tenant-0-lora', 'tenant-1-lora', 'tenant-2-lora', OVERFLOW_MODEL]);
+    expect(byModel[OVERFLOW_MODEL]!.calls).toBe(47);
+    expect(tracker.totals().calls).toBe(50);
+    expect(tracker.toEmissionsCsv()).toContain(`,${OVERFLOW_MODEL},`);
+    const report = tracker.toBoAmpsReport({ infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1 }] } });
+    expect(report.task.taskDescription).toContain(`"${OVERFLOW_MODEL}" stands for the models beyond the tracker's maxModels distinct ids`);
+    expect(new CarbonTracker().byModel()).toEqual({});
+  });
+
+  it('counts per field how many calls a sum covers, so a partial sum shows', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(parseCarbonTrace({ energy_consumed_wh: 1 }), { modelId: 'm' });
+    tracker.record(parseCarbonTrace({ energy_consumed_wh: 1, emissions_g_co2: 0.4 }), { modelId: 'm' });
+    expect(tracker.totals()).toMatchObject({ tracedCalls: 2, callsWith: { energyKwh: 2, gwpKgco2eq: 1, durationSeconds: 0 } });
   });
 });
