@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
@@ -20,6 +21,8 @@ import { sampleTrace, startFixtureServer } from '../test/fixtures/openai-compati
 
 const quick = process.argv.includes('--quick');
 const SAMPLES = quick ? 3 : 11;
+// LangChain rows are short and this machine is shared: more pairs steady the median.
+const LANGCHAIN_SAMPLES = quick ? 3 : 31;
 (globalThis as Record<string, unknown>).AI_SDK_LOG_WARNINGS = false;
 
 type Row = { name: string; a: string; b: string; value: string; target: string; met: boolean | undefined };
@@ -31,8 +34,12 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** Alternates A and B (B first on odd samples, so neither always runs warm), returns medians in ms. */
-async function abTest(a: () => PromiseLike<unknown>, b: () => PromiseLike<unknown>, samples = SAMPLES): Promise<{ a: number; b: number }> {
+/**
+ * Alternates A and B (B first on odd samples, so neither always runs warm). Returns the medians in
+ * ms and the median of the paired ratios B_i ÷ A_i: each pair ran back to back, so a pause of the
+ * shared machine moves both of a pair, not one side of the comparison.
+ */
+async function abTest(a: () => PromiseLike<unknown>, b: () => PromiseLike<unknown>, samples = SAMPLES): Promise<{ a: number; b: number; ratio: number }> {
   await a();
   await b(); // warm-up
   const ta: number[] = [];
@@ -44,16 +51,42 @@ async function abTest(a: () => PromiseLike<unknown>, b: () => PromiseLike<unknow
       out.push(performance.now() - start);
     }
   }
-  return { a: median(ta), b: median(tb) };
+  return { a: median(ta), b: median(tb), ratio: median(ta.map((x, i) => tb[i]! / x)) };
 }
 
 /** A ratio row; with `calls`, also the absolute cost per call. A NaN target is a reference figure. */
-function ratioRow(name: string, a: string, b: string, r: { a: number; b: number }, target: number, calls?: number): void {
-  const ratio = r.b / r.a;
-  const perCall = calls ? `, ${(((r.b - r.a) / calls) * 1000).toFixed(0)} µs/call` : '';
+function ratioRow(name: string, a: string, b: string, r: { a: number; b: number; ratio: number }, target: number, calls?: number): void {
+  const { ratio } = r;
+  const perCall = calls ? `, ${(((ratio - 1) * r.a) / calls * 1000).toFixed(0)} µs/call` : '';
   const hasTarget = !Number.isNaN(target);
   rows.push({ name, a: `${a}: ${r.a.toFixed(1)} ms`, b: `${b}: ${r.b.toFixed(1)} ms`, value: `${ratio.toFixed(3)}×${perCall}`, target: hasTarget ? `≤ ${target}×` : '—', met: hasTarget ? ratio <= target : undefined });
   console.log(`${name}: ${ratio.toFixed(3)}×${perCall} (${r.a.toFixed(1)} → ${r.b.toFixed(1)} ms)`);
+}
+
+/**
+ * CPU profile of `calls` runs of `fn`: the self time of carbon-trace's own code (frames in src/)
+ * and of everything the process did, per call. A profile attributes cost where wall-clock ratios
+ * on a shared machine cannot resolve a few percent.
+ */
+async function profileCalls(fn: () => PromiseLike<unknown>, calls: number): Promise<{ oursMicros: number; busyMicros: number }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 50 });
+  await session.post('Profiler.start');
+  for (let i = 0; i < calls; i++) await fn();
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  let ours = 0;
+  let busy = 0;
+  profile.samples!.forEach((id, i) => {
+    const frame = byId.get(id)!.callFrame;
+    const delta = profile.timeDeltas![i]!;
+    if (frame.functionName !== '(idle)') busy += delta;
+    if (frame.url.includes('/src/')) ours += delta;
+  });
+  return { oursMicros: ours / calls, busyMicros: busy / calls };
 }
 
 const times = async (n: number, fn: () => PromiseLike<unknown>): Promise<void> => {
@@ -166,6 +199,7 @@ const quiet = { onWarning: false as const };
   const r0 = await abTest(
     () => times(n, () => bare.invoke('x')),
     () => times(n, () => bare.invoke('x', { callbacks: [noop] })),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${n}, a no-op handler (LangChain's own cost, reference)`, 'bare', 'no-op handler', r0, Number.NaN, n);
   // What passing any custom fetch to the OpenAI client costs, and what ours adds on top.
@@ -173,28 +207,43 @@ const quiet = { onWarning: false as const };
   const rf0 = await abTest(
     () => times(n, () => bare.invoke('x')),
     () => times(n, () => passthrough.invoke('x')),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${n}, a pass-through custom fetch (the client's own cost, reference)`, 'bare', 'pass-through fetch', rf0, Number.NaN, n);
+  // The same handler in both, so that only the fetch differs: what observing the response costs.
   const rf1 = await abTest(
-    () => times(n, () => passthrough.invoke('x')),
-    () => times(n, () => viaFetch.invoke('x')),
+    () => times(n, () => passthrough.invoke('x', { callbacks: [handler] })),
+    () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
+    LANGCHAIN_SAMPLES,
   );
-  ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch vs a pass-through fetch`, 'pass-through fetch', 'handler.fetch', rf1, 1.05, n);
+  ratioRow(`ChatOpenAI invoke ×${n} with the handler, handler.fetch vs a pass-through fetch`, 'pass-through fetch', 'handler.fetch', rf1, 1.05, n);
   const r1 = await abTest(
     () => times(n, () => bare.invoke('x')),
     () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch`, 'bare', 'handler', r1, 1.05, n);
   const r2 = await abTest(
     () => times(n, () => rawBare.invoke('x')),
     () => times(n, () => rawBare.invoke('x', { callbacks: [handler] })),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${n}, __includeRawResponse`, 'bare', 'handler', r2, 1.05, n);
   const r3 = await abTest(
     () => times(n, () => viaFetch.invoke('x', { callbacks: [noop] })),
     () => times(n, () => viaFetch.invoke('x', { callbacks: [handler] })),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${n}, handler.fetch vs a no-op handler`, 'no-op handler', 'handler', r3, 1.05, n);
+
+  // Where the time goes: carbon-trace's own code, by profile, with and without handler.fetch.
+  const calls = quick ? 200 : 2000;
+  for (const [label, model] of [['a pass-through fetch', passthrough], ['handler.fetch', viaFetch]] as const) {
+    const p = await profileCalls(() => model.invoke('x', { callbacks: [handler] }), calls);
+    const value = `${p.oursMicros.toFixed(1)} µs/call of ${p.busyMicros.toFixed(0)} µs/call CPU (${((100 * p.oursMicros) / p.busyMicros).toFixed(1)} %)`;
+    rows.push({ name: `ChatOpenAI invoke with the handler and ${label}: CPU in carbon-trace's code (profile)`, a: '', b: '', value, target: '—', met: undefined });
+    console.log(`profile, ${label}: ${value}`);
+  }
 
   // A model that takes 20 ms to answer, still far faster than a real one.
   server.reply = () => ({ content: 'A short answer about energy.', trace: sampleTrace(), latencyMs: 20 });
@@ -202,6 +251,7 @@ const quiet = { onWarning: false as const };
   const r4 = await abTest(
     () => times(m, () => bare.invoke('x')),
     () => times(m, () => viaFetch.invoke('x', { callbacks: [handler] })),
+    LANGCHAIN_SAMPLES,
   );
   ratioRow(`ChatOpenAI invoke ×${m}, handler.fetch, 20 ms model latency`, 'bare', 'handler', r4, 1.05, m);
 }
@@ -293,7 +343,7 @@ if (!quick) {
     '# carbon-trace benchmark results',
     '',
     `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}.`,
-    `Each ratio is B ÷ A of the medians of ${SAMPLES} alternating samples, measured side by side in one run.${gc ? '' : ' (Heap figures without --expose-gc are indicative only.)'}`,
+    `Each ratio is the median of B ÷ A over ${SAMPLES} alternating pairs of samples (${LANGCHAIN_SAMPLES} for the ChatOpenAI rows), measured side by side in one run.${gc ? '' : ' (Heap figures without --expose-gc are indicative only.)'}`,
     '',
     `| ${header.join(' | ')} |`,
     `|${header.map(() => '---').join('|')}|`,

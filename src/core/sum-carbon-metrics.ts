@@ -18,10 +18,6 @@ const TIMED = ['energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEn
   keyof CarbonTotals['withDuration']
 >;
 
-function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
-  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
-}
-
 /**
  * Fresh all-zero totals.
  *
@@ -32,14 +28,19 @@ function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
  * ```
  */
 export function emptyCarbonTotals(): CarbonTotals {
+  // Literal objects: a tracker or handler makes one per model and per root run, on the hot path.
   return {
     calls: 0,
     tracedCalls: 0,
     measuredCalls: 0,
-    ...(zeros(SUMMED) as CarbonFieldSums),
-    callsWith: zeros(SUMMED) as CarbonFieldSums,
-    withDuration: zeros(TIMED) as CarbonTotals['withDuration'],
+    ...emptyFieldSums(),
+    callsWith: emptyFieldSums(),
+    withDuration: { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0 },
   };
+}
+
+function emptyFieldSums(): CarbonFieldSums {
+  return { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0, durationSeconds: 0, promptTokens: 0, completionTokens: 0 };
 }
 
 /**

@@ -57,15 +57,15 @@ export function createCaptureFetch(getInner: () => FetchLike, begin: (requestBod
  */
 function observeJsonBody(response: Response, capture: ResponseCapture): void {
   const text = response.text.bind(response);
-  const readText = async (): Promise<string> => {
-    const body = await text();
-    capture.observe(body, true);
-    capture.finish();
-    return body;
-  };
+  const readText = (): Promise<string> =>
+    text().then((body) => {
+      capture.observe(body, true);
+      capture.finish();
+      return body;
+    });
   Object.defineProperties(response, {
     text: { value: readText, configurable: true, writable: true },
-    json: { value: async () => JSON.parse(await readText()) as unknown, configurable: true, writable: true },
+    json: { value: () => readText().then((body) => JSON.parse(body) as unknown), configurable: true, writable: true },
   });
 }
 

@@ -26,7 +26,9 @@ export class ResponseCapture {
   /** The request failed or was not a completion: nothing to claim. */
   failed = false;
   private readonly choices = new Map<number, { text: string; tools: Map<number, { name: string; args: string }> }>();
+  /** A whole JSON body, read only when a run claims it: the trace first, the content if asked. */
   private pendingJson: string | undefined;
+  private pendingBody: Loose;
 
   constructor(candidates: Set<string>, matchedByMessages: boolean) {
     this.candidates = candidates;
@@ -55,36 +57,37 @@ export class ResponseCapture {
 
   /** The trace, once any deferred body has been read. */
   rawTrace(): unknown {
-    this.flushJson();
+    if (this.pendingJson !== undefined) {
+      this.pendingBody = parseObject(this.pendingJson);
+      this.pendingJson = undefined;
+      const trace = findCarbonTrace(this.pendingBody);
+      if (trace !== undefined) this.trace = trace;
+    }
     return this.trace;
   }
 
   /** What the model generated, in the shape {@link outputKey} gives a LangChain result. */
   contentKey(): string {
-    this.flushJson();
+    this.rawTrace();
+    if (this.pendingBody !== undefined) {
+      this.readBody(this.pendingBody);
+      this.pendingBody = undefined;
+    }
     return [...this.choices.entries()]
       .sort(([a], [b]) => a - b)
       .map(([, c]) => choiceKey(c.text, [...c.tools.values()].map((t) => toolKey(t.name, t.args))))
       .join('\u0004');
   }
 
-  private flushJson(): void {
-    if (this.pendingJson === undefined) return;
-    const text = this.pendingJson;
-    this.pendingJson = undefined;
-    this.read(text);
-  }
-
   private read(text: string): void {
-    let body: Loose;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return; // Not JSON: the client reports it; there is nothing to take.
-    }
-    if (body === null || typeof body !== 'object') return;
+    const body = parseObject(text);
+    if (body === undefined) return;
     const trace = findCarbonTrace(body);
     if (trace !== undefined) this.trace = trace;
+    this.readBody(body);
+  }
+
+  private readBody(body: Loose): void {
     if (Array.isArray(body.choices)) {
       for (const choice of body.choices) this.readChoice(choice);
     } else if (Array.isArray(body.output)) {
@@ -229,9 +232,11 @@ export class TraceCaptures {
     const traced = pool.filter((c) => c.rawTrace() !== undefined);
     if (traced.length === 0) return { kind: 'found', trace: undefined };
     const first = traced[0]!;
-    const firstJson = stableJson(first.rawTrace());
-    // Responses that cannot be told apart may still carry the same figure: then it is this run's too.
-    if (traced.some((c) => stableJson(c.rawTrace()) !== firstJson)) return { kind: 'ambiguous', responses: traced.length };
+    if (traced.length > 1) {
+      const firstJson = stableJson(first.rawTrace());
+      // Responses that cannot be told apart may still carry the same figure: then it is this run's too.
+      if (traced.some((c) => stableJson(c.rawTrace()) !== firstJson)) return { kind: 'ambiguous', responses: traced.length };
+    }
     const trace = first.rawTrace();
     this.drop(first);
     return { kind: 'found', trace };
@@ -304,6 +309,15 @@ export function requestKeyOfBody(body: unknown): string | undefined {
   if (Array.isArray(parsed.input)) return keyOf(parsed.input.map((item: Loose) => textOf(item?.content ?? item?.output)));
   if (typeof parsed.prompt === 'string' || Array.isArray(parsed.prompt)) return requestKeyOfMessages(parsed.prompt);
   return undefined;
+}
+
+function parseObject(text: string): Loose {
+  try {
+    const value = JSON.parse(text);
+    return value !== null && typeof value === 'object' ? value : undefined;
+  } catch {
+    return undefined; // Not JSON: the client reports it; there is nothing to take.
+  }
 }
 
 function keyOf(texts: string[]): string {

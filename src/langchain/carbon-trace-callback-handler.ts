@@ -65,8 +65,8 @@ type LLMState = {
   provider?: string;
   /** The last raw trace seen on a streamed chunk (the final figure comes last). */
   chunkTrace?: unknown;
-  /** Whether LangChain handed over the raw response (`__includeRawResponse`) on a chunk. */
-  sawRawResponse?: boolean;
+  /** Whether LangChain handed over raw responses (`__includeRawResponse`) on streamed chunks. */
+  sawRawChunks?: boolean;
   detachAbort?: () => void;
 };
 type RunState = { parentRunId?: string; rootRunId: string; llm?: LLMState };
@@ -245,7 +245,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       this.touch(run.rootRunId);
       // Each chunk's own raw response is clean; the merged message at the end is not (chunk
       // merging adds repeated numbers), so collect the trace here.
-      if (chunk.message?.additional_kwargs?.__raw_response !== undefined) run.llm.sawRawResponse = true;
+      if (chunk.message?.additional_kwargs?.__raw_response !== undefined) run.llm.sawRawChunks = true;
       const raw = findTraceIn(chunk.message) ?? findTraceIn(chunk);
       if (raw !== undefined) run.llm.chunkTrace = raw;
     });
@@ -431,7 +431,19 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
         },
       };
     }
-    const sawRaw = llm?.sawRawResponse === true || generations.some((g) => g?.message?.additional_kwargs?.__raw_response !== undefined);
+    if (claim.kind === 'unobserved' && llm?.sawRawChunks === true) {
+      return {
+        read: undefined,
+        absence: {
+          reason: 'other',
+          key: 'raw-chunks',
+          message:
+            `no x_carbon_trace on the streamed chunks LangChain handed over for ${source}; a server that sends it on the usage-only ` +
+            'last chunk is seen only through handler.fetch — new ChatOpenAI({ configuration: { fetch: handler.fetch } })',
+        },
+      };
+    }
+    const sawRaw = generations.some((g) => g?.message?.additional_kwargs?.__raw_response !== undefined);
     if (claim.kind === 'unobserved' && !sawRaw) {
       return {
         read: undefined,

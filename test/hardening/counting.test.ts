@@ -155,3 +155,15 @@ describe('LangChain runs', () => {
     expect(warnings).toEqual([expect.stringMatching(/usage-only last chunk never reaches them.*handler\.fetch/)]);
   });
 });
+
+describe('LangChain warnings that point to the fix', () => {
+  it('streaming with __includeRawResponse and the trace on the usage-only chunk: says where the trace went, not that the server sent none', async () => {
+    server.reply = () => ({ content: 'a b c', trace: sampleTrace(2), tracePlacement: 'usage' });
+    const warnings: string[] = [];
+    const handler = new CarbonTraceCallbackHandler({ onWarning: (w) => void warnings.push(w) });
+    const chat = new ChatOpenAI({ model: 'fixture-model', apiKey: 'x', maxRetries: 0, streaming: true, __includeRawResponse: true, configuration: { baseURL: server.baseURL } });
+    await chat.invoke('x', { callbacks: [handler] });
+    expect(handler.totals()).toMatchObject({ calls: 1, tracedCalls: 0 });
+    expect(warnings).toEqual([expect.stringMatching(/no x_carbon_trace on the streamed chunks .* usage-only last chunk is seen only through handler\.fetch/)]);
+  });
+});
