@@ -1,9 +1,10 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
+import { mergeAttributes, withUsageTokens } from '../core/call-details';
 import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
-import type { CallOutcome, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
 /**
  * What `onMetrics` is told about the call.
@@ -15,10 +16,12 @@ import type { CallOutcome, CarbonMetrics, CarbonMetricsRecorder } from '../core/
  * ```
  */
 export type CarbonTraceCallContext = {
-  /** The model's provider id, e.g. `'model-garden.chat'`. */
+  /** The `provider` option, or the model's provider id, e.g. `'garden.chat'`. */
   provider: string;
   modelId: string;
   type: 'generate' | 'stream';
+  /** The middleware's `attributes`, then the call's `providerOptions.carbonTrace.attributes`. */
+  attributes: CarbonAttributes;
   /**
    * How the call ended: `'completed'`, `'failed'` (an error, e.g. HTTP 500 or a cut stream) or
    * `'aborted'` (cancelled by the caller). Failed and aborted calls count in `calls` too.
@@ -26,6 +29,21 @@ export type CarbonTraceCallContext = {
   outcome: CallOutcome;
 };
 
+/**
+ * What the `attributes` option function is told about a call.
+ *
+ * @example
+ * ```ts
+ * const attributes = (call: CarbonTraceAttributeCall) => ({ route: call.type === 'stream' ? 'chat' : 'batch' });
+ * ```
+ */
+export type CarbonTraceAttributeCall = {
+  provider: string;
+  modelId: string;
+  type: 'generate' | 'stream';
+  /** The call's provider options, as passed to `generateText` / `streamText`. */
+  providerOptions: Record<string, unknown> | undefined;
+};
 
 /**
  * Options of {@link carbonTraceMiddleware}.
@@ -50,6 +68,19 @@ export type CarbonTraceMiddlewareOptions = {
    * Default: `console.warn`, each distinct warning once. `false` silences them.
    */
   onWarning?: CarbonTraceWarningHandler;
+  /**
+   * Attributes of every call (`{ service: 'support-bot' }`), or a function that gives them per
+   * call. A call's own `providerOptions: { carbonTrace: { attributes } }` are added on top. They
+   * reach `onMetrics`, the trackers (`tracker.byAttribute('feature')`) and, for the keys it is
+   * allowed, the OpenTelemetry recorder.
+   */
+  attributes?: CarbonAttributes | ((call: CarbonTraceAttributeCall) => CarbonAttributes | undefined);
+  /**
+   * The provider name in records, totals and `onMetrics`. Default: the model's own provider id
+   * (`createOpenAICompatible({ name: 'garden' })` gives `'garden.chat'`). Set the same name on
+   * the LangChain handler to see one server as one series.
+   */
+  provider?: string;
 };
 
 // Loose on purpose: one object must satisfy the middleware types of ai@5 (v2), ai@6 (v3) and
@@ -107,13 +138,37 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   const callerWantsRaw = new WeakMap<object, boolean>();
   const sessions = createSessionEmissions();
 
-  /** Derives what a session snapshot leaves open, tells every sink, and returns the call's metrics. */
-  function report(read: { metrics: CarbonMetrics | undefined; problem?: string } | undefined, context: CarbonTraceCallContext): CarbonMetrics | undefined {
+  function callContext(model: Loose, params: Loose, type: 'generate' | 'stream', outcome: CallOutcome): CarbonTraceCallContext {
+    const provider = typeof options.provider === 'string' && options.provider !== '' ? options.provider : String(model?.provider ?? 'unknown');
+    const modelId = String(model?.modelId ?? 'unknown');
+    const providerOptions = params?.providerOptions;
+    let defaults: unknown = options.attributes;
+    if (typeof defaults === 'function') {
+      try {
+        defaults = (defaults as (call: CarbonTraceAttributeCall) => unknown)({ provider, modelId, type, providerOptions });
+      } catch (error) {
+        warn(`attributes\0${String(error)}`, `the attributes option threw: ${error instanceof Error ? error.message : String(error)}`);
+        defaults = undefined;
+      }
+    }
+    return { provider, modelId, type, attributes: mergeAttributes(defaults, providerOptions?.carbonTrace?.attributes), outcome };
+  }
+
+  /**
+   * Derives what a session snapshot leaves open, fills tokens from the response's usage, tells
+   * every sink, and returns the call's metrics.
+   */
+  function report(
+    read: { metrics: CarbonMetrics | undefined; problem?: string } | undefined,
+    context: CarbonTraceCallContext,
+    usage?: unknown,
+  ): CarbonMetrics | undefined {
     const source = `${context.provider}/${context.modelId}`;
-    const metrics = sessions.apply(source, read?.metrics);
+    const metrics = withUsageTokens(sessions.apply(source, read?.metrics), tokensOf(usage));
     const absence: TraceAbsence =
       context.outcome !== 'completed' ? { reason: 'failed' } : read?.problem !== undefined ? { reason: 'unusable', problem: read.problem } : { reason: 'no-trace' };
-    reportCall(warn, options, { source, absence, record: { provider: context.provider, modelId: context.modelId } }, metrics, context);
+    const record = { provider: context.provider, modelId: context.modelId, attributes: context.attributes };
+    reportCall(warn, options, { source, absence, record }, metrics, context);
     return metrics;
   }
 
@@ -127,18 +182,18 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       return forced;
     },
 
-    async wrapGenerate({ doGenerate, model }) {
+    async wrapGenerate({ doGenerate, params, model }) {
       let result: Loose;
       try {
         result = await doGenerate();
       } catch (error) {
         // A failed call is still a call: it counts, without metrics, and the error is the caller's.
-        safely(() => report(undefined, callContext(model, 'generate', isAbort(error) ? 'aborted' : 'failed')));
+        safely(() => report(undefined, callContext(model, params, 'generate', isAbort(error) ? 'aborted' : 'failed')));
         throw error;
       }
       try {
         const trace = findCarbonTrace(result?.response?.body);
-        const metrics = report(trace === undefined ? undefined : readCarbonTrace(trace), callContext(model, 'generate', 'completed'));
+        const metrics = report(trace === undefined ? undefined : readCarbonTrace(trace), callContext(model, params, 'generate', 'completed'), result?.usage);
         setCarbonSpanAttributes(getActiveSpan(), metrics);
         if (metrics === undefined) return result;
         return { ...result, providerMetadata: withMetrics(result.providerMetadata, metrics) };
@@ -155,19 +210,20 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       try {
         streamResult = await doStream();
       } catch (error) {
-        safely(() => report(undefined, callContext(model, 'stream', isAbort(error) ? 'aborted' : 'failed')));
+        safely(() => report(undefined, callContext(model, params, 'stream', isAbort(error) ? 'aborted' : 'failed')));
         throw error;
       }
       const { stream, ...rest } = streamResult;
       const accumulator = createCarbonTraceAccumulator();
       let reported = false;
 
-      const finishCall = (outcome: CallOutcome): CarbonMetrics | undefined => {
+      const finishCall = (outcome: CallOutcome, usage?: unknown): CarbonMetrics | undefined => {
         if (reported) return undefined;
         reported = true;
         const metrics = report(
           accumulator.hasTrace ? { metrics: accumulator.build(), ...(accumulator.problem ? { problem: accumulator.problem } : {}) } : undefined,
-          callContext(model, 'stream', outcome),
+          callContext(model, params, 'stream', outcome),
+          usage,
         );
         setCarbonSpanAttributes(span, metrics);
         return metrics;
@@ -201,7 +257,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
               sawError = true;
             } else if (part?.type === 'finish') {
               part = safely(() => {
-                const metrics = finishCall(sawError ? 'failed' : 'completed');
+                const metrics = finishCall(sawError ? 'failed' : 'completed', (part as { usage?: unknown }).usage);
                 return metrics ? { ...part, providerMetadata: withMetrics(part.providerMetadata, metrics) } : part;
               }) ?? part;
             }
@@ -220,8 +276,13 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   };
 }
 
-function callContext(model: Loose, type: 'generate' | 'stream', outcome: CallOutcome): CarbonTraceCallContext {
-  return { provider: String(model?.provider ?? 'unknown'), modelId: String(model?.modelId ?? 'unknown'), type, outcome };
+/**
+ * Token counts of a provider-level usage: ai@5 (v2) has numbers, ai@6/7 (v3/v4) `{ total }`.
+ */
+function tokensOf(usage: Loose): { promptTokens?: unknown; completionTokens?: unknown } {
+  if (usage === null || typeof usage !== 'object') return {};
+  const total = (value: Loose) => (typeof value === 'number' ? value : value?.total);
+  return { promptTokens: total(usage.inputTokens), completionTokens: total(usage.outputTokens) };
 }
 
 function isAbort(error: unknown): boolean {

@@ -1,9 +1,10 @@
 export {
   carbonTraceMiddleware,
+  type CarbonTraceAttributeCall,
   type CarbonTraceCallContext,
   type CarbonTraceMiddleware,
   type CarbonTraceMiddlewareOptions,
 } from './carbon-trace-middleware';
 export { getCarbonMetrics } from '../core/get-carbon-metrics';
 export { CARBON_METADATA_KEY } from '../core/parse-carbon-trace';
-export type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+export type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';

@@ -6,6 +6,19 @@ import type { CarbonMetrics } from './types';
 const METADATA_HOLDERS = ['providerMetadata', 'response_metadata', 'generationInfo'] as const;
 
 /**
+ * Refuses, at compile time, a holder whose `providerMetadata` is still a promise — a
+ * `streamText` / `streamObject` result — with a message that says what to pass instead.
+ *
+ * @example
+ * ```ts
+ * getCarbonMetrics(streamText({ model, prompt })); // type error: pass `await result.providerMetadata`
+ * ```
+ */
+export type NotAStreamResult<T> = T extends { providerMetadata: PromiseLike<unknown> }
+  ? { readonly 'a stream result holds promises: pass `await result.providerMetadata`, or map `await result.steps`': never }
+  : unknown;
+
+/**
  * Reads the metrics back from wherever an adapter put them:
  *
  * - AI SDK: a `generateText` / `generateObject` result, a step of `result.steps`, an
@@ -29,9 +42,9 @@ const METADATA_HOLDERS = ['providerMetadata', 'response_metadata', 'generationIn
  * getCarbonMetrics(message)?.gwpKgco2eq;
  * ```
  */
-export function getCarbonMetrics(holder: unknown): CarbonMetrics | undefined {
+export function getCarbonMetrics<T>(holder: T & NotAStreamResult<T>): CarbonMetrics | undefined {
   if (typeof holder !== 'object' || holder === null) return undefined;
-  const record = holder as Record<string, unknown>;
+  const record = holder as unknown as Record<string, unknown>;
   if (Object.hasOwn(record, CARBON_METADATA_KEY)) return asCarbonMetrics(record[CARBON_METADATA_KEY]);
   for (const key of METADATA_HOLDERS) {
     // Often a getter on SDK classes, so not an own property: read it, but only as plain data.

@@ -1,3 +1,4 @@
+import { createWarner, type CarbonTraceWarningHandler } from './report';
 import type { CarbonMetrics } from './types';
 
 /**
@@ -9,6 +10,19 @@ import type { CarbonMetrics } from './types';
  * ```
  */
 export type GridIntensity = { gCo2PerKwh: number; source?: string };
+
+/**
+ * Options of `withGridIntensity`.
+ *
+ * @example
+ * ```ts
+ * withGridIntensity(metrics, { gCo2PerKwh: 56 }, { onWarning: (m) => logger.warn(m) });
+ * ```
+ */
+export type GridIntensityOptions = {
+  /** Where a warning goes when nothing could be recomputed. Default: `console.warn`, each distinct warning once. `false` silences it. */
+  onWarning?: CarbonTraceWarningHandler;
+};
 
 /**
  * Recomputes a call's emissions from its energy for a given grid: for a server that reports
@@ -26,14 +40,18 @@ export type GridIntensity = { gCo2PerKwh: number; source?: string };
  * local.gwpKgco2eq; // metrics.energyKwh × 0.056
  * ```
  */
-export function withGridIntensity(metrics: CarbonMetrics, intensity: GridIntensity): CarbonMetrics {
+export function withGridIntensity(metrics: CarbonMetrics, intensity: GridIntensity, options: GridIntensityOptions = {}): CarbonMetrics {
   const { gCo2PerKwh } = intensity;
   const source = intensity.source ?? 'given intensity';
+  const refuse = (warning: string) => {
+    createWarner(options.onWarning)(warning, warning);
+    return withWarning(metrics, warning);
+  };
   if (typeof gCo2PerKwh !== 'number' || !Number.isFinite(gCo2PerKwh) || gCo2PerKwh < 0) {
-    return withWarning(metrics, `gwpKgco2eq not recomputed: grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0 (${source})`);
+    return refuse(`gwpKgco2eq not recomputed: grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0 (${source})`);
   }
   if (typeof metrics.energyKwh !== 'number') {
-    return withWarning(metrics, `gwpKgco2eq not recomputed: the trace has no energy (${source})`);
+    return refuse(`gwpKgco2eq not recomputed: the trace has no energy (${source})`);
   }
   const gwpKgco2eq = (metrics.energyKwh * gCo2PerKwh) / 1000;
   const replaced = metrics.gwpKgco2eq === undefined ? 'none reported' : `replaces the server's ${metrics.gwpKgco2eq} kgCO2eq`;

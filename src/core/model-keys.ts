@@ -18,3 +18,25 @@ export const UNKNOWN_MODEL = 'unknown';
  * ```
  */
 export const OVERFLOW_MODEL = '(other models)';
+
+/**
+ * The attribute value under which `byAttribute(key)` books calls that did not carry `key`, so
+ * that the values of a key always add up to every call.
+ *
+ * @example
+ * ```ts
+ * tracker.byAttribute('feature')[UNATTRIBUTED]?.calls; // calls without a feature
+ * ```
+ */
+export const UNATTRIBUTED = '(none)';
+
+/**
+ * The attribute value under which a tracker books calls whose value of a key comes after its
+ * `maxAttributeValues` distinct values (user ids, request ids used as attributes).
+ *
+ * @example
+ * ```ts
+ * tracker.byAttribute('userId')[OVERFLOW_ATTRIBUTE_VALUE]?.calls;
+ * ```
+ */
+export const OVERFLOW_ATTRIBUTE_VALUE = '(other values)';

@@ -14,6 +14,8 @@ export type CarbonTraceWarningHandler = ((message: string) => void) | false;
 
 // Bounded so that a server with ever-changing warnings cannot grow memory without end.
 const MAX_REMEMBERED_WARNINGS = 256;
+// Shared by every default warner, so "once per process" holds across adapters and helpers.
+const consoleSeen = new Set<string>();
 
 /**
  * Creates the warning sink the adapters share. With no handler, each distinct warning goes to
@@ -37,11 +39,10 @@ export function createWarner(handler: CarbonTraceWarningHandler | undefined): (k
       }
     };
   }
-  const seen = new Set<string>();
   return (key, message) => {
-    if (seen.has(key)) return;
-    if (seen.size >= MAX_REMEMBERED_WARNINGS) seen.clear();
-    seen.add(key);
+    if (consoleSeen.has(key)) return;
+    if (consoleSeen.size >= MAX_REMEMBERED_WARNINGS) consoleSeen.clear();
+    consoleSeen.add(key);
     console.warn(`[carbon-trace] ${message}`);
   };
 }

@@ -1,19 +1,9 @@
 import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
-import { OVERFLOW_MODEL, UNKNOWN_MODEL } from './model-keys';
+import { OVERFLOW_ATTRIBUTE_VALUE, OVERFLOW_MODEL, UNATTRIBUTED, UNKNOWN_MODEL } from './model-keys';
 import { hasCarbonFigure } from './parse-carbon-trace';
 import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
-import type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals, TrackingMethod } from './types';
-
-/**
- * What a recorded call is attributed to.
- *
- * @example
- * ```ts
- * tracker.record(metrics, { provider: 'garden.chat', modelId: 'llama-3.1-8b' } satisfies CarbonRecordContext);
- * ```
- */
-export type CarbonRecordContext = { provider?: string; modelId?: string };
+import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, TrackingMethod } from './types';
 
 /**
  * Options of {@link CarbonTracker}.
@@ -29,9 +19,17 @@ export type CarbonTrackerOptions = {
    * {@link OVERFLOW_MODEL}, and the exports say so. Default 1000.
    */
   maxModels?: number;
+  /**
+   * Distinct values kept apart per attribute key; further values are booked under
+   * `'(other values)'` ({@link OVERFLOW_ATTRIBUTE_VALUE}). Default 1000. At most 64 keys are
+   * broken down.
+   */
+  maxAttributeValues?: number;
 };
 
 const DEFAULT_MAX_MODELS = 1_000;
+const MAX_ATTRIBUTE_KEYS = 64;
+
 
 /**
  * Running totals over many model calls, overall, per model and per tracking method.
@@ -60,11 +58,14 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   private providers = new Map<string, Set<string>>();
   /** When each model's first traced call was recorded: the start of its measured period. */
   private firstTraced = new Map<string, Date>();
+  /** Per attribute key, totals per value; every key's values add up to every call. */
+  private attributes = new Map<string, Map<string, CarbonTotals>>();
   private readonly maxModels: number;
+  private readonly maxAttributeValues: number;
 
   constructor(options: CarbonTrackerOptions = {}) {
-    const max = options.maxModels;
-    this.maxModels = typeof max === 'number' && Number.isInteger(max) && max >= 1 ? max : DEFAULT_MAX_MODELS;
+    this.maxModels = positiveInteger(options.maxModels) ?? DEFAULT_MAX_MODELS;
+    this.maxAttributeValues = positiveInteger(options.maxAttributeValues) ?? DEFAULT_MAX_MODELS;
   }
 
   /**
@@ -76,6 +77,8 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    * ```
    */
   record(metrics: CarbonMetrics | undefined, context: CarbonRecordContext = {}): void {
+    // Before the overall totals: a key seen for the first time starts from the calls before this one.
+    this.recordAttributes(metrics, context.attributes);
     addCarbonMetrics(this.all, metrics);
     let model = typeof context.modelId === 'string' && context.modelId !== '' ? context.modelId : UNKNOWN_MODEL;
     if (!this.models.has(model) && this.models.size >= this.maxModels) model = OVERFLOW_MODEL;
@@ -116,6 +119,38 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    */
   byModel(): Record<string, CarbonTotals> {
     return copyOut(this.models);
+  }
+
+  /**
+   * Totals per value of one attribute — which feature, user or tenant emits what. Calls that
+   * did not carry the attribute are under `'(none)'` ({@link UNATTRIBUTED}), so the values always
+   * add up to {@link totals}. Values are compared as strings. The object has no prototype.
+   *
+   * @example
+   * ```ts
+   * for (const [feature, t] of Object.entries(tracker.byAttribute('feature'))) console.log(feature, t.gwpKgco2eq);
+   * ```
+   */
+  byAttribute(key: string): Record<string, CarbonTotals> {
+    const values = this.attributes.get(key);
+    if (values === undefined) {
+      const out = Object.create(null) as Record<string, CarbonTotals>;
+      if (this.all.calls > 0) out[UNATTRIBUTED] = copyTotals(this.all);
+      return out;
+    }
+    return copyOut(values);
+  }
+
+  /**
+   * The attribute keys calls have carried so far.
+   *
+   * @example
+   * ```ts
+   * tracker.attributeKeys(); // ['feature', 'tenant']
+   * ```
+   */
+  attributeKeys(): string[] {
+    return [...this.attributes.keys()];
   }
 
   /**
@@ -190,7 +225,29 @@ export class CarbonTracker implements CarbonMetricsRecorder {
     this.methods = new Map();
     this.providers = new Map();
     this.firstTraced = new Map();
+    this.attributes = new Map();
   }
+
+  private recordAttributes(metrics: CarbonMetrics | undefined, attributes: CarbonRecordContext['attributes']): void {
+    const carried = attributes !== null && typeof attributes === 'object' ? attributes : {};
+    for (const key of Object.keys(carried)) {
+      if (this.attributes.has(key) || this.attributes.size >= MAX_ATTRIBUTE_KEYS) continue;
+      // Every call recorded before this key first appeared lacked it.
+      const values = new Map<string, CarbonTotals>();
+      if (this.all.calls > 0) values.set(UNATTRIBUTED, copyTotals(this.all));
+      this.attributes.set(key, values);
+    }
+    for (const [key, values] of this.attributes) {
+      const raw = Object.hasOwn(carried, key) ? carried[key] : undefined;
+      let value = raw === undefined ? UNATTRIBUTED : String(raw);
+      if (!values.has(value) && values.size >= this.maxAttributeValues) value = OVERFLOW_ATTRIBUTE_VALUE;
+      addCarbonMetrics(getOrCreate(values, value), metrics);
+    }
+  }
+}
+
+function positiveInteger(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 ? value : undefined;
 }
 
 function getOrCreate<K>(map: Map<K, CarbonTotals>, key: K): CarbonTotals {

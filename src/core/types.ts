@@ -145,6 +145,27 @@ export type CarbonTotals = CarbonFieldSums & {
 };
 
 /**
+ * What a call is attributed to, for totals per feature, user or tenant: string, number or
+ * boolean values by key (e.g. `{ feature: 'chat', tenant: 'acme' }`).
+ *
+ * @example
+ * ```ts
+ * const attributes: CarbonAttributes = { feature: 'support-chat', userId: 'u-42' };
+ * ```
+ */
+export type CarbonAttributes = Record<string, string | number | boolean>;
+
+/**
+ * What a recorded call is attributed to: its provider, its model, and your attributes.
+ *
+ * @example
+ * ```ts
+ * tracker.record(metrics, { provider: 'garden', modelId: 'llama-3.1-8b', attributes: { feature: 'chat' } } satisfies CarbonRecordContext);
+ * ```
+ */
+export type CarbonRecordContext = { provider?: string; modelId?: string; attributes?: CarbonAttributes };
+
+/**
  * Anything that records every model call, traced or not: a `CarbonTracker`, or your own.
  * Both adapters take one as `tracker`.
  *
@@ -156,7 +177,7 @@ export type CarbonTotals = CarbonFieldSums & {
  * ```
  */
 export type CarbonMetricsRecorder = {
-  record(metrics: CarbonMetrics | undefined, context?: { provider?: string; modelId?: string }): void;
+  record(metrics: CarbonMetrics | undefined, context?: CarbonRecordContext): void;
 };
 
 /**

@@ -1,11 +1,12 @@
 import { BaseCallbackHandler, type BaseCallbackHandlerInput } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
+import { mergeAttributes, withUsageTokens } from '../core/call-details';
 import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
-import type { CallOutcome, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+import type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
 import { createCaptureFetch, type FetchLike } from './capture-fetch';
 import { requestKeyOfMessages, TraceCaptures } from './capture-matching';
 
@@ -23,6 +24,10 @@ export type CarbonLLMRunInfo = {
   /** The outermost run this handler saw: the chain or graph invocation, or the model call itself. */
   rootRunId: string;
   modelName?: string;
+  /** The `provider` option, or the model's `ls_provider` (`'openai'` for ChatOpenAI). */
+  provider?: string;
+  /** The run's metadata values under the handler's `attributeKeys`. */
+  attributes: CarbonAttributes;
   /** How the run ended; failed and aborted runs count in `calls` too. */
   outcome: CallOutcome;
 };
@@ -58,11 +63,25 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * this bounds what such runs leave behind. Their LLM runs count as aborted calls.
    */
   runTtlMs?: number;
+  /**
+   * Which keys of a run's metadata become attributes, e.g. `['userId', 'feature']` for
+   * `invoke(input, { metadata: { userId, feature } })` — metadata set on a chain or graph reaches
+   * its model calls. They reach `onMetrics`, the trackers (`tracker.byAttribute('feature')`) and,
+   * for the keys it is allowed, the OpenTelemetry recorder. Default: none.
+   */
+  attributeKeys?: readonly string[];
+  /**
+   * The provider name in records, totals and `onMetrics`. Default: the model's `ls_provider`
+   * (`'openai'` for ChatOpenAI, whatever server it talks to). Set the same name on the AI SDK
+   * middleware to see one server as one series.
+   */
+  provider?: string;
 }
 
 type LLMState = {
   modelName?: string;
   provider?: string;
+  attributes: CarbonAttributes;
   /** The last raw trace seen on a streamed chunk (the final figure comes last). */
   chunkTrace?: unknown;
   /** Whether LangChain handed over raw responses (`__includeRawResponse`) on streamed chunks. */
@@ -255,7 +274,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     this.guard('handleLLMEnd', () => {
       const run = this.runs.get(runId);
       const { read, absence } = this.readTrace(runId, output, run?.llm);
-      const metrics = this.sessions.apply(sessionKey(run?.llm), read?.metrics);
+      const metrics = withUsageTokens(this.sessions.apply(sessionKey(run?.llm), read?.metrics), usageOf(output));
       this.writeMetadata(output, metrics);
       this.finishLLMRun(runId, parentRunId, metrics, absence, 'completed');
     });
@@ -293,13 +312,14 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     metadata: Record<string, unknown> | undefined,
     messages: unknown,
   ): void {
-    const llmState: LLMState = {};
+    const llmState: LLMState = { attributes: this.attributesOf(metadata) };
     this.startRun(runId, parentRunId).llm = llmState;
     this.captures.openRun(runId, requestKeyOfMessages(messages));
     const modelName = modelNameOf(llm, extraParams, metadata);
     if (modelName !== undefined) llmState.modelName = modelName;
     // LangChain chat models tag their runs with ls_provider ('openai', 'anthropic', …).
-    if (typeof metadata?.ls_provider === 'string') llmState.provider = metadata.ls_provider;
+    const provider = this.options.provider || metadata?.ls_provider;
+    if (typeof provider === 'string') llmState.provider = provider;
     // An aborted stream never reaches handleLLMError: LangChain rejects the caller's iterator
     // and leaves the model's generator suspended. The call's own signal tells us instead.
     const signal = (extraParams?.options as { signal?: unknown } | undefined)?.signal as AbortSignal | undefined;
@@ -326,13 +346,14 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     addCarbonMetrics(this.allTotals, metrics);
     if (root) addCarbonMetrics(root.totals, metrics);
 
-    const { modelName, provider } = run.llm;
-    const record: { provider?: string; modelId?: string } = {};
+    const { modelName, provider, attributes } = run.llm;
+    const record: { provider?: string; modelId?: string; attributes: CarbonAttributes } = { attributes };
     if (provider !== undefined) record.provider = provider;
     if (modelName !== undefined) record.modelId = modelName;
-    const info: CarbonLLMRunInfo = { runId, rootRunId: run.rootRunId, outcome };
+    const info: CarbonLLMRunInfo = { runId, rootRunId: run.rootRunId, attributes, outcome };
     if (parentRunId !== undefined) info.parentRunId = parentRunId;
     if (modelName !== undefined) info.modelName = modelName;
+    if (provider !== undefined) info.provider = provider;
     reportCall(this.warn, this.options, { source: modelName ?? 'the model', absence, record }, metrics, info);
     if (run.rootRunId === runId) this.endRoot(runId);
     else this.touch(run.rootRunId);
@@ -472,6 +493,14 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     }
   }
 
+  private attributesOf(metadata: Record<string, unknown> | undefined): CarbonAttributes {
+    const keys = this.options.attributeKeys;
+    if (!Array.isArray(keys) || keys.length === 0 || metadata == null) return {};
+    const picked: Array<[string, unknown]> = [];
+    for (const key of keys) if (typeof key === 'string' && Object.hasOwn(metadata, key)) picked.push([key, metadata[key]]);
+    return mergeAttributes(Object.fromEntries(picked));
+  }
+
   private warnOnce(key: string, message: string): void {
     if (this.warnedOnce.has(key)) return;
     this.warnedOnce.add(key);
@@ -506,6 +535,14 @@ function modelNameOf(llm: Serialized, extraParams?: Record<string, unknown>, met
   if (typeof fromParams === 'string') return fromParams;
   const id = (llm as { id?: unknown })?.id;
   return Array.isArray(id) && typeof id.at(-1) === 'string' ? (id.at(-1) as string) : undefined;
+}
+
+/** Token counts LangChain read from the response (`usage_metadata`, or the legacy `llmOutput.tokenUsage`). */
+function usageOf(output: Loose): { promptTokens?: unknown; completionTokens?: unknown } {
+  const usage = output?.generations?.[0]?.[0]?.message?.usage_metadata;
+  if (usage && typeof usage === 'object') return { promptTokens: usage.input_tokens, completionTokens: usage.output_tokens };
+  const legacy = output?.llmOutput?.tokenUsage;
+  return { promptTokens: legacy?.promptTokens, completionTokens: legacy?.completionTokens };
 }
 
 /** One server session per provider and model, as the AI SDK middleware keys it. */

@@ -5,4 +5,4 @@ export {
 } from './carbon-trace-callback-handler';
 export { getCarbonMetrics } from '../core/get-carbon-metrics';
 export { CARBON_METADATA_KEY } from '../core/parse-carbon-trace';
-export type { CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+export type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';

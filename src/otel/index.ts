@@ -1,6 +1,5 @@
 import { metrics, type Attributes, type Counter, type Meter } from '@opentelemetry/api';
-import type { CarbonRecordContext } from '../core/tracker';
-import type { CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext } from '../core/types';
 import { JOULES_PER_KWH } from '../core/units';
 
 export { carbonSpanAttributes } from '../core/span-attributes';
@@ -47,8 +46,16 @@ export const CARBON_METRIC_ATTRIBUTES = {
  * ```
  */
 export type OtelCarbonRecorderOptions = {
-  /** Default: `metrics.getMeter('carbon-trace')` from the global MeterProvider. */
+  /**
+   * Default: `metrics.getMeter('carbon-trace')` from the global MeterProvider, looked up when a
+   * call is recorded — so the recorder may be created before the MeterProvider is registered.
+   */
   meter?: Meter;
+  /**
+   * Which call attributes become metric attributes (each distinct value is a time series, so
+   * allow only low-cardinality keys such as `feature` or `tenant`, never `userId`). Default: none.
+   */
+  attributeKeys?: readonly string[];
 };
 
 /**
@@ -66,16 +73,29 @@ export type OtelCarbonRecorderOptions = {
  * ```
  */
 export function createOtelCarbonRecorder(options: OtelCarbonRecorderOptions = {}): CarbonMetricsRecorder {
-  const meter = options.meter ?? metrics.getMeter('carbon-trace');
-  const counter = (spec: { name: string; unit: string; description: string }): Counter =>
-    meter.createCounter(spec.name, { unit: spec.unit, description: spec.description });
-  const energy = counter(CARBON_INSTRUMENTS.energy);
-  const emissions = counter(CARBON_INSTRUMENTS.emissions);
-  const calls = counter(CARBON_INSTRUMENTS.calls);
+  // The global API hands out no-op meters until a MeterProvider is registered, and they stay
+  // no-ops: look the meter up per record, as OpenTelemetry's own instrumentations do, and make
+  // the counters once per meter.
+  const instruments = new WeakMap<Meter, Record<keyof typeof CARBON_INSTRUMENTS, Counter>>();
+  const instrumentsOf = (meter: Meter) => {
+    let made = instruments.get(meter);
+    if (made === undefined) {
+      const counter = (spec: { name: string; unit: string; description: string }): Counter =>
+        meter.createCounter(spec.name, { unit: spec.unit, description: spec.description });
+      made = { energy: counter(CARBON_INSTRUMENTS.energy), emissions: counter(CARBON_INSTRUMENTS.emissions), calls: counter(CARBON_INSTRUMENTS.calls) };
+      instruments.set(meter, made);
+    }
+    return made;
+  };
 
   return {
     record(m: CarbonMetrics | undefined, context: CarbonRecordContext = {}) {
+      const { energy, emissions, calls } = instrumentsOf(options.meter ?? metrics.getMeter('carbon-trace'));
       const attributes: Attributes = {};
+      for (const key of options.attributeKeys ?? []) {
+        const value = context.attributes?.[key];
+        if (value !== undefined && Object.hasOwn(context.attributes!, key)) attributes[key] = value;
+      }
       if (context.provider) attributes[CARBON_METRIC_ATTRIBUTES.provider] = context.provider;
       if (context.modelId) attributes[CARBON_METRIC_ATTRIBUTES.model] = context.modelId;
       if (m === undefined) {

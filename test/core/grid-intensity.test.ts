@@ -58,3 +58,35 @@ describe('carbon-trace/grid zones (CO2.js average intensities)', () => {
     expect(withZone(metrics, { gCo2PerKwh: 100 }).gwpKgco2eq).toBeCloseTo(0.001, 12);
   });
 });
+
+describe('grid zones as users write them', () => {
+  it('accepts ISO alpha-2 codes as well as alpha-3, in any case', () => {
+    const france = averageIntensity.data.FRA!;
+    for (const zone of ['FR', 'fr', ' Fr ', 'FRA', 'fra']) expect(gridIntensityOfZone(zone)?.gCo2PerKwh, zone).toBe(france);
+    expect(gridIntensityOfZone('SE')?.gCo2PerKwh).toBe(averageIntensity.data.SWE);
+    expect(gridIntensityOfZone('UK')?.gCo2PerKwh).toBe(averageIntensity.data.GBR);
+    expect(withZone(metrics, { zone: 'fr' }).gwpKgco2eq).toBeCloseTo((0.01 * france) / 1000, 12);
+  });
+
+  it('maps every alpha-2 code to an alpha-3 code the dataset knows, where it knows the country', () => {
+    const countries = Object.keys(averageIntensity.data).filter((k) => /^[A-Z]{3}$/.test(k) && k !== 'G20');
+    const reached = new Set<string>();
+    for (let a = 65; a <= 90; a++) {
+      for (let b = 65; b <= 90; b++) {
+        const found = gridIntensityOfZone(String.fromCharCode(a, b))?.source?.match(/zone ([A-Z]{3})$/)?.[1];
+        if (found) reached.add(found);
+      }
+    }
+    expect(countries.filter((c) => !reached.has(c))).toEqual([]);
+  });
+
+  it('sends an unknown zone to the warning handler, like every other warning', () => {
+    const warnings: string[] = [];
+    const out = withZone(metrics, { zone: 'Frankreich' }, { onWarning: (w) => void warnings.push(w) });
+    expect(out.gwpKgco2eq).toBe(metrics.gwpKgco2eq);
+    expect(warnings).toEqual([expect.stringMatching(/unknown grid zone "Frankreich" \(use an ISO 3166-1 country code such as 'FR' or 'FRA'/)]);
+    const bad: string[] = [];
+    withGridIntensity(metrics, { gCo2PerKwh: -5 }, { onWarning: (w) => void bad.push(w) });
+    expect(bad).toEqual([expect.stringMatching(/grid intensity -5 is not a number/)]);
+  });
+});
