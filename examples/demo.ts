@@ -6,6 +6,7 @@
  *   npm run demo
  *   npm run demo -- --base-url http://gpu-box:8000/v1 --model llama-3.1-8b [--api-key KEY]
  *   npm run demo -- --grid-intensity 56   (gCO2eq/kWh used by the embedded server; default 475)
+ *   npm run demo -- --help
  */
 import { parseArgs } from 'node:util';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
@@ -17,17 +18,58 @@ import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
 import { startDemoServer } from './server/demo-server';
 
-const { values: args } = parseArgs({
-  options: {
-    'base-url': { type: 'string' },
-    model: { type: 'string', default: 'demo-model' },
-    'api-key': { type: 'string', default: process.env.CARBON_TRACE_API_KEY ?? 'not-needed' },
-    'grid-intensity': { type: 'string' },
-  },
-});
+const HELP = `Usage: npm run demo -- [options]
+
+Runs the AI SDK and LangChain.js, with carbon-trace attached, against a model server and prints
+the carbon of every call and the totals per model.
+
+Options:
+  --base-url <url>         an OpenAI-compatible server (…/v1); default: the embedded demo server
+  --model <id>             the model to call (default: demo-model)
+  --api-key <key>          the server's API key (default: $CARBON_TRACE_API_KEY or not-needed)
+  --grid-intensity <g>     gCO2eq per kWh the embedded server uses (default: 475, world average)
+  -h, --help               this help
+`;
+
+/** One line, no stack trace, a non-zero exit: what a CLI owes a user who mistyped. */
+function fail(message: string): never {
+  console.error(`carbon-trace demo: ${message}\nRun npm run demo -- --help for the options.`);
+  process.exit(1);
+}
+
+let parsed: ReturnType<typeof parseArguments>;
+function parseArguments() {
+  return parseArgs({
+    options: {
+      'base-url': { type: 'string' },
+      model: { type: 'string', default: 'demo-model' },
+      'api-key': { type: 'string', default: process.env.CARBON_TRACE_API_KEY ?? 'not-needed' },
+      'grid-intensity': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+try {
+  parsed = parseArguments();
+} catch (error) {
+  fail((error as Error).message);
+}
+const args = parsed.values;
+if (args.help) {
+  console.log(HELP);
+  process.exit(0);
+}
 
 const gridIntensity = args['grid-intensity'] === undefined ? undefined : Number(args['grid-intensity']);
-if (gridIntensity !== undefined && !(gridIntensity >= 0)) throw new Error('--grid-intensity takes gCO2eq per kWh, a number ≥ 0');
+if (gridIntensity !== undefined && !(gridIntensity >= 0)) fail(`--grid-intensity takes gCO2eq per kWh, a number ≥ 0 (got ${JSON.stringify(args['grid-intensity'])})`);
+if (args['base-url'] !== undefined) {
+  try {
+    new URL(args['base-url']);
+  } catch {
+    fail(`--base-url is not a URL: ${JSON.stringify(args['base-url'])}`);
+  }
+  await reachable(args['base-url']);
+}
 const demo = args['base-url'] ? undefined : await startDemoServer({ gridIntensityGPerKwh: gridIntensity });
 const baseURL = args['base-url'] ?? demo!.baseURL;
 const modelId = args.model!;
@@ -108,12 +150,22 @@ const totalsRow = (name: string, t: CarbonTotals) => [
   energy(t.energyKwh),
   mass(t.gwpKgco2eq),
   [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map(energy).join(' / '),
-  `${t.measuredCalls} measured`,
+  `${t.measuredCalls}/${t.tracedCalls}`,
 ];
 printTable(
-  ['model', 'traced/calls', 'energy', 'CO2eq', 'CPU / GPU / RAM', ''],
+  ['model', 'traced/calls', 'energy', 'CO2eq', 'CPU / GPU / RAM', 'measured/traced'],
   [...Object.entries(tracker.byModel()).map(([name, t]) => totalsRow(name, t)), totalsRow('all', tracker.totals())],
 );
+
+/** Fails in one line when the server cannot be reached, before any model call is attempted. */
+async function reachable(baseURL: string): Promise<void> {
+  try {
+    await fetch(`${baseURL.replace(/\/$/, '')}/models`, { signal: AbortSignal.timeout(5_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    fail(`cannot reach --base-url ${baseURL}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+  }
+}
 
 function energy(kwh: number): string {
   return withPrefix(kwh * 1000, 'Wh');

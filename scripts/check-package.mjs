@@ -2,7 +2,7 @@
 // attw, then unpacks it into a scratch node_modules and imports every entry point from
 // ESM and CJS. Run after `npm run build`.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -56,4 +56,11 @@ console.log('ESM import:');
 console.log(run('node', ['smoke.mjs'], scratch).trimEnd());
 console.log('CJS require:');
 console.log(run('node', ['smoke.cjs'], scratch).trimEnd());
+
+// A user's strict project against the packed declarations (scripts/strict-app/README.md).
+for (const file of readdirSync(join(root, 'scripts', 'strict-app'))) copyFileSync(join(root, 'scripts', 'strict-app', file), join(scratch, file));
+for (const config of ['tsconfig.no-dom.json', 'tsconfig.dom.json']) {
+  run('npx', ['tsc', '-p', config], scratch);
+  console.log(`strict project (${config}, skipLibCheck: false): type-checks`);
+}
 console.log('package check passed');

@@ -1,0 +1,17 @@
+// An AI SDK app, as the README's quickstart writes it.
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { generateText, streamText, wrapLanguageModel } from 'ai';
+import { carbonTraceMiddleware, getCarbonMetrics } from 'carbon-trace/ai-sdk';
+
+const garden = createOpenAICompatible({ name: 'garden', baseURL: 'http://gpu-box:8000/v1' });
+const model = wrapLanguageModel({ model: garden('llama-3.1-8b'), middleware: carbonTraceMiddleware() });
+
+export async function quickstart(): Promise<number> {
+  const result = await generateText({ model, prompt: 'Hello' });
+  const carbon = getCarbonMetrics(result);
+  const streamed = streamText({ model, prompt: 'Hello' });
+  // @ts-expect-error a stream result holds promises: pass `await result.providerMetadata`
+  getCarbonMetrics(streamed);
+  const fromStream = getCarbonMetrics(await streamed.providerMetadata);
+  return (carbon?.gwpKgco2eq ?? 0) * 1000 + (fromStream?.energyKwh ?? 0);
+}

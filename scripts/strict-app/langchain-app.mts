@@ -1,0 +1,25 @@
+// A LangChain.js service without the DOM lib, as the README's quickstart writes it.
+import { ChatOpenAI } from '@langchain/openai';
+import { CarbonTracker, parseCarbonTrace, sumCarbonMetrics, type CarbonMetrics } from 'carbon-trace';
+import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
+import { gridIntensityOfZone, withGridIntensity } from 'carbon-trace/grid';
+import { CarbonTraceCallbackHandler, getCarbonMetrics } from 'carbon-trace/langchain';
+import { createOtelCarbonRecorder } from 'carbon-trace/otel';
+
+const tracker = new CarbonTracker({ maxModels: 100 });
+const carbon = new CarbonTraceCallbackHandler({ tracker: [tracker, createOtelCarbonRecorder({ attributeKeys: ['feature'] })], attributeKeys: ['feature'] });
+const model = new ChatOpenAI({
+  model: 'llama-3.1-8b',
+  apiKey: 'not-needed',
+  configuration: { baseURL: 'http://gpu-box:8000/v1', fetch: carbon.fetch },
+});
+
+export async function quickstart(): Promise<number> {
+  const message = await model.invoke('Hello', { callbacks: [carbon], metadata: { feature: 'chat' } });
+  const metrics: CarbonMetrics | undefined = getCarbonMetrics(message);
+  const grams = (metrics?.gwpKgco2eq ?? 0) * 1000;
+  const local = metrics ? withGridIntensity(metrics, { zone: 'FR' }) : undefined;
+  return grams + (local?.gwpKgco2eq ?? 0) + (gridIntensityOfZone('SE')?.gCo2PerKwh ?? 0) + sumCarbonMetrics([parseCarbonTrace({})]).calls;
+}
+
+export const middleware = carbonTraceMiddleware({ attributes: { service: 'x' } });
