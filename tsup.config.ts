@@ -1,20 +1,24 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 
-export default defineConfig({
-  entry: {
-    index: 'src/index.ts',
-    'ai-sdk/index': 'src/ai-sdk/index.ts',
-    'langchain/index': 'src/langchain/index.ts',
-    'otel/index': 'src/otel/index.ts',
-    'grid/index': 'src/grid/index.ts',
+const shared: Options = { format: ['esm', 'cjs'], dts: true, sourcemap: true, target: 'es2022', splitting: true, treeshake: true };
+
+export default defineConfig([
+  {
+    ...shared,
+    entry: {
+      index: 'src/index.ts',
+      'ai-sdk/index': 'src/ai-sdk/index.ts',
+      'langchain/index': 'src/langchain/index.ts',
+      'otel/index': 'src/otel/index.ts',
+      'grid/index': 'src/grid/index.ts',
+    },
+    // Core and ai-sdk must run on edge runtimes: nothing Node-specific may be bundled in.
+    platform: 'neutral',
   },
-  format: ['esm', 'cjs'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: 'es2022',
-  // Core and ai-sdk must run on edge runtimes: nothing Node-specific may be bundled in.
-  platform: 'neutral',
-  splitting: true,
-  treeshake: true,
-});
+  {
+    ...shared,
+    // The producer side reads /sys, spawns nvidia-smi and serves HTTP: Node only.
+    entry: { 'server/index': 'src/server/index.ts' },
+    platform: 'node',
+  },
+]);

@@ -35,6 +35,7 @@ const expectations = {
   'carbon-trace/langchain': ['CarbonTraceCallbackHandler', 'getCarbonMetrics'],
   'carbon-trace/otel': ['createOtelCarbonRecorder', 'carbonSpanAttributes'],
   'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone'],
+  'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'estimateSource', 'toNodeListener'],
 };
 
 const esm = specifiers

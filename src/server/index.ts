@@ -1,0 +1,10 @@
+export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMeterOptions, type MeteredRequest, type MeterStats } from './meter';
+export { splitSlice, type SliceParticipant } from './attribution';
+export { raplSource, RaplUnavailableError, type RaplSourceOptions } from './sources/rapl';
+export { nvmlSource, type NvmlSourceOptions } from './sources/nvml';
+export { cpuTdpWatts, estimateSource, ramPowerWatts, type EstimateSourceOptions } from './sources/estimate';
+export { autoSources, type AutoSourceOptions } from './sources/auto';
+export { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from './types';
+export { isCompletionRequest, withCarbonTrace, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
+export { carbonTraceRecord, WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
+export { toNodeListener } from './node';

@@ -1,0 +1,228 @@
+import { arch, cpus, totalmem } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { CPU_POWER_CSV, CPU_POWER_SOURCE } from '../data/cpu-power';
+import type { EnergyReading, EnergySource } from '../types';
+
+/**
+ * Options of {@link estimateSource}. Everything defaults to what this machine reports.
+ *
+ * @example
+ * ```ts
+ * estimateSource({ components: ['ram'] }); // RAM only, beside a RAPL source for the CPU
+ * ```
+ */
+export type EstimateSourceOptions = {
+  /** Which components to estimate. Default `['cpu', 'ram']`. */
+  components?: ReadonlyArray<'cpu' | 'ram'>;
+  /** The CPU model to look up. Default: `os.cpus()[0].model`. */
+  cpuModel?: string;
+  /** The CPU's TDP, W, when you know it better than the table. */
+  tdpWatts?: number;
+  /** Logical CPUs. Default: `os.cpus().length`. */
+  threads?: number;
+  /** Installed memory, GB (GiB, as CodeCarbon counts). Default: `os.totalmem()`. */
+  ramGb?: number;
+  /** `'arm'` or `'x86'`. Default: from `os.arch()`. */
+  architecture?: 'arm' | 'x86';
+  /** The machine's CPU load since the last call, 0–1. Default: from `os.cpus()` times. */
+  cpuLoad?: () => number;
+  /** A monotonic clock in ms. Default `performance.now`. */
+  clock?: () => number;
+};
+
+// CodeCarbon, codecarbon/core/cpu.py: DEFAULT_POWER_PER_CORE, W per thread of an unknown CPU.
+const DEFAULT_WATTS_PER_THREAD = 4;
+// CodeCarbon, codecarbon/external/ram.py: RAM_SLOT_POWER_X86, and 1.5 W per DIMM on ARM.
+const WATTS_PER_DIMM_X86 = 5;
+const WATTS_PER_DIMM_ARM = 1.5;
+
+/**
+ * CodeCarbon's own estimate when no counter can be read, so that the numbers agree with
+ * CodeCarbon users': CPU power = TDP × (0.1 + 0.9 × load³) from the machine's CPU load, the TDP
+ * looked up in CodeCarbon's CPU table (4 W per thread for a CPU it does not know); RAM power from
+ * the DIMM count CodeCarbon v3 guesses from the installed memory. `measured: false`.
+ *
+ * @example
+ * ```ts
+ * import { createEnergyMeter, estimateSource } from 'carbon-trace/server';
+ * const meter = createEnergyMeter({ sources: [estimateSource()] });
+ * ```
+ */
+export function estimateSource(options: EstimateSourceOptions = {}): Omit<EnergySource, 'read'> & { cpuTdpWatts: number; ramWatts: number; read(): EnergyReading } {
+  const components = new Set(options.components ?? ['cpu', 'ram']);
+  const clock = options.clock ?? (() => performance.now());
+  const model = options.cpuModel ?? cpus()[0]?.model ?? 'unknown CPU';
+  const threads = options.threads ?? Math.max(1, cpus().length);
+  const tdp = options.tdpWatts ?? cpuTdpWatts(model) ?? threads * DEFAULT_WATTS_PER_THREAD;
+  const known = options.tdpWatts !== undefined ? 'given' : cpuTdpWatts(model) !== undefined ? CPU_POWER_SOURCE : `unknown CPU: ${DEFAULT_WATTS_PER_THREAD} W × ${threads} threads`;
+  const ramGb = options.ramGb ?? totalmem() / 1024 ** 3;
+  const architecture = options.architecture ?? (/^arm|^aarch/.test(arch()) ? 'arm' : 'x86');
+  const ramWatts = ramPowerWatts(ramGb, architecture);
+  const cpuLoad = options.cpuLoad ?? machineLoad();
+
+  let last = clock();
+  let cpuJoules = 0;
+  let ramJoules = 0;
+  const parts: string[] = [];
+  if (components.has('cpu')) parts.push(`CPU modelled: TDP ${tdp} W × (0.1 + 0.9·load³) (${model}; TDP ${known})`);
+  if (components.has('ram')) parts.push(`RAM modelled: ${round(ramWatts)} W (${round(ramGb)} GB, CodeCarbon v3 DIMM rule)`);
+
+  return {
+    name: parts.join('; '),
+    measured: false,
+    cpuTdpWatts: tdp,
+    ramWatts,
+    read(): EnergyReading {
+      const now = clock();
+      const seconds = Math.max(0, (now - last) / 1000);
+      last = now;
+      const reading: EnergyReading = {};
+      if (components.has('cpu')) {
+        const load = Math.min(1, Math.max(0, cpuLoad()));
+        // CodeCarbon, codecarbon/external/hardware.py (_get_power_from_cpu_load, machine mode).
+        cpuJoules += tdp * (0.1 + 0.9 * load ** 3) * seconds;
+        reading.cpuJoules = cpuJoules;
+      }
+      if (components.has('ram')) {
+        ramJoules += ramWatts * seconds;
+        reading.ramJoules = ramJoules;
+      }
+      return reading;
+    },
+  };
+}
+
+/**
+ * The TDP (W) CodeCarbon's table gives a CPU model, matched as CodeCarbon matches it: the exact
+ * name (case aside), then the name without "(R)", "(TM)", "CPU" and the clock speed, then the one
+ * table entry whose words all appear in it (or it in them); `undefined` when none or several do.
+ *
+ * @example
+ * ```ts
+ * cpuTdpWatts('Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz'); // 150
+ * ```
+ */
+export function cpuTdpWatts(model: string): number | undefined {
+  const table = cpuTable();
+  const exact = table.byName.get(model.trim().toLowerCase());
+  if (exact !== undefined) return exact;
+  const cleaned = model
+    .replace(/\((R|TM)\)/gi, '')
+    .replace(/ CPU @ .*$/i, '')
+    .replace(/ CPU\b/i, '')
+    .replace(/ @\s*\d+\.\d+GHz/i, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const direct = table.byName.get(cleaned.toLowerCase());
+  if (direct !== undefined) return direct;
+  const words = tokens(cleaned);
+  if (words.size === 0) return undefined;
+  const matches = new Map<string, number>();
+  for (const entry of table.entries) {
+    if (subset(entry.words, words) || subset(words, entry.words)) {
+      if (!matches.has(entry.name)) matches.set(entry.name, entry.tdp);
+    }
+  }
+  // Non-greedy, as CodeCarbon: two equally good candidates mean no answer rather than a guess.
+  return matches.size === 1 ? [...matches.values()][0] : undefined;
+}
+
+/**
+ * CodeCarbon v3's RAM power (codecarbon/external/ram.py): DIMMs guessed from the memory size,
+ * 5 W each on x86 (1.5 W on ARM), 0.9× / 0.8× / 0.7× for DIMMs beyond 4 / 8 / 16, at least 10 W
+ * (x86) or 3 W (ARM).
+ *
+ * @example
+ * ```ts
+ * ramPowerWatts(64, 'x86'); // 20: 4 DIMMs × 5 W
+ * ```
+ */
+export function ramPowerWatts(memoryGb: number, architecture: 'arm' | 'x86'): number {
+  const dimms = dimmCount(memoryGb);
+  const perDimm = architecture === 'arm' ? WATTS_PER_DIMM_ARM : WATTS_PER_DIMM_X86;
+  const minimum = architecture === 'arm' ? 3 : perDimm * 2;
+  let watts: number;
+  if (dimms <= 4) watts = perDimm * dimms;
+  else if (dimms <= 8) watts = perDimm * 4 + perDimm * 0.9 * (dimms - 4);
+  else if (dimms <= 16) watts = perDimm * 4 + perDimm * 0.9 * 4 + perDimm * 0.8 * (dimms - 8);
+  else watts = perDimm * 4 + perDimm * 0.9 * 4 + perDimm * 0.8 * 8 + perDimm * 0.7 * (dimms - 16);
+  return Math.max(minimum, watts);
+}
+
+/** CodeCarbon v3's guess of the DIMM count from the memory size (codecarbon/external/ram.py). */
+function dimmCount(gb: number): number {
+  if (gb <= 2) return 1;
+  if (gb <= 16) return 2;
+  if (gb <= 32) return 4;
+  if (gb <= 64) return 4;
+  if (gb <= 128) return 8;
+  for (const size of [128, 64, 32, 16, 8, 4]) {
+    if (size <= gb / 8) return Math.min(Math.ceil(gb / size), 32);
+  }
+  return 8;
+}
+
+/** The machine's CPU load between two calls, from the cumulative times `os.cpus()` reports. */
+function machineLoad(): () => number {
+  const totals = () => {
+    let busy = 0;
+    let all = 0;
+    for (const cpu of cpus()) {
+      const { user, nice, sys, irq, idle } = cpu.times;
+      busy += user + nice + sys + irq;
+      all += user + nice + sys + irq + idle;
+    }
+    return { busy, all };
+  };
+  let previous = totals();
+  return () => {
+    const current = totals();
+    const all = current.all - previous.all;
+    const load = all > 0 ? (current.busy - previous.busy) / all : 0;
+    previous = current;
+    return load;
+  };
+}
+
+type CpuTable = { byName: Map<string, number>; entries: Array<{ name: string; tdp: number; words: Set<string> }> };
+let table: CpuTable | undefined;
+
+/** Parsed once, on first use: most processes never estimate. */
+function cpuTable(): CpuTable {
+  if (table) return table;
+  const byName = new Map<string, number>();
+  const entries: CpuTable['entries'] = [];
+  for (const line of CPU_POWER_CSV.split('\n').slice(1)) {
+    const [name, tdpText] = splitCsvLine(line);
+    const tdp = Number(tdpText);
+    if (!name || !Number.isFinite(tdp) || tdp <= 0) continue;
+    // The first row of a name wins, as CodeCarbon reads `.values[0]`.
+    if (!byName.has(name.toLowerCase())) byName.set(name.toLowerCase(), tdp);
+    entries.push({ name, tdp, words: tokens(name) });
+  }
+  table = { byName, entries };
+  return table;
+}
+
+function splitCsvLine(line: string): [string, string] {
+  if (!line.startsWith('"')) {
+    const comma = line.lastIndexOf(',');
+    return [line.slice(0, comma), line.slice(comma + 1)];
+  }
+  const close = line.lastIndexOf('",');
+  return [line.slice(1, close).replace(/""/g, '"'), line.slice(close + 2)];
+}
+
+function tokens(text: string): Set<string> {
+  return new Set(text.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean));
+}
+
+function subset(small: Set<string>, large: Set<string>): boolean {
+  if (small.size === 0 || small.size > large.size) return false;
+  for (const word of small) if (!large.has(word)) return false;
+  return true;
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}

@@ -1,0 +1,90 @@
+import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
+import { JOULES_PER_KWH } from '../core/units';
+import { ENERGY_COMPONENTS, type RequestEnergy } from './types';
+
+/**
+ * The grid intensity a producer books emissions with, and where the figure comes from.
+ *
+ * @example
+ * ```ts
+ * const grid: ResolvedGridIntensity = { gCo2PerKwh: 56, source: 'our supplier, 2025' };
+ * ```
+ */
+export type ResolvedGridIntensity = { gCo2PerKwh: number; source: string };
+
+/**
+ * CodeCarbon's default when the location is unknown: the world average, gCO2eq/kWh.
+ *
+ * @example
+ * ```ts
+ * WORLD_AVERAGE_GRID.gCo2PerKwh; // 475
+ * ```
+ */
+export const WORLD_AVERAGE_GRID: ResolvedGridIntensity = { gCo2PerKwh: 475, source: 'world average (CodeCarbon default)' };
+
+const JOULES_PER_WH = 3600;
+
+/**
+ * The documented full `x_carbon_trace` record of one request — the wire format carbon-trace's
+ * adapters and seeds-clients read — from the energy the meter attributed to it. Components no
+ * source reports are left out, never written as 0. carbon-trace's own fields (`grid_…`,
+ * `warnings`) are ignored by readers that do not know them.
+ *
+ * @example
+ * ```ts
+ * carbonTraceRecord(await request.end(), WORLD_AVERAGE_GRID, { prompt_tokens: 12, completion_tokens: 40 });
+ * // { emissions_g_co2: …, energy_consumed_wh: …, cpu_energy_wh: …, duration_seconds: …, measured: false, … }
+ * ```
+ */
+export function carbonTraceRecord(
+  energy: RequestEnergy,
+  grid: ResolvedGridIntensity,
+  tokens: { prompt_tokens?: number; completion_tokens?: number } = {},
+): Record<string, unknown> {
+  const seconds = energy.durationSeconds;
+  const record: Record<string, unknown> = {
+    emissions_g_co2: (energy.totalJoules / JOULES_PER_KWH) * grid.gCo2PerKwh,
+    energy_consumed_wh: energy.totalJoules / JOULES_PER_WH,
+  };
+  for (const component of ENERGY_COMPONENTS) {
+    const joules = energy.joules[component];
+    if (joules === undefined) continue;
+    record[`${component}_energy_wh`] = joules / JOULES_PER_WH;
+  }
+  record.duration_seconds = seconds;
+  for (const component of ENERGY_COMPONENTS) {
+    const joules = energy.joules[component];
+    if (joules === undefined || !(seconds > 0)) continue;
+    record[`${component}_power_watts`] = joules / seconds;
+  }
+  record.measured = energy.measured;
+  record.tracking_active = true;
+  if (count(tokens.prompt_tokens)) record.prompt_tokens = tokens.prompt_tokens;
+  if (count(tokens.completion_tokens)) record.completion_tokens = tokens.completion_tokens;
+  record.grid_intensity_g_co2_per_kwh = grid.gCo2PerKwh;
+  record.grid_intensity_source = grid.source;
+  if (energy.warnings.length > 0) record.warnings = energy.warnings;
+  return record;
+}
+
+/**
+ * Adds `"x_carbon_trace": …` as the last member of a JSON object's text, leaving every other byte
+ * as it was; `undefined` when the text is not an object.
+ *
+ * @example
+ * ```ts
+ * withTraceMember('{"id":"c1"}', { emissions_g_co2: 0.1 }); // '{"id":"c1","x_carbon_trace":{"emissions_g_co2":0.1}}'
+ * ```
+ */
+export function withTraceMember(json: string, trace: Record<string, unknown>): string | undefined {
+  const close = json.lastIndexOf('}');
+  if (close < 0 || json.slice(close + 1).trim() !== '') return undefined;
+  const open = json.indexOf('{');
+  if (open < 0 || json.slice(0, open).trim() !== '') return undefined;
+  const empty = json.slice(open + 1, close).trim() === '';
+  return `${json.slice(0, close)}${empty ? '' : ','}"${CARBON_TRACE_FIELD}":${JSON.stringify(trace)}${json.slice(close)}`;
+}
+
+function count(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}

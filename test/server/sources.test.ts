@@ -1,0 +1,227 @@
+/**
+ * The energy sources against stand-ins the tests build, since this machine has no readable RAPL
+ * and no GPU: powercap trees written to a temp dir, a stub NVML library compiled with the
+ * system's C compiler and loaded through koffi, and a stub nvidia-smi executable.
+ */
+import { execFileSync, execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { autoSources, cpuTdpWatts, estimateSource, nvmlSource, raplSource, ramPowerWatts, RaplUnavailableError } from '../../src/server/index';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-'));
+  dirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a powercap domain: name, energy_uj, max_energy_range_uj. */
+function domain(root: string, entry: string, name: string, uj: number, maxUj = 262143328850) {
+  mkdirSync(join(root, entry), { recursive: true });
+  writeFileSync(join(root, entry, 'name'), `${name}\n`);
+  writeFileSync(join(root, entry, 'energy_uj'), `${uj}\n`);
+  writeFileSync(join(root, entry, 'max_energy_range_uj'), `${maxUj}\n`);
+}
+const setUj = (root: string, entry: string, uj: number) => writeFileSync(join(root, entry, 'energy_uj'), `${uj}\n`);
+
+describe('raplSource (fixture powercap trees)', () => {
+  it('sums the package domains, skips core/uncore/dram sub-domains, in joules', () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 1_000_000);
+    domain(root, 'intel-rapl:1', 'package-1', 5_000_000);
+    domain(root, 'intel-rapl:0:0', 'core', 900_000);
+    domain(root, 'intel-rapl:0:2', 'dram', 300_000);
+    const rapl = raplSource({ root });
+    expect(rapl.domains).toEqual(['package-0', 'package-1']);
+    expect(rapl.name).toBe('RAPL package-0,1');
+    expect(rapl.measured).toBe(true);
+    expect(rapl.read()).toEqual({ cpuJoules: 0 });
+    setUj(root, 'intel-rapl:0', 3_500_000); // +2.5 J
+    setUj(root, 'intel-rapl:1', 6_000_000); // +1 J
+    setUj(root, 'intel-rapl:0:0', 99_000_000); // a sub-domain: never counted
+    setUj(root, 'intel-rapl:0:2', 99_000_000);
+    expect(rapl.read().cpuJoules).toBeCloseTo(3.5, 9);
+  });
+
+  it('corrects a counter that wrapped at max_energy_range_uj', () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 999_000, 1_000_000);
+    const rapl = raplSource({ root });
+    rapl.read();
+    setUj(root, 'intel-rapl:0', 500); // wrapped: 1,000 µJ to the top, then 500 µJ
+    expect(rapl.read().cpuJoules).toBeCloseTo(0.0015, 12);
+    setUj(root, 'intel-rapl:0', 2_500);
+    expect(rapl.read().cpuJoules).toBeCloseTo(0.0035, 12);
+  });
+
+  it('counts a top-level DRAM domain as RAM only when asked, as CodeCarbon', () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 0);
+    domain(root, 'intel-rapl:1', 'dram', 0);
+    expect(raplSource({ root }).domains).toEqual(['package-0']);
+    const withDram = raplSource({ root, includeDram: true });
+    withDram.read();
+    setUj(root, 'intel-rapl:1', 2_000_000);
+    expect(withDram.read()).toEqual({ cpuJoules: 0, ramJoules: 2 });
+  });
+
+  it('reads a domain exposed through MMIO and MSR once; uses psys only without packages', () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 0);
+    domain(root, 'intel-rapl-mmio:0', 'package-0', 0);
+    expect(raplSource({ root }).domains).toEqual(['package-0']);
+    const psysOnly = tempDir();
+    domain(psysOnly, 'intel-rapl:1', 'psys', 0);
+    expect(raplSource({ root: psysOnly }).domains).toEqual(['psys']);
+  });
+
+  it('no tree, or no package domain: a clear error', () => {
+    expect(() => raplSource({ root: join(tempDir(), 'missing') })).toThrow(RaplUnavailableError);
+    const empty = tempDir();
+    domain(empty, 'intel-rapl:0:0', 'core', 0);
+    expect(() => raplSource({ root: empty })).toThrow(/no RAPL package domain/);
+  });
+
+  it('root-only counters (CVE-2020-8694): an error that names the fix, and auto falls back to the estimate', async () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 1_000);
+    chmodSync(join(root, 'intel-rapl:0', 'energy_uj'), 0o400);
+    chmodSync(root, 0o755);
+    // As root every file is readable: run the check as an unprivileged user, as a service would.
+    const script = `
+      const { raplSource, autoSources } = await import(${JSON.stringify(resolve('src/server/index.ts'))});
+      let message = '';
+      try { raplSource({ root: ${JSON.stringify(root)} }); } catch (e) { message = e.name + ': ' + e.message; }
+      autoSources({ rapl: { root: ${JSON.stringify(root)} }, nvml: { nvidiaSmi: '/nonexistent', library: '/nonexistent.so' } })
+        .then((a) => console.log(JSON.stringify({ message, description: a.description })));
+    `;
+    const asUser = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+    const node = [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
+    const [command, ...args] = asUser.length ? ['runuser', ...asUser, '--', ...node] : node;
+    // tsx keeps a cache in the temp dir; give the unprivileged user one it may write.
+    const cache = tempDir();
+    chmodSync(cache, 0o777);
+    const { stdout } = await promisify(execFile)(command!, args, { cwd: resolve('.'), env: { ...process.env, TMPDIR: cache } });
+    const { message, description } = JSON.parse(stdout);
+    expect(message).toMatch(/^RaplUnavailableError: RAPL counters are not readable by this user .*chmod a\+r \/sys\/class\/powercap\/intel-rapl:\*\/energy_uj.*sysfsutils/);
+    expect(description).toMatch(/^CPU: modelled, TDP \d+(\.\d+)? W × \(0\.1 \+ 0\.9·load³\) — RAPL not used: RAPL counters are not readable/);
+    expect(description).toMatch(/GPU: none found; RAM: modelled \d+(\.\d+)? W$/);
+  });
+});
+
+describe('estimateSource (CodeCarbon\'s model)', () => {
+  it('CPU: TDP × (0.1 + 0.9 × load³) integrated over time; RAM: constant', () => {
+    let now = 0;
+    let load = 0;
+    const source = estimateSource({ cpuModel: 'Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz', ramGb: 64, architecture: 'x86', cpuLoad: () => load, clock: () => now });
+    expect(source.cpuTdpWatts).toBe(150); // CodeCarbon's table
+    expect(source.ramWatts).toBe(20); // 64 GB → 4 DIMMs × 5 W
+    expect(source.measured).toBe(false);
+    expect(source.read()).toEqual({ cpuJoules: 0, ramJoules: 0 });
+    now += 10_000; // 10 s idle: 10% of TDP
+    expect(source.read()).toEqual({ cpuJoules: 150, ramJoules: 200 });
+    load = 0.5;
+    now += 2_000; // 2 s at 50%: 150 × (0.1 + 0.9 × 0.125) = 31.875 W
+    expect(source.read().cpuJoules).toBeCloseTo(150 + 63.75, 9);
+    load = 1;
+    now += 1_000;
+    expect(source.read().cpuJoules).toBeCloseTo(150 + 63.75 + 150, 9);
+  });
+
+  it('looks CPUs up as CodeCarbon does, and falls back to 4 W per thread', () => {
+    expect(cpuTdpWatts('AMD EPYC 7763')).toBe(280);
+    expect(cpuTdpWatts('amd epyc 7763')).toBe(280);
+    expect(cpuTdpWatts('Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz')).toBe(150);
+    expect(cpuTdpWatts('AMD EPYC')).toBeUndefined(); // matches many rows equally: no guess
+    expect(cpuTdpWatts('Quantum Flux 9000')).toBeUndefined();
+    expect(estimateSource({ cpuModel: 'Quantum Flux 9000', threads: 16 }).cpuTdpWatts).toBe(64);
+    expect(estimateSource({ tdpWatts: 95 }).cpuTdpWatts).toBe(95);
+  });
+
+  it('RAM: CodeCarbon v3\'s DIMM rule, with its minimums', () => {
+    expect(ramPowerWatts(1, 'x86')).toBe(10); // 1 DIMM, at least 2 × 5 W
+    expect(ramPowerWatts(16, 'x86')).toBe(10); // 2 × 5 W
+    expect(ramPowerWatts(32, 'x86')).toBe(20); // 4 × 5 W
+    expect(ramPowerWatts(128, 'x86')).toBe(5 * 4 + 5 * 0.9 * 4); // 8 DIMMs
+    expect(ramPowerWatts(512, 'x86')).toBe(5 * 4 + 5 * 0.9 * 4); // the largest size ≤ 512/8 is 64 GB: 8 DIMMs
+    expect(ramPowerWatts(2048, 'x86')).toBe(5 * 4 + 5 * 0.9 * 4 + 5 * 0.8 * 8); // 16 × 128 GB
+    expect(ramPowerWatts(8192, 'x86')).toBe(5 * 4 + 5 * 0.9 * 4 + 5 * 0.8 * 8 + 5 * 0.7 * 16); // capped at 32 DIMMs
+    expect(ramPowerWatts(4, 'arm')).toBe(3); // 2 × 1.5 W, the ARM minimum
+  });
+});
+
+/** A stub NVML: GPUs whose energy counters advance by a fixed step on every read. */
+function buildStubNvml(dir: string, gpus: number, stepMj: number, supported = true): string {
+  const c = `
+    #include <stdint.h>
+    static unsigned long long energy[8];
+    int nvmlInit_v2(void) { return 0; }
+    int nvmlShutdown(void) { return 0; }
+    int nvmlDeviceGetCount_v2(unsigned int *count) { *count = ${gpus}; return 0; }
+    int nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device) { *device = (void *)(uintptr_t)(index + 1); return 0; }
+    int nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long long *out) {
+      if (!${supported ? 1 : 0}) return 3;
+      unsigned int i = (unsigned int)(uintptr_t)device - 1;
+      energy[i] += ${stepMj} * (i + 1);
+      *out = 1000000000ULL + energy[i];
+      return 0;
+    }`;
+  writeFileSync(join(dir, 'nvml.c'), c);
+  const lib = join(dir, 'libnvidia-ml-stub.so');
+  execFileSync('cc', ['-shared', '-fPIC', '-o', lib, join(dir, 'nvml.c')]);
+  return lib;
+}
+
+describe('nvmlSource (stand-ins)', () => {
+  it('reads NVML\'s total-energy counter of every GPU through koffi, in joules since it opened', async () => {
+    const lib = buildStubNvml(tempDir(), 2, 500);
+    const nvml = nvmlSource({ library: lib, mode: 'nvml' });
+    expect(await nvml.backend()).toBe('NVML energy counter, 2 GPUs');
+    // Each read advances GPU 0 by 0.5 J and GPU 1 by 1 J.
+    expect((await nvml.read()).gpuJoules).toBeCloseTo(1.5, 9);
+    expect((await nvml.read()).gpuJoules).toBeCloseTo(3, 9);
+    await nvml.close?.();
+  });
+
+  it('falls back to nvidia-smi when the counter is not supported (before Volta)', async () => {
+    const dir = tempDir();
+    const lib = buildStubNvml(dir, 1, 1, false);
+    const smi = join(dir, 'nvidia-smi');
+    // Two GPUs at a constant 100 W and 50 W, as nvidia-smi -lms prints them.
+    writeFileSync(smi, '#!/bin/sh\nwhile true; do echo "0, 100.00"; echo "1, 50.00"; sleep 0.05; done\n');
+    chmodSync(smi, 0o755);
+    const gpu = nvmlSource({ library: lib, nvidiaSmi: smi, sampleIntervalMs: 50 });
+    expect(await gpu.backend()).toMatch(/^nvidia-smi power\.draw every 50 ms, [12] GPUs?$/);
+    const first = (await gpu.read()).gpuJoules!;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const watts = ((await gpu.read()).gpuJoules! - first) / 0.4;
+    await gpu.close?.();
+    // 150 W in all, integrated from the lines nvidia-smi printed.
+    expect(watts).toBeGreaterThan(150 * 0.7);
+    expect(watts).toBeLessThan(150 * 1.3);
+  });
+
+  it('no NVML and no nvidia-smi: a read error that says both, and auto reports no GPU', async () => {
+    const gpu = nvmlSource({ library: '/nonexistent/libnvidia-ml.so.1', nvidiaSmi: '/nonexistent/nvidia-smi' });
+    await expect(gpu.read()).rejects.toThrow(/no NVIDIA GPU energy: NVML: .*nvidia-smi: .*ENOENT/);
+    const auto = await autoSources({ rapl: { root: join(tempDir(), 'none') }, nvml: { library: '/nonexistent.so', nvidiaSmi: '/nonexistent' } });
+    expect(auto.description).toMatch(/GPU: none found/);
+    expect(auto.sources.map((s) => s.measured)).toEqual([false]);
+  });
+
+  it('auto picks RAPL and NVML where readable, the estimate for RAM', async () => {
+    const root = tempDir();
+    domain(root, 'intel-rapl:0', 'package-0', 0);
+    const lib = buildStubNvml(tempDir(), 1, 100);
+    const auto = await autoSources({ rapl: { root }, nvml: { library: lib } });
+    expect(auto.description).toMatch(/^CPU: RAPL package-0 \(measured\); GPU: NVML energy counter, 1 GPU \(measured\); RAM: modelled \d+(\.\d+)? W$/);
+    expect(auto.sources.map((s) => s.measured)).toEqual([true, true, false]);
+    await Promise.all(auto.sources.map((s) => s.close?.()));
+  });
+});
