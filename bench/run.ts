@@ -4,6 +4,8 @@
  *
  * Not a test: nothing here fails on a number. Run with `--quick` for a smoke run (CI).
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -17,11 +19,12 @@ import { MockLanguageModelV4 } from 'ai/test';
 import { CarbonTracker, parseCarbonTrace } from '../src/index';
 import { carbonTraceMiddleware } from '../src/ai-sdk/index';
 import { CarbonTraceCallbackHandler } from '../src/langchain/index';
+import { createEnergyMeter, withCarbonTrace } from '../src/server/index';
 import { sampleTrace, startFixtureServer } from '../test/fixtures/openai-compatible-server';
 
 const quick = process.argv.includes('--quick');
 const SAMPLES = quick ? 3 : 11;
-// LangChain rows are short and this machine is shared: more pairs steady the median.
+// Rows with small differences on a shared machine: more pairs steady the median.
 const LANGCHAIN_SAMPLES = quick ? 3 : 31;
 (globalThis as Record<string, unknown>).AI_SDK_LOG_WARNINGS = false;
 
@@ -256,9 +259,43 @@ const quiet = { onWarning: false as const };
   ratioRow(`ChatOpenAI invoke ×${m}, handler.fetch, 20 ms model latency`, 'bare', 'handler', r4, 1.05, m);
 }
 
+// ---- 5. withCarbonTrace on a 2,000-chunk stream, and the meter's own CPU ------------------
+{
+  // The upstream in a process of its own, as a model server always is: in this one, its writes
+  // would compete with the handler for the event loop and charge the handler for them.
+  const upstream = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'upstream.ts'), '2000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await once(upstream.stdout!, 'data')) as [Buffer];
+  const origin = new URL(line.toString().trim()).origin;
+  const meter = createEnergyMeter({ sources: 'auto', sampleIntervalMs: 100, onWarning: false });
+  await meter.ready;
+  const bare = (request: Request) => fetch(new URL(new URL(request.url).pathname, origin), { method: request.method, headers: request.headers, body: request.body, duplex: 'half' } as RequestInit);
+  const traced = withCarbonTrace(bare, { meter, onWarning: false });
+  const request = () => new Request('http://bench/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }) });
+  const n = quick ? 2 : 10;
+  const r = await abTest(
+    () => times(n, async () => (await bare(request())).text()),
+    () => times(n, async () => (await traced(request())).text()),
+    LANGCHAIN_SAMPLES,
+  );
+  ratioRow(`withCarbonTrace, 2,000-chunk stream ×${n}, vs the bare handler (upstream in its own process)`, 'bare handler', 'withCarbonTrace', r, 1.05, n);
+  await meter.close();
+  upstream.stdin!.end();
+
+  // The meter alone, in fresh processes: with this machine's sources at 100 ms, less a process
+  // that only runs a 100 ms timer.
+  const seconds = quick ? 2 : 10;
+  const measure = (mode: string) =>
+    JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'meter-cpu.ts'), mode, String(seconds)], { encoding: 'utf8' })) as { share: number; description: string };
+  const baseline = measure('baseline');
+  const metered = measure('meter');
+  const share = Math.max(0, metered.share - baseline.share);
+  rows.push({ name: `energy meter at a 100 ms interval (${metered.description.split(';')[0]}), CPU of one core above a bare timer`, a: `bare timer: ${(baseline.share * 100).toFixed(2)} %`, b: `meter: ${(metered.share * 100).toFixed(2)} %`, value: `${(share * 100).toFixed(2)} %`, target: '< 1 %', met: share < 0.01 });
+  console.log(`meter CPU: ${(share * 100).toFixed(2)} % of one core (${(metered.share * 100).toFixed(2)} % with the meter, ${(baseline.share * 100).toFixed(2)} % with a bare timer)`);
+}
+
 await server.close();
 
-// ---- 5. parseCarbonTrace throughput -------------------------------------------------------
+// ---- 6. parseCarbonTrace throughput -------------------------------------------------------
 {
   const full = sampleTrace(3, { cpu_power_watts: 45, gpu_power_watts: 250, ram_power_watts: 10, tracking_active: true });
   const text = JSON.stringify(full);
@@ -276,7 +313,7 @@ await server.close();
   }
 }
 
-// ---- 6. pathological traces: 2 MB, 10,000 levels deep -----------------------------------
+// ---- 7. pathological traces: 2 MB, 10,000 levels deep -----------------------------------
 {
   const big = JSON.stringify({ ...sampleTrace(), padding: 'x'.repeat(2 * 1024 * 1024) });
   const deep = `{"emissions_g_co2":1,"nested":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`;
@@ -293,7 +330,7 @@ await server.close();
   }
 }
 
-// ---- 7. memory -----------------------------------------------------------------------------
+// ---- 8. memory -----------------------------------------------------------------------------
 const gc = (globalThis as { gc?: () => void }).gc;
 const heap = () => {
   gc?.();

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { withTraceMember } from './trace-record';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -24,6 +25,11 @@ export type StreamTraceHooks = {
 };
 
 const SEPARATOR = /\r\n\r\n|\n\n|\r\r/;
+// What a chunk that may be the last one looks like, and what marks a produced token; cheap
+// checks on the text, so that most chunks pass without being parsed.
+const MAY_BE_LAST = /"finish_reason"\s*:\s*"|"choices"\s*:\s*\[\s*\]|\[DONE\]|"usage"\s*:\s*\{/;
+const TOKEN = /"content"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{/;
+const TOKENS = new RegExp(TOKEN.source, 'g');
 
 /**
  * Passes an OpenAI-compatible SSE body through, event by event and byte for byte, except that
@@ -55,11 +61,15 @@ export function traceEventStream(body: ReadableStream<Uint8Array>, hooks: Stream
     return trace === undefined ? last : (injectIntoEvent(last, trace) ?? last);
   };
 
-  /** Text to send now for one complete event (with its separator). */
-  const onEvent = async (event: string): Promise<string> => {
+  /** Text to send now for one complete event (with its separator); `undefined` for `[DONE]`. */
+  const onEvent = (event: string): string | undefined => {
+    if (!MAY_BE_LAST.test(event)) {
+      if (TOKEN.test(event)) hooks.token();
+      return flushHeld() + event;
+    }
     const data = dataOf(event);
     if (data === undefined) return flushHeld() + event; // a comment or keep-alive
-    if (data.trim() === '[DONE]') return (await finish()) + event;
+    if (data.trim() === '[DONE]') return undefined;
     const chunk = parse(data);
     if (chunk !== undefined) observe(chunk);
     if (chunk !== undefined && mayBeLast(chunk)) {
@@ -104,12 +114,27 @@ export function traceEventStream(body: ReadableStream<Uint8Array>, hooks: Stream
           controller.close();
           return;
         }
-        pending += decoder.decode(next.value, { stream: true });
+        // The common chunk: whole content events, nothing held, nothing that may be last. Its own
+        // bytes go on untouched; the ASCII patterns are found in a byte-for-byte (latin1) view,
+        // cheaper than decoding UTF-8 that nothing will change.
+        const chunk = next.value;
+        if (pending === '' && held === undefined) {
+          const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1');
+          if (view.endsWith('\n\n') && !MAY_BE_LAST.test(view)) {
+            TOKENS.lastIndex = 0;
+            while (TOKENS.exec(view) !== null) hooks.token();
+            controller.enqueue(chunk);
+            return;
+          }
+        }
+        pending += decoder.decode(chunk, { stream: true });
         let out = '';
         for (let match = SEPARATOR.exec(pending); match; match = SEPARATOR.exec(pending)) {
           const end = match.index + match[0].length;
-          out += await onEvent(pending.slice(0, end));
+          const event = pending.slice(0, end);
           pending = pending.slice(end);
+          const sent = onEvent(event);
+          out += sent === undefined ? (await finish()) + event : sent;
         }
         if (out) {
           controller.enqueue(encoder.encode(out));
