@@ -21,4 +21,12 @@ export default defineConfig([
     entry: { 'server/index': 'src/server/index.ts' },
     platform: 'node',
   },
+  {
+    // The `carbon-trace` command: ESM only, run by node, never imported.
+    entry: { cli: 'src/cli.ts' },
+    format: ['esm'],
+    platform: 'node',
+    target: 'es2022',
+    sourcemap: true,
+  },
 ]);

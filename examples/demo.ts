@@ -1,11 +1,13 @@
 /**
- * `npm run demo`: starts the embedded demo server (or uses --base-url), runs the AI SDK and
- * LangChain.js through their real clients with carbon-trace attached, and prints one line per
- * model call and the totals per model.
+ * `npm run demo`: a toy model server behind the real `carbon-trace proxy` (or your server with
+ * --base-url), the AI SDK and LangChain.js calling it with carbon-trace attached, and the carbon
+ * of every call and the totals per model printed. Every number comes from carbon-trace/server:
+ * on this machine's counters where readable, CodeCarbon's estimate otherwise.
  *
  *   npm run demo
- *   npm run demo -- --base-url http://gpu-box:8000/v1 --model llama-3.1-8b [--api-key KEY]
- *   npm run demo -- --grid-intensity 56   (gCO2eq/kWh used by the embedded server; default 475)
+ *   npm run demo -- --keep                      (stay up: open the dashboard, Ctrl-C to stop)
+ *   npm run demo -- --grid-intensity 56         (gCO2eq/kWh the proxy books; default 475)
+ *   npm run demo -- --base-url http://gpu-box:8787/v1 --model llama-3.1-8b [--api-key KEY]
  *   npm run demo -- --help
  */
 import { parseArgs } from 'node:util';
@@ -16,18 +18,21 @@ import { generateText, jsonSchema, stepCountIs, streamText, tool, wrapLanguageMo
 import { CarbonTracker, type CarbonMetrics, type CarbonTotals } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
-import { startDemoServer } from './server/demo-server';
+import { startProxiedToyModel } from './server/connection';
 
 const HELP = `Usage: npm run demo -- [options]
 
 Runs the AI SDK and LangChain.js, with carbon-trace attached, against a model server and prints
-the carbon of every call and the totals per model.
+the carbon of every call and the totals per model. Without --base-url, a toy model server runs
+behind the real carbon-trace proxy on loopback, which measures (or, without power counters,
+estimates as CodeCarbon does) what each call cost.
 
 Options:
-  --base-url <url>         an OpenAI-compatible server (…/v1); default: the embedded demo server
-  --model <id>             the model to call (default: demo-model)
+  --base-url <url>         your OpenAI-compatible server or carbon-trace proxy (…/v1)
+  --model <id>             the model to call (default: toy-model)
   --api-key <key>          the server's API key (default: $CARBON_TRACE_API_KEY or not-needed)
-  --grid-intensity <g>     gCO2eq per kWh the embedded server uses (default: 475, world average)
+  --grid-intensity <g>     gCO2eq per kWh the local proxy books (default: 475, world average)
+  --keep                   stay up after the calls, to look at the dashboard (Ctrl-C stops)
   -h, --help               this help
 `;
 
@@ -37,24 +42,25 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-let parsed: ReturnType<typeof parseArguments>;
 function parseArguments() {
   return parseArgs({
     options: {
       'base-url': { type: 'string' },
-      model: { type: 'string', default: 'demo-model' },
+      model: { type: 'string' },
       'api-key': { type: 'string', default: process.env.CARBON_TRACE_API_KEY ?? 'not-needed' },
       'grid-intensity': { type: 'string' },
+      keep: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+  }).values;
 }
+
+let args: ReturnType<typeof parseArguments>;
 try {
-  parsed = parseArguments();
+  args = parseArguments();
 } catch (error) {
   fail((error as Error).message);
 }
-const args = parsed.values;
 if (args.help) {
   console.log(HELP);
   process.exit(0);
@@ -70,9 +76,10 @@ if (args['base-url'] !== undefined) {
   }
   await reachable(args['base-url']);
 }
-const demo = args['base-url'] ? undefined : await startDemoServer({ gridIntensityGPerKwh: gridIntensity });
-const baseURL = args['base-url'] ?? demo!.baseURL;
-const modelId = args.model!;
+
+const local = args['base-url'] ? undefined : await startProxiedToyModel(gridIntensity === undefined ? {} : { gridIntensityGPerKwh: gridIntensity });
+const baseURL = args['base-url'] ?? local!.baseURL;
+const modelId = args.model ?? (local ? local.model : 'toy-model');
 const apiKey = args['api-key']!;
 
 const tracker = new CarbonTracker();
@@ -80,57 +87,62 @@ const rows: Array<{ step: string; metrics: CarbonMetrics | undefined }> = [];
 let step = '';
 const onMetrics = (metrics: CarbonMetrics | undefined) => void rows.push({ step, metrics });
 
-// ---- Vercel AI SDK ------------------------------------------------------------------------
-const garden = createOpenAICompatible({ name: 'garden', baseURL, apiKey, includeUsage: true });
-const aiModel = wrapLanguageModel({ model: garden(modelId), middleware: carbonTraceMiddleware({ tracker, onMetrics }) });
+try {
+  // ---- Vercel AI SDK ----------------------------------------------------------------------
+  const provider = createOpenAICompatible({ name: 'demo', baseURL, apiKey, includeUsage: true });
+  const aiModel = wrapLanguageModel({ model: provider(modelId), middleware: carbonTraceMiddleware({ tracker, onMetrics, provider: 'demo' }) });
 
-step = 'AI SDK   generateText';
-await generateText({ model: aiModel, prompt: 'Why does inference use energy?' });
+  step = 'AI SDK   generateText';
+  await generateText({ model: aiModel, prompt: 'Why does inference use energy?' });
 
-step = 'AI SDK   streamText';
-const streamed = streamText({ model: aiModel, prompt: 'Explain grid carbon intensity.' });
-await streamed.consumeStream();
+  step = 'AI SDK   streamText';
+  await streamText({ model: aiModel, prompt: 'Explain grid carbon intensity.' }).consumeStream();
 
-step = 'AI SDK   tool loop';
-await generateText({
-  model: aiModel,
-  prompt: 'What is the weather in Paris?',
-  tools: {
-    weather: tool({
-      description: 'The weather in a city',
-      inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }),
-      execute: async ({ city }) => ({ city, sky: 'sunny' }),
-    }),
-  },
-  stopWhen: stepCountIs(4),
-});
+  step = 'AI SDK   tool loop';
+  await generateText({
+    model: aiModel,
+    prompt: 'What is the weather in Paris?',
+    tools: {
+      weather: tool({
+        description: 'The weather in a city',
+        inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }),
+        execute: async ({ city }) => ({ city, sky: 'sunny' }),
+      }),
+    },
+    stopWhen: stepCountIs(4),
+  });
 
-// ---- LangChain.js -------------------------------------------------------------------------
-const handler = new CarbonTraceCallbackHandler({ tracker, onMetrics });
-const chat = new ChatOpenAI({ model: modelId, apiKey, configuration: { baseURL, fetch: handler.fetch } });
+  // ---- LangChain.js -----------------------------------------------------------------------
+  const handler = new CarbonTraceCallbackHandler({ tracker, onMetrics, provider: 'demo' });
+  const chat = new ChatOpenAI({ model: modelId, apiKey, configuration: { baseURL, fetch: handler.fetch } });
 
-step = 'LangChain invoke';
-await chat.invoke('What is a watt-hour?', { callbacks: [handler] });
+  step = 'LangChain invoke';
+  await chat.invoke('What is a watt-hour?', { callbacks: [handler] });
 
-step = 'LangChain stream';
-for await (const _chunk of await chat.stream('And a kilowatt-hour?', { callbacks: [handler] })) {
-  // drain
+  step = 'LangChain stream';
+  for await (const _chunk of await chat.stream('And a kilowatt-hour?', { callbacks: [handler] })) {
+    // drain
+  }
+
+  step = 'LangGraph two-node graph';
+  const graph = new StateGraph(MessagesAnnotation)
+    .addNode('draft', async (state) => ({ messages: [await chat.invoke(state.messages)] }))
+    .addNode('review', async (state) => ({ messages: [await chat.invoke([...state.messages, { role: 'user', content: 'Shorten it.' }])] }))
+    .addEdge(START, 'draft')
+    .addEdge('draft', 'review')
+    .addEdge('review', END)
+    .compile();
+  await graph.invoke({ messages: [{ role: 'user', content: 'Write a note on cooling.' }] }, { callbacks: [handler] });
+} catch (error) {
+  await local?.close();
+  const cause = (error as { cause?: { message?: string } }).cause;
+  fail(`a model call failed: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ''}`);
 }
 
-step = 'LangGraph two-node graph';
-const graph = new StateGraph(MessagesAnnotation)
-  .addNode('draft', async (state) => ({ messages: [await chat.invoke(state.messages)] }))
-  .addNode('review', async (state) => ({ messages: [await chat.invoke([...state.messages, { role: 'user', content: 'Shorten it.' }])] }))
-  .addEdge(START, 'draft')
-  .addEdge('draft', 'review')
-  .addEdge('review', END)
-  .compile();
-await graph.invoke({ messages: [{ role: 'user', content: 'Write a note on cooling.' }] }, { callbacks: [handler] });
-
-await demo?.close();
-
-// ---- report -------------------------------------------------------------------------------
-console.log(`\ncarbon-trace demo against ${demo ? 'the embedded demo server (estimates, no GPU)' : baseURL}, model ${modelId}\n`);
+// ---- report ---------------------------------------------------------------------------------
+console.log(`\ncarbon-trace demo against ${local ? 'a toy model behind the carbon-trace proxy' : baseURL}, model ${modelId}`);
+if (local) console.log(`meter: ${local.meter.describe()}`);
+console.log('');
 printTable(
   ['#', 'call', 'energy', 'CO2eq', 'CPU / GPU / RAM', 'method'],
   rows.map(({ step, metrics: m }, i) => [
@@ -149,7 +161,7 @@ const totalsRow = (name: string, t: CarbonTotals) => [
   `${t.tracedCalls}/${t.calls}`,
   energy(t.energyKwh),
   mass(t.gwpKgco2eq),
-  [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map(energy).join(' / '),
+  [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map((kwh, i) => (t.callsWith[(['cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh'] as const)[i]!] > 0 ? energy(kwh) : '—')).join(' / '),
   `${t.measuredCalls}/${t.tracedCalls}`,
 ];
 printTable(
@@ -157,13 +169,28 @@ printTable(
   [...Object.entries(tracker.byModel()).map(([name, t]) => totalsRow(name, t)), totalsRow('all', tracker.totals())],
 );
 
+if (local) {
+  const stats = local.meter.stats();
+  console.log(
+    `\nThe proxy's books: ${energy(stats.totalJoules / 3.6e6)} drawn since it started = ${energy(stats.attributedJoules / 3.6e6)} attributed to ` +
+      `${stats.requests} requests + ${energy(stats.idleJoules / 3.6e6)} idle. The calls above add up to ${energy(tracker.totals().energyKwh)}.`,
+  );
+  if (args.keep) {
+    console.log(`\ndashboard: ${local.proxyURL}/carbon   (model API: ${local.baseURL}; Ctrl-C to stop)`);
+    process.once('SIGINT', () => void local.close().then(() => process.exit(0)));
+  } else {
+    console.log(`\nRun npm run demo -- --keep to look at the proxy's live dashboard.`);
+    await local.close();
+  }
+}
+
 /** Fails in one line when the server cannot be reached, before any model call is attempted. */
-async function reachable(baseURL: string): Promise<void> {
+async function reachable(url: string): Promise<void> {
   try {
-    await fetch(`${baseURL.replace(/\/$/, '')}/models`, { signal: AbortSignal.timeout(5_000) });
+    await fetch(`${url.replace(/\/$/, '')}/models`, { signal: AbortSignal.timeout(5_000) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    fail(`cannot reach --base-url ${baseURL}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+    fail(`cannot reach --base-url ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
   }
 }
 

@@ -8,3 +8,6 @@ export { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type Ene
 export { isCompletionRequest, withCarbonTrace, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
 export { carbonTraceRecord, WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
 export { toNodeListener } from './node';
+export { createCarbonProxy, type CarbonProxy, type CarbonProxyOptions, type ProxyStats, type RecentRequest } from './proxy';
+export { dashboardHtml } from './dashboard';
+export type { BookedRequest } from './with-carbon-trace';

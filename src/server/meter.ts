@@ -78,8 +78,10 @@ export type MeterStats = {
   /** Requests in flight now. */
   activeRequests: number;
   byComponent: Partial<Record<EnergyComponent, ComponentStats>>;
-  /** Per model name (from the request body): joules attributed and requests, no prototype. */
-  byModel: Record<string, { joules: number; requests: number }>;
+  /** Per model name (from the request body): joules attributed (in all, and per component) and requests; no prototype. */
+  byModel: Record<string, { joules: number; requests: number; byComponent: ComponentJoules }>;
+  /** The machine's power now, W per component: the energy of the readings of the last second or so. */
+  powerWatts: ComponentJoules;
 };
 
 /**
@@ -125,6 +127,7 @@ type Request = {
 type SourceState = { source: EnergySource; last?: EnergyReading; error?: string };
 
 const DEFAULT_SAMPLE_INTERVAL_MS = 100;
+const POWER_WINDOW_MS = 1_000;
 const MAX_MODELS = 1_000;
 
 /**
@@ -158,7 +161,9 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
 
   const totals = { total: {} as ComponentJoules, attributed: {} as ComponentJoules, idle: {} as ComponentJoules };
   const componentMeasured = new Map<EnergyComponent, { measured: boolean; sources: Set<string> }>();
-  const byModel = new Map<string, { joules: number; requests: number }>();
+  const byModel = new Map<string, { joules: number; requests: number; byComponent: ComponentJoules }>();
+  // Recent readings (time, cumulative joules per component) for the power now.
+  const recent: Array<{ at: number; total: ComponentJoules }> = [];
   const active = new Map<string, Request>();
   let pendingIdle: ComponentJoules = {};
   let requestsDone = 0;
@@ -231,6 +236,9 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
       state.last = reading;
     });
 
+    recent.push({ at: now, total: { ...addJoules({ ...totals.total }, delta) } });
+    while (recent.length > 2 && now - recent[1]!.at >= POWER_WINDOW_MS) recent.shift();
+
     // The slice that ends now belongs to the requests active through all of it.
     const participants = [...active.values()];
     for (const request of participants) for (const failure of failures) request.warnings.add(failure);
@@ -288,10 +296,11 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
     requestsDone++;
     if (request.model !== undefined) {
       let model = byModel.get(request.model);
-      if (model === undefined && byModel.size < MAX_MODELS) byModel.set(request.model, (model = { joules: 0, requests: 0 }));
+      if (model === undefined && byModel.size < MAX_MODELS) byModel.set(request.model, (model = { joules: 0, requests: 0, byComponent: {} }));
       if (model) {
         model.joules += sumJoules(request.joules);
         model.requests++;
+        addJoules(model.byComponent, request.joules);
       }
     }
     const measured = request.estimated.size === 0 && request.measured.size > 0;
@@ -370,7 +379,15 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
         };
       }
       const models = Object.create(null) as MeterStats['byModel'];
-      for (const [model, entry] of byModel) models[model] = { ...entry };
+      for (const [model, entry] of byModel) models[model] = { ...entry, byComponent: { ...entry.byComponent } };
+      const powerWatts: ComponentJoules = {};
+      const first = recent[0];
+      const last = recent.at(-1);
+      if (first && last && last.at > first.at) {
+        for (const component of Object.keys(last.total) as EnergyComponent[]) {
+          powerWatts[component] = ((last.total[component] ?? 0) - (first.total[component] ?? 0)) / ((last.at - first.at) / 1000);
+        }
+      }
       return {
         since,
         totalJoules: sumJoules(totals.total),
@@ -380,6 +397,7 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
         activeRequests: active.size,
         byComponent,
         byModel: models,
+        powerWatts,
       };
     },
     describe() {

@@ -1,6 +1,7 @@
 import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import type { EnergyMeter } from './meter';
+import type { RequestEnergy } from './types';
 import { traceEventStream } from './sse-trace';
 import { carbonTraceRecord, WORLD_AVERAGE_GRID, withTraceMember, type ResolvedGridIntensity } from './trace-record';
 
@@ -35,6 +36,28 @@ export type WithCarbonTraceOptions = {
   traced?: (request: Request) => boolean;
   /** Where warnings go. Default: `console.warn`, once per distinct warning. */
   onWarning?: CarbonTraceWarningHandler;
+  /** Told about every traced request once its books are closed: for dashboards and metrics. */
+  onBooked?: (request: BookedRequest) => void;
+};
+
+/**
+ * One request whose books are closed, as `onBooked` is told about it.
+ *
+ * @example
+ * ```ts
+ * const onBooked = (r: BookedRequest) => console.log(r.model, r.energy.totalJoules, r.trace?.emissions_g_co2);
+ * ```
+ */
+export type BookedRequest = {
+  model: string | undefined;
+  /** HTTP status the handler answered with. */
+  status: number;
+  streamed: boolean;
+  energy: RequestEnergy;
+  /** The trace added to the response; `undefined` when none could be (an error, a cut stream). */
+  trace: Record<string, unknown> | undefined;
+  /** The grid intensity the request's emissions were booked at. */
+  grid: ResolvedGridIntensity;
 };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -73,17 +96,29 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     // The handler reads the same bytes the client sent.
     const forwarded = new Request(request.url, { method: request.method, headers: request.headers, body: bytes, signal: request.signal });
     const metered = options.meter.begin(model === undefined ? {} : { model });
+    const book = async (status: number, streamed: boolean, trace?: Record<string, unknown>, energy?: RequestEnergy) => {
+      const closed = energy ?? (await metered.end());
+      if (options.onBooked) {
+        const grid = await gridIntensity();
+        try {
+          options.onBooked({ model, status, streamed, energy: closed, trace, grid });
+        } catch (error) {
+          warn(`onBooked\0${String(error)}`, `onBooked threw: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      return closed;
+    };
 
     let response: Response;
     try {
       response = await handler(forwarded);
     } catch (error) {
-      await metered.end();
+      await book(0, false);
       throw error;
     }
     const type = response.headers.get('content-type') ?? '';
     if (!response.ok || response.body === null || !(type.includes('json') || type.includes('text/event-stream'))) {
-      await metered.end();
+      await book(response.status, false);
       return response;
     }
 
@@ -92,8 +127,13 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       const stream = traceEventStream(response.body, {
         token: () => metered.tokens(1),
         usage: (usage) => (tokens = usage),
-        finish: async () => carbonTraceRecord(await metered.end(), await gridIntensity(), tokens),
-        abort: () => void metered.end(),
+        finish: async () => {
+          const energy = await metered.end();
+          const record = carbonTraceRecord(energy, await gridIntensity(), tokens);
+          await book(response.status, true, record, energy);
+          return record;
+        },
+        abort: () => void book(response.status, true),
       });
       return new Response(stream, { status: response.status, statusText: response.statusText, headers: withoutLength(response.headers) });
     }
@@ -102,7 +142,7 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     try {
       text = await response.text();
     } catch (error) {
-      await metered.end();
+      await book(response.status, false);
       throw error;
     }
     const energy = await metered.end();
@@ -110,10 +150,12 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     if (parsed === undefined || Object.hasOwn(parsed, CARBON_TRACE_FIELD)) {
       // Not a completion object, or the upstream measures itself: its bytes stay its own.
       if (parsed !== undefined) warn('upstream-trace', 'the upstream response already carries x_carbon_trace: it is passed through unchanged');
+      await book(response.status, false, undefined, energy);
       return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
     }
     const usage = parsed.usage ?? {};
     const record = carbonTraceRecord(energy, await gridIntensity(), { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens });
+    await book(response.status, false, record, energy);
     const withTrace = withTraceMember(text, record) ?? text;
     return new Response(withTrace, { status: response.status, statusText: response.statusText, headers: withoutLength(response.headers) });
   };

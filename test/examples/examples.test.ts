@@ -8,7 +8,7 @@ const root = resolve(import.meta.dirname, '../..');
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
 const run = promisify(execFile);
 
-// Each example starts the embedded demo server itself, as a user running it would.
+// Each example starts the toy model behind a carbon-trace proxy itself, as a user running it would.
 const examples = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.ts'));
 
 // What each one must print: the number it exists to show.
@@ -16,14 +16,14 @@ const expectedOutput: Record<string, RegExp> = {
   'ai-sdk-generate.ts': /\d[\d.e-]* kWh, \d[\d.e-]* kgCO2eq \(codecarbon_estimated\)/,
   'ai-sdk-stream.ts': /onFinish: \d[\d.e-]* kgCO2eq[\s\S]*kWh/,
   'ai-sdk-tool-loop.ts': /2 steps \(2 traced\): \d[\d.e-]* kWh/,
-  'langchain-model.ts': /\[onMetrics\] demo-model: \d[\d.e-]* kgCO2eq[\s\S]*tracedCalls: 2/,
+  'langchain-model.ts': /\[onMetrics\] toy-model: \d[\d.e-]* kgCO2eq[\s\S]*tracedCalls: 2/,
   'langchain-chain.ts': /chain: 1 model call\(s\), \d[\d.e-]* kWh/,
   'langchain-graph.ts': /graph: 2 model calls, \d[\d.e-]* kgCO2eq in total/,
   'tracker-report.ts': /^timestamp,project_name,run_id[\s\S]*BoAmps report: 2 requests, \d[\d.e-]* kWh[\s\S]*in Sweden: \d[\d.e-]* kgCO2eq/m,
-  'demo.ts': /AI SDK {3}generateText[\s\S]*LangGraph two-node graph[\s\S]*demo-model {2}8\/8/,
+  'demo.ts': /AI SDK {3}generateText[\s\S]*LangGraph two-node graph[\s\S]*toy-model {2}8\/8[\s\S]*The proxy's books: .* = .* attributed to 8 requests \+ .* idle/,
 };
 
-describe('examples run against the embedded demo server', () => {
+describe('examples run against the toy model behind the proxy', () => {
   it('lists an expectation for every example', () => {
     expect(examples.sort()).toEqual(Object.keys(expectedOutput).sort());
   });

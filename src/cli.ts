@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+import { createServer } from 'node:http';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { gridIntensityOfZone } from './grid/index';
+import { createEnergyMeter } from './server/meter';
+import { toNodeListener } from './server/node';
+import { createCarbonProxy } from './server/proxy';
+
+const HOST_HELP =
+  'address to listen on; 127.0.0.1 keeps the proxy to this machine. 0.0.0.0 listens on every interface: ' +
+  'anyone who can reach this machine can then call your model through the proxy, so put it behind your own authentication or firewall';
+
+/** One line on stderr, and a non-zero exit: what a CLI owes a user who mistyped. */
+function fail(message: string): never {
+  process.stderr.write(`carbon-trace: ${message}\n`);
+  process.exit(1);
+}
+
+const integer = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`${name} takes a whole number from ${min} to ${max}`);
+  return n;
+};
+
+const program = new Command()
+  .name('carbon-trace')
+  .description('Per-request energy and CO2 of self-hosted models, measured on the hardware that serves them.')
+  .showSuggestionAfterError(true)
+  .configureOutput({ outputError: (message, write) => write(`carbon-trace: ${message.replace(/^error: /, '').trim()}\n`) });
+
+program
+  .command('proxy')
+  .description(
+    'Put x_carbon_trace on every chat completion of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI…), and serve a live dashboard at /carbon.',
+  )
+  .requiredOption('--upstream <url>', 'the model server, e.g. http://127.0.0.1:8000')
+  .addOption(new Option('--port <port>', 'port to listen on; 0 picks a free one').default(8787).argParser(integer('--port', 0, 65535)))
+  .option('--host <address>', HOST_HELP, '127.0.0.1')
+  .addOption(new Option('--zone <zone>', "grid zone for CO2: ISO country code ('FR', 'FRA') or region ('WORLD')").conflicts('gridIntensity'))
+  .addOption(
+    new Option('--grid-intensity <g>', 'grid intensity, gCO2eq per kWh (default: world average, 475)').argParser((value) => {
+      const g = Number(value);
+      if (value.trim() === '' || !Number.isFinite(g) || g < 0) throw new InvalidArgumentError('--grid-intensity takes gCO2eq per kWh, a number ≥ 0');
+      return g;
+    }),
+  )
+  .addOption(new Option('--meter <source>', 'energy source: auto (RAPL and NVML where readable, else an estimate), rapl, nvml, estimate').choices(['auto', 'rapl', 'nvml', 'estimate']).default('auto'))
+  .addOption(new Option('--sample-ms <ms>', 'how often the counters are read between requests').default(100).argParser(integer('--sample-ms', 10, 60_000)))
+  .addOption(new Option('--idle <mode>', 'energy with no request in flight: exclude (report it apart) or share (give it to the next requests)').choices(['exclude', 'share']).default('exclude'))
+  .option('--powercap <dir>', 'where the RAPL powercap tree is', '/sys/class/powercap')
+  .option('--nvidia-smi <path>', 'the nvidia-smi executable, when NVML has no energy counter', 'nvidia-smi')
+  .addHelpText(
+    'after',
+    '\nRoutes: every path passes through to --upstream; chat completions gain x_carbon_trace.\n' +
+      '  GET /carbon                         live dashboard\n' +
+      '  GET /carbon/stats                   totals as JSON\n' +
+      '  GET /api/v1/carbon/inference/stats  the same in Model Garden\'s shape\n' +
+      '  GET /metrics                        Prometheus text\n' +
+      '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
+  )
+  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; powercap: string; nvidiaSmi: string }) => {
+    let upstream: URL;
+    try {
+      upstream = new URL(options.upstream);
+      if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new Error('not http');
+    } catch {
+      fail(`--upstream takes an http(s) URL such as http://127.0.0.1:8000 (got ${JSON.stringify(options.upstream)})`);
+    }
+    let gridIntensity: { gCo2PerKwh: number; source?: string } | undefined;
+    if (options.zone !== undefined) {
+      const found = gridIntensityOfZone(options.zone);
+      if (found === undefined) fail(`unknown --zone ${JSON.stringify(options.zone)}: use an ISO 3166-1 country code such as FR or FRA, or a region such as WORLD`);
+      gridIntensity = { gCo2PerKwh: found.gCo2PerKwh, source: found.source ?? `zone ${options.zone}` };
+    } else if (options.gridIntensity !== undefined) {
+      gridIntensity = { gCo2PerKwh: options.gridIntensity, source: 'given with --grid-intensity' };
+    }
+
+    // A proxy in front of nothing would answer 502 to every call: say so now, in one line.
+    try {
+      await fetch(new URL('/v1/models', upstream.origin), { signal: AbortSignal.timeout(5_000) });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      fail(`cannot reach --upstream ${upstream.origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+    }
+
+    const meter = createEnergyMeter({
+      sources: 'auto',
+      auto: { mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi } },
+      sampleIntervalMs: options.sampleMs,
+      idle: options.idle,
+      onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`),
+    });
+    try {
+      await meter.ready;
+    } catch (error) {
+      fail((error as Error).message);
+    }
+    if (meter.describe().startsWith('no energy source:')) fail(`--meter ${options.meter}: ${meter.describe().replace(/^no energy source: /, '')}`);
+
+    const proxy = createCarbonProxy({ upstream: upstream.href, meter, ...(gridIntensity ? { gridIntensity } : {}), onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`) });
+    const server = createServer(toNodeListener(proxy.handler, { onError: (message) => process.stderr.write(`carbon-trace: ${message}\n`) }));
+    // Slow or stalled clients hold only their own socket: headers must arrive within 10 s, a
+    // request body within 5 min; the model's answer may take as long as it takes.
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 300_000;
+    server.on('error', (error: NodeJS.ErrnoException) => fail(`cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`));
+    server.listen(options.port, options.host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : options.port;
+      const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+      console.log(`carbon-trace proxy listening on http://${host}:${port} → ${upstream.origin}${upstream.pathname.replace(/\/$/, '')}`);
+      console.log(`meter: ${meter.describe()}`);
+      console.log(`grid: ${gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)'}`);
+      console.log(`dashboard: http://${host}:${port}/carbon · stats: /carbon/stats · Prometheus: /metrics`);
+      if (options.host === '0.0.0.0' || options.host === '::') console.log('note: listening on every interface — anyone who can reach this machine can call the model through the proxy');
+    });
+    const stop = () => {
+      server.close();
+      server.closeAllConnections();
+      void meter.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));
