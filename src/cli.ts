@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { gridIntensityOfZone } from './grid/index';
 import { createEnergyMeter } from './server/meter';
+import { autoSources } from './server/sources/auto';
 import { toNodeListener } from './server/node';
 import { createCarbonProxy } from './server/proxy';
 
@@ -83,19 +84,20 @@ program
       fail(`cannot reach --upstream ${upstream.origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
     }
 
+    let chosen: Awaited<ReturnType<typeof autoSources>>;
+    try {
+      chosen = await autoSources({ mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi } });
+    } catch (error) {
+      fail(`--meter ${options.meter}: ${(error as Error).message}`);
+    }
     const meter = createEnergyMeter({
-      sources: 'auto',
-      auto: { mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi } },
+      sources: chosen.sources,
+      description: chosen.description,
       sampleIntervalMs: options.sampleMs,
       idle: options.idle,
       onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`),
     });
-    try {
-      await meter.ready;
-    } catch (error) {
-      fail((error as Error).message);
-    }
-    if (meter.describe().startsWith('no energy source:')) fail(`--meter ${options.meter}: ${meter.describe().replace(/^no energy source: /, '')}`);
+    await meter.ready;
 
     const proxy = createCarbonProxy({ upstream: upstream.href, meter, ...(gridIntensity ? { gridIntensity } : {}), onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`) });
     const server = createServer(toNodeListener(proxy.handler, { onError: (message) => process.stderr.write(`carbon-trace: ${message}\n`) }));

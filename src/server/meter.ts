@@ -24,6 +24,8 @@ export type EnergyMeterOptions = {
   idle?: 'exclude' | 'share';
   /** Options of the `'auto'` sources (where the powercap tree is, NVML or nvidia-smi paths…). */
   auto?: AutoSourceOptions;
+  /** What `describe()` says of your own sources, e.g. the `description` `autoSources()` gave. */
+  description?: string;
   /** A monotonic clock in ms. Default `performance.now`; a test or simulation can drive its own. */
   clock?: () => number;
   /** Where warnings go (a source that fails). Default: `console.warn`, once per distinct warning. */
@@ -153,7 +155,7 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
   const ready = (async () => {
     const chosen = options.sources === undefined || options.sources === 'auto' ? await autoSources(options.auto ?? {}) : { sources: [...options.sources], description: undefined };
     states = chosen.sources.map((source) => ({ source }));
-    description = chosen.description ?? describeSources(chosen.sources);
+    description = options.description ?? chosen.description ?? describeSources(chosen.sources);
   })().catch((error: unknown) => {
     description = `no energy source: ${error instanceof Error ? error.message : String(error)}`;
     warn('meter-sources', description);

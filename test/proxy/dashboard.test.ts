@@ -1,0 +1,90 @@
+/**
+ * The proxy's dashboard in a real headless browser (Debian's chromium, driven by playwright-core):
+ * it loads with no console error, the numbers it shows are the ones /carbon/stats serves, it
+ * updates while you look, and a screenshot is left in .tmp/ for a person to look at.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startProxiedToyModel } from '../../examples/server/connection';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+let local: Awaited<ReturnType<typeof startProxiedToyModel>>;
+let browser: Browser;
+let page: Page;
+const errors: string[] = [];
+
+const call = (i: number, stream: boolean) =>
+  fetch(`${local.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: i % 3 ? 'toy-model' : 'toy-model-large', stream, messages: [{ role: 'user', content: `question ${i}` }] }),
+  }).then((r) => r.text());
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
+  local = await startProxiedToyModel({ gridIntensityGPerKwh: 56 });
+  for (let i = 0; i < 12; i++) await Promise.all([call(i, i % 2 === 0), call(i + 100, true)]);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // As root in a sandbox with no network: no Chrome sandbox, nothing that phones home.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('console', (message) => message.type() === 'error' && errors.push(message.text()));
+  page.on('pageerror', (error) => errors.push(String(error)));
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await local?.close();
+});
+
+/** What the page last rendered (it keeps the JSON it drew from). */
+const rendered = () => page.evaluate(() => (window as unknown as { __carbonStats: Record<string, never> }).__carbonStats);
+const shown = (selector: string) => page.$eval(selector, (el) => Number((el as HTMLElement).dataset.value));
+
+describe('the dashboard at /carbon', () => {
+  it('loads, self-contained, with no console error, and shows what /carbon/stats serves', async () => {
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
+    await page.goto(`${local.proxyURL}/carbon`);
+    await page.waitForFunction(() => (window as unknown as { __carbonStats?: { requests: number } }).__carbonStats?.requests === 24);
+    expect(requested.every((url) => url.startsWith(local.proxyURL))).toBe(true); // no CDN, nothing fetched from elsewhere
+
+    const stats = await rendered();
+    // Energy since start grows with idle time; what only requests change is stable: check it against a fresh fetch.
+    const fresh = await (await fetch(`${local.proxyURL}/carbon/stats`)).json();
+    expect(fresh.requests).toBe(24);
+    expect(fresh.attributedJoules).toBe(stats.attributedJoules);
+    expect(fresh.byModel).toEqual(stats.byModel);
+
+    expect(await shown('#requests')).toBe(stats.requests);
+    expect(await shown('#energy-total')).toBe(stats.totalJoules);
+    expect(await shown('#energy-attributed')).toBe(stats.attributedJoules);
+    expect(await shown('#energy-idle')).toBe(stats.idleJoules);
+    expect(await shown('#emissions-total')).toBe((stats.emissionsGrams as unknown as { total: number }).total);
+    const byModel = stats.byModel as unknown as Record<string, { requests: number; joules: number }>;
+    for (const [model, totals] of Object.entries(byModel)) {
+      const cells = await page.$$eval(`tr[data-model="${model}"] td[data-value]`, (tds) => tds.map((td) => Number((td as HTMLElement).dataset.value)));
+      expect(cells.slice(0, 2)).toEqual([totals.requests, totals.joules]);
+      expect(cells[2]).toBeCloseTo((totals.joules / 3.6e6) * 56, 15);
+    }
+    const bars = await page.$$eval('#chart g.request', (gs) => gs.map((g) => Number((g as SVGGElement).dataset.value)));
+    expect(bars).toEqual((stats.recent as unknown as Array<{ totalJoules: number }>).map((r) => r.totalJoules));
+    expect(await page.textContent('#grid')).toBe('56 gCO2eq/kWh (given with --grid-intensity)');
+    expect(await page.textContent('#power')).toMatch(/CPU\s*estimated/);
+    expect(errors).toEqual([]);
+  });
+
+  it('updates while you look', async () => {
+    await Promise.all([call(200, true), call(201, false)]);
+    await page.waitForFunction(() => (window as unknown as { __carbonStats: { requests: number } }).__carbonStats.requests === 26, undefined, { timeout: 5_000 });
+    expect(await shown('#requests')).toBe(26);
+    expect(await page.$$eval('#chart g.request', (gs) => gs.length)).toBe(26);
+    mkdirSync(resolve('.tmp'), { recursive: true });
+    await page.screenshot({ path: resolve('.tmp/dashboard.png'), fullPage: true });
+    expect(existsSync(resolve('.tmp/dashboard.png'))).toBe(true);
+    expect(errors).toEqual([]);
+  });
+});
