@@ -11,6 +11,7 @@ export default defineConfig([
       'langchain/index': 'src/langchain/index.ts',
       'otel/index': 'src/otel/index.ts',
       'grid/index': 'src/grid/index.ts',
+      'estimate/index': 'src/estimate/index.ts',
     },
     // Core and ai-sdk must run on edge runtimes: nothing Node-specific may be bundled in.
     platform: 'neutral',

@@ -36,6 +36,7 @@ const expectations = {
   'carbon-trace/otel': ['createOtelCarbonRecorder', 'carbonSpanAttributes'],
   'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone'],
   'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'estimateSource', 'toNodeListener'],
+  'carbon-trace/estimate': ['estimateCallImpact', 'findEstimateModel', 'estimateProviders', 'getCarbonEstimate'],
 };
 
 const esm = specifiers
@@ -50,9 +51,21 @@ function check(s, m) {
   if (!names) throw new Error('no expected exports listed for ' + s);
   for (const name of names) if (typeof m[name] !== 'function') throw new Error(s + ' lacks ' + name);
   console.log('  ' + s + ': ' + Object.keys(m).length + ' exports');
+}
+// The middleware loads carbon-trace/estimate on demand: that import must resolve in both builds.
+async function checkEstimate(aiSdk) {
+  const middleware = aiSdk.carbonTraceMiddleware({ estimate: true, onWarning: false });
+  const result = await middleware.wrapGenerate({
+    doGenerate: async () => ({ usage: { outputTokens: 100 }, response: { body: {} } }),
+    params: {},
+    model: { provider: 'openai.chat', modelId: 'gpt-4o-mini' },
+  });
+  const estimate = aiSdk.getCarbonEstimate(result);
+  if (!(estimate && estimate.trackingMethod === 'ecologits' && estimate.energyKwh > 0)) throw new Error('the middleware gave no estimate');
+  console.log('  estimate through the middleware: ' + estimate.energyKwh + ' kWh');
 }`;
-writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\n`);
-writeFileSync(join(scratch, 'smoke.cjs'), `${checkFn}\n${cjs}\n`);
+writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\nawait checkEstimate(await import('carbon-trace/ai-sdk'));\n`);
+writeFileSync(join(scratch, 'smoke.cjs'), `${checkFn}\n${cjs}\ncheckEstimate(require('carbon-trace/ai-sdk')).catch((e) => { console.error(e); process.exit(1); });\n`);
 console.log('ESM import:');
 console.log(run('node', ['smoke.mjs'], scratch).trimEnd());
 console.log('CJS require:');

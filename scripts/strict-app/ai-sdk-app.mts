@@ -1,7 +1,8 @@
 // An AI SDK app, as the README's quickstart writes it.
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, streamText, wrapLanguageModel } from 'ai';
-import { carbonTraceMiddleware, getCarbonMetrics } from 'carbon-trace/ai-sdk';
+import { carbonTraceMiddleware, getCarbonEstimate, getCarbonMetrics } from 'carbon-trace/ai-sdk';
+import { createOpenAI } from '@ai-sdk/openai';
 
 const garden = createOpenAICompatible({ name: 'garden', baseURL: 'http://gpu-box:8000/v1' });
 const model = wrapLanguageModel({ model: garden('llama-3.1-8b'), middleware: carbonTraceMiddleware() });
@@ -14,4 +15,13 @@ export async function quickstart(): Promise<number> {
   getCarbonMetrics(streamed);
   const fromStream = getCarbonMetrics(await streamed.providerMetadata);
   return (carbon?.gwpKgco2eq ?? 0) * 1000 + (fromStream?.energyKwh ?? 0);
+}
+
+const openai = createOpenAI({ apiKey: 'sk-test' });
+const estimated = wrapLanguageModel({ model: openai.chat('gpt-4o-mini'), middleware: carbonTraceMiddleware({ estimate: { zone: 'FR' } }) });
+
+export async function estimates(): Promise<number> {
+  const result = await generateText({ model: estimated, prompt: 'Hello' });
+  const estimate = getCarbonEstimate(result);
+  return (estimate?.gwpKgco2eq ?? 0) + (estimate?.max?.energyKwh ?? 0);
 }

@@ -5,6 +5,7 @@ import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { gridIntensityOfZone, withGridIntensity } from 'carbon-trace/grid';
 import { CarbonTraceCallbackHandler, getCarbonMetrics } from 'carbon-trace/langchain';
 import { createOtelCarbonRecorder } from 'carbon-trace/otel';
+import { estimateCallImpact, type CarbonEstimate } from 'carbon-trace/estimate';
 
 const tracker = new CarbonTracker({ maxModels: 100 });
 const carbon = new CarbonTraceCallbackHandler({ tracker: [tracker, createOtelCarbonRecorder({ attributeKeys: ['feature'] })], attributeKeys: ['feature'] });
@@ -23,3 +24,6 @@ export async function quickstart(): Promise<number> {
 }
 
 export const middleware = carbonTraceMiddleware({ attributes: { service: 'x' } });
+
+export const estimate: CarbonEstimate | undefined = estimateCallImpact({ provider: 'mistral', modelId: 'mistral-large-latest', outputTokens: 100, latencySeconds: 2 });
+export const estimating = new CarbonTraceCallbackHandler({ estimate: true, onRootRunEnd: (totals, { estimates }) => void (totals.calls + estimates.gwpKgco2eq) });

@@ -1,10 +1,11 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
+import { createCallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
 import { mergeAttributes, withUsageTokens } from '../core/call-details';
-import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
+import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
-import type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
 
 /**
  * What `onMetrics` is told about the call.
@@ -27,6 +28,11 @@ export type CarbonTraceCallContext = {
    * `'aborted'` (cancelled by the caller). Failed and aborted calls count in `calls` too.
    */
   outcome: CallOutcome;
+  /**
+   * With the `estimate` option: the EcoLogits estimate of a call that carried no trace (then
+   * `metrics` is `undefined`). Never set for a traced call.
+   */
+  estimate?: CarbonEstimate;
 };
 
 /**
@@ -81,6 +87,14 @@ export type CarbonTraceMiddlewareOptions = {
    * the LangChain handler to see one server as one series.
    */
   provider?: string;
+  /**
+   * Estimate the calls that carry no trace — API providers — with EcoLogits' method, from the
+   * model's size, the tokens generated and the latency measured here: `true`, or `{ zone }` to
+   * set the electricity zone. The estimate goes to `providerMetadata.ecologits` (read it with
+   * `getCarbonEstimate`), to `onMetrics` as `context.estimate`, and to the trackers apart from
+   * traces — never to `codecarbon`. A call with a trace is never estimated. Default: off.
+   */
+  estimate?: CarbonEstimateSetting;
 };
 
 // Loose on purpose: one object must satisfy the middleware types of ai@5 (v2), ai@6 (v3) and
@@ -137,6 +151,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   // Whether the caller itself asked for raw chunks, keyed by the params object we hand on.
   const callerWantsRaw = new WeakMap<object, boolean>();
   const sessions = createSessionEmissions();
+  const estimator = createCallEstimator(options.estimate, warn);
 
   function callContext(model: Loose, params: Loose, type: 'generate' | 'stream', outcome: CallOutcome): CarbonTraceCallContext {
     const provider = typeof options.provider === 'string' && options.provider !== '' ? options.provider : String(model?.provider ?? 'unknown');
@@ -155,21 +170,35 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   }
 
   /**
-   * Derives what a session snapshot leaves open, fills tokens from the response's usage, tells
-   * every sink, and returns the call's metrics.
+   * Derives what a session snapshot leaves open, fills tokens from the response's usage,
+   * estimates a call that carried no trace when asked to, tells every sink, and returns what the
+   * call's metadata should carry.
    */
   function report(
     read: { metrics: CarbonMetrics | undefined; problem?: string } | undefined,
     context: CarbonTraceCallContext,
-    usage?: unknown,
-  ): CarbonMetrics | undefined {
+    call?: { usage: unknown; model: Loose; startedAt: number },
+  ): { metrics?: CarbonMetrics; estimate?: CarbonEstimate } {
     const source = `${context.provider}/${context.modelId}`;
-    const metrics = withUsageTokens(sessions.apply(source, read?.metrics), tokensOf(usage));
+    const tokens = tokensOf(call?.usage);
+    const metrics = withUsageTokens(sessions.apply(source, read?.metrics), tokens);
     const absence: TraceAbsence =
       context.outcome !== 'completed' ? { reason: 'failed' } : read?.problem !== undefined ? { reason: 'unusable', problem: read.problem } : { reason: 'no-trace' };
+    // Only a completed call with no trace at all: a broken trace still came from a traced server.
+    const estimate =
+      estimator !== undefined && read === undefined && absence.reason === 'no-trace' && call !== undefined
+        ? estimator.estimate({
+            provider: String(call.model?.provider ?? 'unknown'),
+            modelId: context.modelId,
+            completionTokens: tokens.completionTokens,
+            promptTokens: tokens.promptTokens,
+            latencySeconds: (performance.now() - call.startedAt) / 1000,
+          })
+        : undefined;
+    if (estimate !== undefined) context.estimate = estimate;
     const record = { provider: context.provider, modelId: context.modelId, attributes: context.attributes };
-    reportCall(warn, options, { source, absence, record }, metrics, context);
-    return metrics;
+    reportCall(warn, options, { source, absence, record, estimate }, metrics, context);
+    return { ...(metrics ? { metrics } : {}), ...(estimate ? { estimate } : {}) };
   }
 
   return {
@@ -183,6 +212,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
     },
 
     async wrapGenerate({ doGenerate, params, model }) {
+      const startedAt = performance.now();
       let result: Loose;
       try {
         result = await doGenerate();
@@ -193,10 +223,15 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       }
       try {
         const trace = findCarbonTrace(result?.response?.body);
-        const metrics = report(trace === undefined ? undefined : readCarbonTrace(trace), callContext(model, params, 'generate', 'completed'), result?.usage);
-        setCarbonSpanAttributes(getActiveSpan(), metrics);
-        if (metrics === undefined) return result;
-        return { ...result, providerMetadata: withMetrics(result.providerMetadata, metrics) };
+        if (trace === undefined && estimator?.loaded === false) await estimator.ready;
+        const reported = report(
+          trace === undefined ? undefined : readCarbonTrace(trace),
+          callContext(model, params, 'generate', 'completed'),
+          { usage: result?.usage, model, startedAt },
+        );
+        setCarbonSpanAttributes(getActiveSpan(), reported.metrics);
+        if (reported.metrics === undefined && reported.estimate === undefined) return result;
+        return { ...result, providerMetadata: withMetrics(result.providerMetadata, reported) };
       } catch {
         return result;
       }
@@ -206,6 +241,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       const keepRaw = callerWantsRaw.get(params) ?? true;
       // The doStream span is active now, not when the stream is read later.
       const span = getActiveSpan();
+      const startedAt = performance.now();
       let streamResult: Loose;
       try {
         streamResult = await doStream();
@@ -217,16 +253,16 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       const accumulator = createCarbonTraceAccumulator();
       let reported = false;
 
-      const finishCall = (outcome: CallOutcome, usage?: unknown): CarbonMetrics | undefined => {
-        if (reported) return undefined;
+      const finishCall = (outcome: CallOutcome, usage?: unknown): { metrics?: CarbonMetrics; estimate?: CarbonEstimate } => {
+        if (reported) return {};
         reported = true;
-        const metrics = report(
+        const result = report(
           accumulator.hasTrace ? { metrics: accumulator.build(), ...(accumulator.problem ? { problem: accumulator.problem } : {}) } : undefined,
           callContext(model, params, 'stream', outcome),
-          usage,
+          { usage, model, startedAt },
         );
-        setCarbonSpanAttributes(span, metrics);
-        return metrics;
+        setCarbonSpanAttributes(span, result.metrics);
+        return result;
       };
 
       const reader = (stream as ReadableStream<StreamPart>).getReader();
@@ -256,9 +292,11 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
             } else if (part?.type === 'error') {
               sawError = true;
             } else if (part?.type === 'finish') {
+              // Loaded by now in all but the first, fastest calls; only then does this wait.
+              if (!accumulator.hasTrace && estimator?.loaded === false) await estimator.ready;
               part = safely(() => {
-                const metrics = finishCall(sawError ? 'failed' : 'completed', (part as { usage?: unknown }).usage);
-                return metrics ? { ...part, providerMetadata: withMetrics(part.providerMetadata, metrics) } : part;
+                const reported = finishCall(sawError ? 'failed' : 'completed', (part as { usage?: unknown }).usage);
+                return reported.metrics || reported.estimate ? { ...part, providerMetadata: withMetrics(part.providerMetadata, reported) } : part;
               }) ?? part;
             }
             controller.enqueue(part);
@@ -290,9 +328,10 @@ function isAbort(error: unknown): boolean {
   return name === 'AbortError' || name === 'TimeoutError';
 }
 
-function withMetrics(providerMetadata: unknown, metrics: CarbonMetrics): Record<string, unknown> {
+function withMetrics(providerMetadata: unknown, reported: { metrics?: CarbonMetrics; estimate?: CarbonEstimate }): Record<string, unknown> {
   const existing = typeof providerMetadata === 'object' && providerMetadata !== null ? providerMetadata : {};
-  return { ...existing, [CARBON_METADATA_KEY]: metrics };
+  if (reported.metrics !== undefined) return { ...existing, [CARBON_METADATA_KEY]: reported.metrics };
+  return { ...existing, [ESTIMATE_METADATA_KEY]: reported.estimate };
 }
 
 // Our own bookkeeping must never turn into an error of the user's stream.

@@ -5,6 +5,7 @@ export {
   type CarbonTraceMiddleware,
   type CarbonTraceMiddlewareOptions,
 } from './carbon-trace-middleware';
-export { getCarbonMetrics } from '../core/get-carbon-metrics';
-export { CARBON_METADATA_KEY } from '../core/parse-carbon-trace';
-export type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+export { getCarbonEstimate, getCarbonMetrics } from '../core/get-carbon-metrics';
+export { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY } from '../core/parse-carbon-trace';
+export type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+export type { CarbonEstimateSetting } from '../core/call-estimator';

@@ -88,7 +88,20 @@ export type BoAmpsReport = {
     dataset: Array<{ dataUsage: 'input' | 'output'; dataType: 'token'; dataQuantity: number }>;
     taskDescription: string;
   };
-  measures: Array<{ measurementMethod: 'codecarbon'; powerConsumption: number; measurementDuration: number; measurementDateTime?: string }>;
+  /**
+   * `codecarbon`: the traced calls (measured or CodeCarbon-estimated on the server). `ecologits`:
+   * the calls without a trace, estimated from the model's size — only when asked for.
+   */
+  measures: Array<{
+    measurementMethod: 'codecarbon' | 'ecologits';
+    /** The EcoLogits release of an `ecologits` measure. */
+    version?: string;
+    /** kWh. */
+    powerConsumption: number;
+    /** Seconds the traced calls ran on the server (`codecarbon` only). */
+    measurementDuration?: number;
+    measurementDateTime?: string;
+  }>;
   infrastructure: BoAmpsReportOptions['infrastructure'];
   environment?: BoAmpsReportOptions['environment'];
   system?: BoAmpsReportOptions['system'];
@@ -100,9 +113,11 @@ export type BoAmpsReport = {
  * Builds a BoAmps report from per-model totals: one inference task, its request count and
  * token datasets, and one `codecarbon` measure (energy in kWh) over the traced calls.
  *
- * `nbRequest` counts the traced calls — the ones the measure covers; calls without a trace are
- * stated in `taskDescription`, never booked as zero energy. Throws a `RangeError` when no call in
- * scope carried a trace, since a BoAmps report needs a measure.
+ * `nbRequest` counts the calls the measures cover; calls without a trace are stated in
+ * `taskDescription`, never booked as zero energy. `estimated` (EcoLogits estimates per model, and
+ * the methods behind them) adds a separate `ecologits` measure for the calls that had one, and
+ * their tokens and count to the task. Throws a `RangeError` when no call in scope has a figure,
+ * since a BoAmps report needs a measure.
  *
  * @example
  * ```ts
@@ -110,15 +125,42 @@ export type BoAmpsReport = {
  * writeFileSync('report.json', JSON.stringify(report, null, 2));
  * ```
  */
-export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: BoAmpsReportOptions): BoAmpsReport {
+export function toBoAmpsReport(
+  byModel: Record<string, CarbonTotals>,
+  options: BoAmpsReportOptions,
+  estimated?: { byModel: Record<string, CarbonTotals>; methods?: readonly string[] },
+): BoAmpsReport {
   const models = options.modelId === undefined ? Object.keys(byModel) : [options.modelId].filter((m) => Object.hasOwn(byModel, m));
   const totals = sumTotals(models.map((m) => byModel[m]!));
-  if (totals.tracedCalls === 0) {
+  const estimates = sumTotals(models.filter((m) => estimated !== undefined && Object.hasOwn(estimated.byModel, m)).map((m) => estimated!.byModel[m]!));
+  if (totals.tracedCalls === 0 && estimates.tracedCalls === 0) {
     throw new RangeError(
-      `no traced calls${options.modelId === undefined ? '' : ` for model ${options.modelId}`}: a BoAmps report needs a measured or estimated energy`,
+      `no traced${estimated ? ' or estimated' : ''} calls${options.modelId === undefined ? '' : ` for model ${options.modelId}`}: a BoAmps report needs a measured or estimated energy`,
     );
   }
   const untraced = totals.calls - totals.tracedCalls;
+  const covered = totals.tracedCalls + estimates.tracedCalls;
+  const uncovered = totals.calls - covered;
+  const version = estimated?.methods?.length === 1 ? /EcoLogits (\S+)/.exec(estimated.methods[0]!)?.[1] : undefined;
+  const measures: BoAmpsReport['measures'] = [];
+  if (totals.tracedCalls > 0) {
+    measures.push({
+      measurementMethod: 'codecarbon',
+      powerConsumption: totals.energyKwh,
+      measurementDuration: totals.durationSeconds,
+      ...(options.measurementStart ? { measurementDateTime: boampsDateTime(options.measurementStart) } : {}),
+    });
+  }
+  if (estimates.tracedCalls > 0) {
+    measures.push({ measurementMethod: 'ecologits', ...(version ? { version } : {}), powerConsumption: estimates.energyKwh });
+  }
+  const estimateText =
+    estimated === undefined
+      ? ''
+      : ` ${estimates.tracedCalls} call${estimates.tracedCalls === 1 ? '' : 's'} without a trace ${estimates.tracedCalls === 1 ? 'is' : 'are'} ` +
+        `estimated from the model's size, not measured (${(estimated.methods ?? []).join('; ') || 'EcoLogits'}): the "ecologits" measure, ` +
+        `${estimates.gwpKgco2eq} kgCO2eq usage emissions, never summed with the traced calls.` +
+        `${uncovered > 0 ? ` ${uncovered} call${uncovered === 1 ? ' has' : 's have'} neither a trace nor an estimate.` : ''}`;
   const report: BoAmpsReport = {
     header: {
       formatVersion: '0.1',
@@ -130,27 +172,22 @@ export function toBoAmpsReport(byModel: Record<string, CarbonTotals>, options: B
     task: {
       taskStage: 'inference',
       taskFamily: options.taskFamily ?? 'chatbot',
-      nbRequest: totals.tracedCalls,
+      nbRequest: covered,
       algorithms: models.map((m) => ({ algorithmType: 'llm' as const, foundationModelName: m })),
       dataset: [
-        { dataUsage: 'input', dataType: 'token', dataQuantity: totals.promptTokens },
-        { dataUsage: 'output', dataType: 'token', dataQuantity: totals.completionTokens },
+        { dataUsage: 'input', dataType: 'token', dataQuantity: totals.promptTokens + estimates.promptTokens },
+        { dataUsage: 'output', dataType: 'token', dataQuantity: totals.completionTokens + estimates.completionTokens },
       ],
       taskDescription:
         `LLM inference measured by CodeCarbon on the serving hardware, read by carbon-trace: ` +
         `${totals.tracedCalls} of ${totals.calls} calls carried a trace (${totals.measuredCalls} measured by hardware counters, ` +
         `${totals.tracedCalls - totals.measuredCalls} estimated); ${untraced} call${untraced === 1 ? '' : 's'} without a trace ` +
-        `${untraced === 1 ? 'is' : 'are'} not in the measures. Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq` +
-        `${partial(totals)}.${models.includes(OVERFLOW_MODEL) ? ` "${OVERFLOW_MODEL}" stands for the models beyond the tracker's maxModels distinct ids.` : ''}`,
+        `${untraced === 1 ? 'is' : 'are'} not in the codecarbon measure.` +
+        // No traced call: no emissions figure at all rather than a 0 that reads as measured.
+        `${totals.tracedCalls > 0 ? ` Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq${partial(totals)}.` : ''}` +
+        `${estimateText}${models.includes(OVERFLOW_MODEL) ? ` "${OVERFLOW_MODEL}" stands for the models beyond the tracker's maxModels distinct ids.` : ''}`,
     },
-    measures: [
-      {
-        measurementMethod: 'codecarbon',
-        powerConsumption: totals.energyKwh,
-        measurementDuration: totals.durationSeconds,
-        ...(options.measurementStart ? { measurementDateTime: boampsDateTime(options.measurementStart) } : {}),
-      },
-    ],
+    measures,
     infrastructure: options.infrastructure,
   };
   if (options.environment) report.environment = options.environment;

@@ -22,13 +22,16 @@ export const EMISSIONS_CSV_COLUMNS = [
 
 /**
  * carbon-trace's own columns, after CodeCarbon's, so coverage and measured share travel along.
+ * `tracking_methods` names the kinds of figure a row sums, `;`-separated: `codecarbon`
+ * (measured), `codecarbon_estimated` (the server's CodeCarbon power model), or `ecologits`
+ * (estimated from the model's size) — never the latter with either of the former.
  *
  * @example
  * ```ts
- * EMISSIONS_CSV_EXTRA_COLUMNS; // ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens']
+ * EMISSIONS_CSV_EXTRA_COLUMNS; // ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods']
  * ```
  */
-export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens'] as const;
+export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods'] as const;
 
 /**
  * Options of `tracker.toEmissionsCsv()`.
@@ -51,17 +54,29 @@ export type EmissionsCsvOptions = {
  * calls that carried a duration (empty when none did). A model with no traced call has its
  * energy and emissions cells empty, not `0`. Numbers keep 12 significant digits.
  *
+ * `estimatesByModel` (EcoLogits estimates, e.g. `tracker.estimatesByModel()`) adds one row per
+ * model after the traced ones, with `tracking_methods` = `ecologits`, `traced_calls` 0 and an
+ * empty `pue` (the provider's PUE is inside the estimated energy). Tools that sum the whole
+ * column would mix measurement and estimate: filter on `tracking_methods` first.
+ *
  * @example
  * ```ts
  * writeFileSync('emissions.csv', toEmissionsCsv(tracker.byModel()));
+ * writeFileSync('with-estimates.csv', toEmissionsCsv(tracker.byModel(), {}, tracker.estimatesByModel()));
  * ```
  */
-export function toEmissionsCsv(byModel: Record<string, CarbonTotals>, options: EmissionsCsvOptions = {}): string {
+export function toEmissionsCsv(
+  byModel: Record<string, CarbonTotals>,
+  options: EmissionsCsvOptions = {},
+  estimatesByModel?: Record<string, CarbonTotals>,
+): string {
   const timestamp = (options.now ?? new Date()).toISOString();
   const project = options.projectName ?? 'carbon-trace';
   const columns = [...EMISSIONS_CSV_COLUMNS, ...EMISSIONS_CSV_EXTRA_COLUMNS];
   const lines = [columns.join(',')];
-  for (const [model, t] of Object.entries(byModel)) {
+  const rows: Array<[string, CarbonTotals, boolean]> = Object.entries(byModel).map(([model, t]) => [model, t, false]);
+  for (const [model, t] of Object.entries(estimatesByModel ?? {})) rows.push([model, t, true]);
+  for (const [model, t, estimated] of rows) {
     // A sum no call contributed to is unknown, not zero.
     const sum = (key: keyof CarbonTotals['callsWith']) => (t.callsWith[key] > 0 ? t[key] : '');
     const timedSeconds = t.durationSeconds;
@@ -82,17 +97,26 @@ export function toEmissionsCsv(byModel: Record<string, CarbonTotals>, options: E
       gpu_energy: sum('gpuEnergyKwh'),
       ram_energy: sum('ramEnergyKwh'),
       energy_consumed: sum('energyKwh'),
-      on_cloud: 'N',
-      pue: 1,
+      on_cloud: estimated ? 'Y' : 'N',
+      pue: estimated ? '' : 1,
       calls: t.calls,
-      traced_calls: t.tracedCalls,
-      measured_calls: t.measuredCalls,
+      traced_calls: estimated ? 0 : t.tracedCalls,
+      measured_calls: estimated ? 0 : t.measuredCalls,
       prompt_tokens: t.promptTokens,
       completion_tokens: t.completionTokens,
+      tracking_methods: estimated ? 'ecologits' : traceMethods(t),
     };
     lines.push(columns.map((c) => csvField(row[c] ?? '')).join(','));
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The kinds a traced row sums: measured calls are `codecarbon`, the other traced ones `codecarbon_estimated`. */
+function traceMethods(t: CarbonTotals): string {
+  const kinds: string[] = [];
+  if (t.measuredCalls > 0) kinds.push('codecarbon');
+  if (t.tracedCalls > t.measuredCalls) kinds.push('codecarbon_estimated');
+  return kinds.join(';');
 }
 
 // RFC 4180 quoting; a leading =, +, - or @ is also quoted with a ' so spreadsheets do not run it.

@@ -9,7 +9,12 @@ import type { CarbonMetrics } from './types';
  * const france: GridIntensity = { gCo2PerKwh: 44.18, source: 'Ember 2024 average, FRA' };
  * ```
  */
-export type GridIntensity = { gCo2PerKwh: number; source?: string };
+export type GridIntensity = {
+  gCo2PerKwh: number;
+  source?: string;
+  /** The zone the figure is for, when it came from a zone table (`'FRA'`). */
+  zone?: string;
+};
 
 /**
  * Options of `withGridIntensity`.

@@ -1,17 +1,23 @@
 export { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from './accumulator';
-export { getCarbonMetrics, type NotAStreamResult } from './get-carbon-metrics';
-export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, extractCarbonMetrics, findCarbonTrace, hasCarbonFigure, parseCarbonTrace } from './parse-carbon-trace';
-export { addCarbonMetrics, emptyCarbonTotals, sumCarbonMetrics, sumTotals } from './sum-carbon-metrics';
+export { getCarbonEstimate, getCarbonMetrics, isCarbonEstimate, isCarbonMetrics, type NotAStreamResult } from './get-carbon-metrics';
+export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, ESTIMATE_METADATA_KEY, extractCarbonMetrics, findCarbonTrace, hasCarbonFigure, parseCarbonTrace } from './parse-carbon-trace';
+export { addCarbonEstimate, addCarbonMetrics, emptyCarbonTotals, sumCarbonEstimates, sumCarbonMetrics, sumTotals } from './sum-carbon-metrics';
+export type { CarbonEstimateSetting } from './call-estimator';
 export type {
   CallOutcome,
   CarbonAttributes,
+  CarbonEstimate,
+  CarbonEstimateBound,
+  CarbonEstimateInputs,
   CarbonFieldSums,
   CarbonMetrics,
   CarbonMetricsRecorder,
+  CarbonRange,
   CarbonRecordContext,
   CarbonSessionTotals,
   CarbonSummedField,
   CarbonTotals,
+  EstimateMethod,
   TrackingMethod,
 } from './types';
 export type { CarbonTraceWarningHandler } from './report';

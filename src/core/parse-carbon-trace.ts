@@ -22,6 +22,18 @@ export const CARBON_TRACE_FIELD = 'x_carbon_trace';
  */
 export const CARBON_METADATA_KEY = 'codecarbon';
 
+/**
+ * The key under which both adapters publish an EcoLogits estimate of a call that carried no
+ * trace (`estimate` option): `providerMetadata.ecologits`, `response_metadata.ecologits`. Never
+ * the same key as a trace's.
+ *
+ * @example
+ * ```ts
+ * result.providerMetadata?.[ESTIMATE_METADATA_KEY]; // same as getCarbonEstimate(result)
+ * ```
+ */
+export const ESTIMATE_METADATA_KEY = 'ecologits';
+
 const WIRE_FIELDS = Object.keys(carbonTraceWireFields) as CarbonTraceWireField[];
 
 // Model Garden v1's session total and its `emissions_g_co2` are both computed from one float;

@@ -1,4 +1,4 @@
-import type { CarbonMetrics, CarbonMetricsRecorder } from './types';
+import type { CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext } from './types';
 
 /**
  * Receives carbon-trace's warnings: a call without a trace, a malformed trace, a callback that
@@ -78,6 +78,7 @@ function warnAboutTrace(
   source: string,
   metrics: CarbonMetrics | undefined,
   absence: TraceAbsence,
+  estimated: boolean,
 ): void {
   if (metrics === undefined) {
     switch (absence.reason) {
@@ -90,7 +91,11 @@ function warnAboutTrace(
         warn(`${source}\0${absence.key}`, absence.message);
         return;
       default:
-        warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
+        if (estimated) {
+          warn(`${source}\0estimated`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call, an EcoLogits estimate under the ecologits key instead`);
+        } else {
+          warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
+        }
         return;
     }
   }
@@ -135,7 +140,7 @@ function recordCall(
   warn: (key: string, message: string) => void,
   trackers: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined,
   metrics: CarbonMetrics | undefined,
-  context: { provider?: string; modelId?: string },
+  context: CarbonRecordContext,
 ): void {
   if (trackers === undefined) return;
   for (const tracker of Array.isArray(trackers) ? trackers : [trackers]) {
@@ -145,8 +150,8 @@ function recordCall(
 
 /**
  * Everything both adapters do once a call's metrics are known: warn about a missing or broken
- * trace, record the call in every tracker, and tell `onMetrics`. Nothing here can throw into
- * the caller's model call.
+ * trace, record the call in every tracker (with its estimate, if any, beside the metrics), and
+ * tell `onMetrics`. Nothing here can throw into the caller's model call.
  *
  * @example
  * ```ts
@@ -159,12 +164,12 @@ export function reportCall<C>(
     tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[] | undefined;
     onMetrics?: ((metrics: CarbonMetrics | undefined, context: C) => unknown) | undefined;
   },
-  call: { source: string; absence?: TraceAbsence; record: { provider?: string; modelId?: string } },
+  call: { source: string; absence?: TraceAbsence; record: CarbonRecordContext; estimate?: CarbonEstimate | undefined },
   metrics: CarbonMetrics | undefined,
   context: C,
 ): void {
-  warnAboutTrace(warn, call.source, metrics, call.absence ?? { reason: 'no-trace' });
-  recordCall(warn, sinks.tracker, metrics, call.record);
+  warnAboutTrace(warn, call.source, metrics, call.absence ?? { reason: 'no-trace' }, call.estimate !== undefined);
+  recordCall(warn, sinks.tracker, metrics, call.estimate === undefined ? call.record : { ...call.record, estimate: call.estimate });
   const { onMetrics } = sinks;
   if (onMetrics) safeInvoke(warn, 'onMetrics', () => onMetrics(metrics, context));
 }

@@ -1,5 +1,6 @@
+import { isCarbonEstimate } from './get-carbon-metrics';
 import { hasCarbonFigure } from './parse-carbon-trace';
-import type { CarbonFieldSums, CarbonMetrics, CarbonSummedField, CarbonTotals } from './types';
+import type { CarbonEstimate, CarbonFieldSums, CarbonMetrics, CarbonSummedField, CarbonTotals } from './types';
 
 // The numeric fields that add up across calls, named the same in both types.
 const SUMMED = [
@@ -46,7 +47,8 @@ function emptyFieldSums(): CarbonFieldSums {
 /**
  * Adds one call to `totals` in place and returns it. `undefined` or `null` counts as a call
  * without a trace, and so do metrics without any carbon figure (a trace whose every number was
- * unusable, or a session snapshot nothing could be derived from).
+ * unusable, or a session snapshot nothing could be derived from) — and an EcoLogits estimate
+ * passed by mistake: estimates add up with {@link addCarbonEstimate} only.
  *
  * @example
  * ```ts
@@ -56,8 +58,38 @@ function emptyFieldSums(): CarbonFieldSums {
  * ```
  */
 export function addCarbonMetrics(totals: CarbonTotals, metrics: CarbonMetrics | undefined | null): CarbonTotals {
+  if (metrics != null && (metrics as { trackingMethod?: unknown }).trackingMethod === 'ecologits') {
+    totals.calls++;
+    return totals;
+  }
+  return addFigures(totals, metrics);
+}
+
+/**
+ * Adds one estimated call to estimate totals in place and returns it: `calls` counts it,
+ * `tracedCalls` counts it when it is a usable estimate (the calls the sums cover),
+ * `measuredCalls` never does. Anything but an EcoLogits estimate counts as a call without one.
+ *
+ * @example
+ * ```ts
+ * import { addCarbonEstimate, emptyCarbonTotals } from 'carbon-trace';
+ * const estimated = emptyCarbonTotals();
+ * addCarbonEstimate(estimated, getCarbonEstimate(result));
+ * ```
+ */
+export function addCarbonEstimate(totals: CarbonTotals, estimate: CarbonEstimate | undefined | null): CarbonTotals {
+  if (!isCarbonEstimate(estimate)) {
+    totals.calls++;
+    return totals;
+  }
+  return addFigures(totals, estimate);
+}
+
+function addFigures(totals: CarbonTotals, figures: CarbonMetrics | CarbonEstimate | undefined | null): CarbonTotals {
   totals.calls++;
-  if (metrics == null || typeof metrics !== 'object' || !hasCarbonFigure(metrics)) return totals;
+  if (figures == null || typeof figures !== 'object' || !hasCarbonFigure(figures as CarbonMetrics)) return totals;
+  // An estimate has a subset of the fields; the absent ones add nothing.
+  const metrics = figures as Partial<CarbonMetrics>;
   totals.tracedCalls++;
   if (metrics.measured === true) totals.measuredCalls++;
   for (const key of SUMMED) {
@@ -92,6 +124,23 @@ function usable(value: unknown): number | undefined {
 export function sumCarbonMetrics(items: Iterable<CarbonMetrics | undefined | null>): CarbonTotals {
   const totals = emptyCarbonTotals();
   for (const item of items) addCarbonMetrics(totals, item);
+  return totals;
+}
+
+/**
+ * Sums many calls' EcoLogits estimates, apart from any measurement: energy, usage emissions and
+ * tokens of the midpoints; `calls` counts every item, `tracedCalls` the ones with an estimate.
+ *
+ * @example
+ * ```ts
+ * import { sumCarbonEstimates } from 'carbon-trace';
+ * import { getCarbonEstimate } from 'carbon-trace/ai-sdk';
+ * const estimated = sumCarbonEstimates(result.steps.map(getCarbonEstimate));
+ * ```
+ */
+export function sumCarbonEstimates(items: Iterable<CarbonEstimate | undefined | null>): CarbonTotals {
+  const totals = emptyCarbonTotals();
+  for (const item of items) addCarbonEstimate(totals, item);
   return totals;
 }
 

@@ -1,9 +1,10 @@
 import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 import { OVERFLOW_ATTRIBUTE_VALUE, OVERFLOW_MODEL, UNATTRIBUTED, UNKNOWN_MODEL } from './model-keys';
+import { isCarbonEstimate } from './get-carbon-metrics';
 import { hasCarbonFigure } from './parse-carbon-trace';
-import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
-import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, TrackingMethod } from './types';
+import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
+import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, EstimateMethod, TrackingMethod } from './types';
 
 /**
  * Options of {@link CarbonTracker}.
@@ -29,6 +30,7 @@ export type CarbonTrackerOptions = {
 
 const DEFAULT_MAX_MODELS = 1_000;
 const MAX_ATTRIBUTE_KEYS = 64;
+const MAX_ESTIMATE_METHODS = 8;
 
 
 /**
@@ -37,6 +39,11 @@ const MAX_ATTRIBUTE_KEYS = 64;
  * Pass it to either adapter as `{ tracker }` and every call is recorded, traced or not, so
  * `tracedCalls / calls` shows how much carbon you actually see. Memory grows with the number
  * of models, not of calls.
+ *
+ * EcoLogits estimates (the adapters' `estimate` option) are never in {@link totals},
+ * {@link byModel} or {@link byAttribute}: an estimated call counts there as a call without a
+ * trace, and its estimate is summed apart, in `byTrackingMethod().ecologits` and
+ * {@link estimatesByModel}.
  *
  * @example
  * ```ts
@@ -54,7 +61,10 @@ const MAX_ATTRIBUTE_KEYS = 64;
 export class CarbonTracker implements CarbonMetricsRecorder {
   private all = emptyCarbonTotals();
   private models = new Map<string, CarbonTotals>();
-  private methods = new Map<TrackingMethod, CarbonTotals>();
+  private methods = new Map<TrackingMethod | EstimateMethod, CarbonTotals>();
+  /** EcoLogits estimates per model, never mixed into the traced totals above. */
+  private estimates = new Map<string, CarbonTotals>();
+  private estimateMethods = new Set<string>();
   private providers = new Map<string, Set<string>>();
   /** When each model's first traced call was recorded: the start of its measured period. */
   private firstTraced = new Map<string, Date>();
@@ -89,8 +99,14 @@ export class CarbonTracker implements CarbonMetricsRecorder {
       if (providers === undefined) this.providers.set(model, (providers = new Set()));
       providers.add(context.provider);
     }
-    if (metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated') && hasCarbonFigure(metrics)) {
-      addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
+    const traced = metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated') && hasCarbonFigure(metrics);
+    if (traced) addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
+    // A traced call is never estimated; an estimate beside a trace is ignored.
+    else if (isCarbonEstimate(context.estimate)) {
+      addCarbonEstimate(getOrCreate(this.methods, 'ecologits'), context.estimate);
+      // Keyed as in byModel(), whose bound on distinct ids it shares.
+      addCarbonEstimate(getOrCreate(this.estimates, model), context.estimate);
+      if (typeof context.estimate.method === 'string' && this.estimateMethods.size < MAX_ESTIMATE_METHODS) this.estimateMethods.add(context.estimate.method);
     }
   }
 
@@ -154,17 +170,33 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   }
 
   /**
-   * Totals per tracking method: `codecarbon` (measured by hardware counters) and
-   * `codecarbon_estimated`, so measured and estimated energy are never mixed up. Untraced calls
-   * belong to neither.
+   * Totals per kind of figure, never mixed: `codecarbon` (measured by the server's hardware
+   * counters), `codecarbon_estimated` (the server's CodeCarbon fell back to its power model) and
+   * `ecologits` (estimated here from the model's size, for calls without a trace). Calls with
+   * neither a trace nor an estimate belong to none. In `ecologits`, `tracedCalls` counts the calls
+   * that got an estimate.
    *
    * @example
    * ```ts
    * const measuredKwh = tracker.byTrackingMethod().codecarbon?.energyKwh ?? 0;
+   * const estimatedKg = tracker.byTrackingMethod().ecologits?.gwpKgco2eq ?? 0;
    * ```
    */
-  byTrackingMethod(): Partial<Record<TrackingMethod, CarbonTotals>> {
+  byTrackingMethod(): Partial<Record<TrackingMethod | EstimateMethod, CarbonTotals>> {
     return copyOut(this.methods);
+  }
+
+  /**
+   * EcoLogits estimates per model id (calls beyond `maxModels` distinct ids under
+   * `'(other models)'`): the calls without a trace that got one. The object has no prototype.
+   *
+   * @example
+   * ```ts
+   * tracker.estimatesByModel()['gpt-4o-mini']?.gwpKgco2eq; // kgCO2eq, estimated
+   * ```
+   */
+  estimatesByModel(): Record<string, CarbonTotals> {
+    return copyOut(this.estimates);
   }
 
   /**
@@ -181,20 +213,25 @@ export class CarbonTracker implements CarbonMetricsRecorder {
 
   /**
    * Per-model totals as CodeCarbon's emissions.csv (kgCO2eq, kWh, W, s; `run_id` = model id),
-   * with carbon-trace's coverage columns appended, so CodeCarbon tooling can read it.
+   * with carbon-trace's coverage columns appended, so CodeCarbon tooling can read it. The
+   * `tracking_methods` column says which kinds each row sums. EcoLogits estimates are left out
+   * unless `estimates: true`, which adds one row per estimated model, marked `ecologits`.
    *
    * @example
    * ```ts
    * await writeFile('emissions.csv', tracker.toEmissionsCsv({ projectName: 'support-bot' }));
    * ```
    */
-  toEmissionsCsv(options?: EmissionsCsvOptions): string {
-    return toEmissionsCsv(this.byModel(), options);
+  toEmissionsCsv(options: EmissionsCsvOptions & { estimates?: boolean } = {}): string {
+    const { estimates, ...csv } = options;
+    return toEmissionsCsv(this.byModel(), csv, estimates === true ? this.estimatesByModel() : undefined);
   }
 
   /**
    * A BoAmps energy report of the traced calls (see {@link toBoAmpsReport}); you describe the
-   * infrastructure. Throws a `RangeError` when no call carried a trace.
+   * infrastructure. With `estimates: true`, the EcoLogits estimates are a second measure whose
+   * `measurementMethod` is `'ecologits'`. Throws a `RangeError` when no call in scope has a
+   * figure to report.
    *
    * @example
    * ```ts
@@ -203,12 +240,14 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    * });
    * ```
    */
-  toBoAmpsReport(options: BoAmpsReportOptions): BoAmpsReport {
+  toBoAmpsReport(options: BoAmpsReportOptions & { estimates?: boolean }): BoAmpsReport {
+    const { estimates, ...reportOptions } = options;
     const byModel = this.byModel();
-    const inScope = options.modelId === undefined ? Object.keys(byModel) : [options.modelId];
+    const inScope = reportOptions.modelId === undefined ? Object.keys(byModel) : [reportOptions.modelId];
     const starts = inScope.map((m) => this.firstTraced.get(m)).filter((d): d is Date => d !== undefined);
     const measurementStart = starts.length > 0 ? new Date(Math.min(...starts.map(Number))) : undefined;
-    return toBoAmpsReport(byModel, { ...(measurementStart ? { measurementStart } : {}), ...options });
+    const estimated = estimates === true ? { byModel: this.estimatesByModel(), methods: [...this.estimateMethods] } : undefined;
+    return toBoAmpsReport(byModel, { ...(measurementStart ? { measurementStart } : {}), ...reportOptions }, estimated);
   }
 
   /**
@@ -223,6 +262,8 @@ export class CarbonTracker implements CarbonMetricsRecorder {
     this.all = emptyCarbonTotals();
     this.models = new Map();
     this.methods = new Map();
+    this.estimates = new Map();
+    this.estimateMethods = new Set();
     this.providers = new Map();
     this.firstTraced = new Map();
     this.attributes = new Map();

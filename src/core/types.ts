@@ -163,7 +163,17 @@ export type CarbonAttributes = Record<string, string | number | boolean>;
  * tracker.record(metrics, { provider: 'garden', modelId: 'llama-3.1-8b', attributes: { feature: 'chat' } } satisfies CarbonRecordContext);
  * ```
  */
-export type CarbonRecordContext = { provider?: string; modelId?: string; attributes?: CarbonAttributes };
+export type CarbonRecordContext = {
+  provider?: string;
+  modelId?: string;
+  attributes?: CarbonAttributes;
+  /**
+   * An EcoLogits estimate of a call that carried no trace (adapters' `estimate` option). Kept
+   * apart from `metrics`, so a recorder that does not know about estimates still books the call
+   * as untraced, never as measured.
+   */
+  estimate?: CarbonEstimate;
+};
 
 /**
  * Anything that records every model call, traced or not: a `CarbonTracker`, or your own.
@@ -191,3 +201,110 @@ export type CarbonMetricsRecorder = {
  * ```
  */
 export type CallOutcome = 'completed' | 'failed' | 'aborted';
+
+/**
+ * A value known only as an interval (EcoLogits' `RangeValue`): a closed model's parameter count,
+ * a provider's PUE, and what follows from them.
+ *
+ * @example
+ * ```ts
+ * const activeParametersBillion: CarbonRange = { min: 8, max: 28 };
+ * ```
+ */
+export type CarbonRange = { min: number; max: number };
+
+/**
+ * One end of an estimate's interval.
+ *
+ * @example
+ * ```ts
+ * estimate.max?.gwpKgco2eq; // the high end of the usage emissions
+ * ```
+ */
+export type CarbonEstimateBound = { energyKwh: number; gwpKgco2eq: number; embodiedGwpKgco2eq: number };
+
+/**
+ * What an estimate was computed from, so that any figure can be traced back and redone.
+ *
+ * @example
+ * ```ts
+ * const { provider, modelId, zone, gCo2PerKwh } = estimate.inputs;
+ * ```
+ */
+export type CarbonEstimateInputs = {
+  /** EcoLogits' provider name (`'openai'`, `'mistralai'`, `'google_genai'`…). */
+  provider: string;
+  /** The model id in EcoLogits' data (an alias resolved to it). */
+  modelId: string;
+  /** Active parameters, billions: a number, or a range for closed models. */
+  activeParametersBillion: number | CarbonRange;
+  /** Total parameters, billions: they set the GPU count. */
+  totalParametersBillion: number | CarbonRange;
+  /** GPUs the model needs (80 GB each, rounded up to a power of two). */
+  gpuCount: number | CarbonRange;
+  /** The provider's datacenter PUE. */
+  pue: number | CarbonRange;
+  /** Generated tokens the estimate is for. */
+  outputTokens: number;
+  /** The latency the caller measured, s; absent when it was not given. */
+  requestLatencySeconds?: number;
+  /** The generation time used: the modelled latency, bounded by the measured one, s. */
+  generationLatencySeconds: number | CarbonRange;
+  /** The electricity zone: the provider's datacenter country unless you gave one. */
+  zone: string;
+  /** Its grid intensity, gCO2eq/kWh, and where that comes from. */
+  gCo2PerKwh: number;
+  gridSource: string;
+};
+
+/**
+ * An estimate of a model call's impact from the model's size, the tokens generated and the
+ * latency (EcoLogits' method), for calls that carry no trace — API providers. It is a model of a
+ * typical datacenter, not a measurement of the one that served you: it travels under its own key
+ * (`providerMetadata.ecologits`, `response_metadata.ecologits`) and is summed apart from traces.
+ *
+ * Shaped like {@link CarbonMetrics} (kWh, kgCO2eq), with `trackingMethod: 'ecologits'` and
+ * `measured: false`. When an input is only known as a range, `energyKwh` and the emissions are
+ * the midpoint and `min` / `max` hold the ends, as EcoLogits reports them.
+ *
+ * @example
+ * ```ts
+ * import { getCarbonEstimate } from 'carbon-trace';
+ * const estimate = getCarbonEstimate(result);
+ * if (estimate) console.log(`${estimate.gwpKgco2eq * 1000} gCO2eq (estimated, ${estimate.min?.gwpKgco2eq}–${estimate.max?.gwpKgco2eq} kg)`);
+ * ```
+ */
+export type CarbonEstimate = {
+  trackingMethod: 'ecologits';
+  measured: false;
+  /** Energy of the request at the datacenter, PUE included, kWh (midpoint of a range). */
+  energyKwh: number;
+  /** Usage-phase emissions: `energyKwh` × the zone's grid intensity, kgCO2eq. */
+  gwpKgco2eq: number;
+  /** The request's share of manufacturing the server and GPUs, kgCO2eq — not in `gwpKgco2eq`. */
+  embodiedGwpKgco2eq: number;
+  /** The low end, when an input was a range. */
+  min?: CarbonEstimateBound;
+  /** The high end, when an input was a range. */
+  max?: CarbonEstimateBound;
+  /** Prompt tokens, when known; the method does not use them. */
+  promptTokens?: number;
+  /** Generated tokens. */
+  completionTokens: number;
+  inputs: CarbonEstimateInputs;
+  /** The method and its release, e.g. `'EcoLogits 0.9.3 LLM inference (mlco2/ecologits)'`. */
+  method: string;
+  /** Caveats: unreleased or multimodal architectures, a grid zone that differs from EcoLogits' own mix… */
+  warnings: string[];
+};
+
+/**
+ * How an estimate from the model was made: `'ecologits'`. Trackers sum it apart from the two
+ * {@link TrackingMethod | trace methods}.
+ *
+ * @example
+ * ```ts
+ * const kinds: Array<TrackingMethod | EstimateMethod> = ['codecarbon', 'codecarbon_estimated', 'ecologits'];
+ * ```
+ */
+export type EstimateMethod = 'ecologits';

@@ -18,21 +18,22 @@ export const GRID_INTENSITY_SOURCE = 'Ember yearly average grid intensity, via C
 
 /**
  * The average grid intensity of a zone — an ISO 3166-1 country code, alpha-3 (`'FRA'`) or
- * alpha-2 (`'FR'`), in any case, or a region CO2.js knows (`'WORLD'`, `'EUROPE'`) — or
- * `undefined` for an unknown zone.
+ * alpha-2 (`'FR'`), in any case, or a region CO2.js knows (`'WORLD'` or `'WOR'`, `'EUROPE'`) —
+ * or `undefined` for an unknown zone. `zone` is the key the figure was found under.
  *
  * @example
  * ```ts
  * import { gridIntensityOfZone } from 'carbon-trace/grid';
- * gridIntensityOfZone('fr'); // { gCo2PerKwh: …, source: 'Ember … (@tgwf/co2), zone FRA' }
+ * gridIntensityOfZone('fr'); // { gCo2PerKwh: …, source: 'Ember … (@tgwf/co2), zone FRA', zone: 'FRA' }
  * ```
  */
 export function gridIntensityOfZone(zone: string): GridIntensity | undefined {
   const given = String(zone).trim().toUpperCase();
-  const key = given.length === 2 ? (alpha3Of(given) ?? given) : given;
+  // EcoLogits writes the world average as WOR.
+  const key = given.length === 2 ? (alpha3Of(given) ?? given) : given === 'WOR' ? 'WORLD' : given;
   const table = averageIntensity.data as Record<string, unknown>;
   const value = Object.hasOwn(table, key) ? table[key] : undefined;
-  return typeof value === 'number' ? { gCo2PerKwh: value, source: `${GRID_INTENSITY_SOURCE}, zone ${key}` } : undefined;
+  return typeof value === 'number' ? { gCo2PerKwh: value, source: `${GRID_INTENSITY_SOURCE}, zone ${key}`, zone: key } : undefined;
 }
 
 /**
@@ -49,7 +50,7 @@ export function gridIntensityOfZone(zone: string): GridIntensity | undefined {
  * ```
  */
 export function withGridIntensity(metrics: CarbonMetrics, where: GridIntensity | { zone: string }, options: GridIntensityOptions = {}): CarbonMetrics {
-  if (!('zone' in where)) return withIntensity(metrics, where, options);
+  if ('gCo2PerKwh' in where) return withIntensity(metrics, where, options);
   const intensity = gridIntensityOfZone(where.zone);
   if (intensity === undefined) {
     const warning = `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)} (use an ISO 3166-1 country code such as 'FR' or 'FRA', or a region such as 'WORLD')`;

@@ -1,12 +1,13 @@
 import { BaseCallbackHandler, type BaseCallbackHandlerInput } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
+import { createCallEstimator, type CallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
 import { mergeAttributes, withUsageTokens } from '../core/call-details';
-import { CARBON_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
+import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
-import { addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
-import type { CallOutcome, CarbonAttributes, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
+import type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
 import { createCaptureFetch, type FetchLike } from './capture-fetch';
 import { requestKeyOfMessages, TraceCaptures } from './capture-matching';
 
@@ -30,6 +31,11 @@ export type CarbonLLMRunInfo = {
   attributes: CarbonAttributes;
   /** How the run ended; failed and aborted runs count in `calls` too. */
   outcome: CallOutcome;
+  /**
+   * With the `estimate` option: the EcoLogits estimate of a run that carried no trace (then
+   * `metrics` is `undefined`). Never set for a traced run.
+   */
+  estimate?: CarbonEstimate;
 };
 
 /**
@@ -43,8 +49,11 @@ export type CarbonLLMRunInfo = {
 export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInput {
   /** Once per LLM run, however it ended; `undefined` when it carried no usable trace. Throws are reported, never raised. */
   onMetrics?: (metrics: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => void | Promise<void>;
-  /** Once per root run (chain, graph, agent or bare model call), with the totals of its LLM runs. */
-  onRootRunEnd?: (totals: CarbonTotals, run: { rootRunId: string }) => void | Promise<void>;
+  /**
+   * Once per root run (chain, graph, agent or bare model call), with the totals of its LLM runs'
+   * traces — and, apart, of their EcoLogits estimates when the `estimate` option is on.
+   */
+  onRootRunEnd?: (totals: CarbonTotals, run: { rootRunId: string; estimates: CarbonTotals }) => void | Promise<void>;
   /**
    * Remove `additional_kwargs.__raw_response` once the trace is read, so the raw response does
    * not bloat graph state, checkpoints and tracer uploads. Default `true`.
@@ -76,11 +85,23 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * middleware to see one server as one series.
    */
   provider?: string;
+  /**
+   * Estimate the runs that carry no trace — API providers — with EcoLogits' method, from the
+   * model's size, the tokens generated and the latency measured here: `true`, or `{ zone }` to
+   * set the electricity zone. The estimate goes to `message.response_metadata.ecologits` (read
+   * it with `getCarbonEstimate`), to `onMetrics` as `run.estimate`, and to the trackers and
+   * {@link CarbonTraceCallbackHandler.estimateTotals} apart from traces — never to `codecarbon`.
+   * A run with a trace is never estimated. Default: off.
+   */
+  estimate?: CarbonEstimateSetting;
 }
 
 type LLMState = {
   modelName?: string;
   provider?: string;
+  /** The model's own `ls_provider`, whatever the `provider` option says: what the estimate needs. */
+  lsProvider?: string;
+  startedAt: number;
   attributes: CarbonAttributes;
   /** The last raw trace seen on a streamed chunk (the final figure comes last). */
   chunkTrace?: unknown;
@@ -89,7 +110,7 @@ type LLMState = {
   detachAbort?: () => void;
 };
 type RunState = { parentRunId?: string; rootRunId: string; llm?: LLMState };
-type RootState = { totals: CarbonTotals; lastActivityAt: number; runIds: Set<string> };
+type RootState = { totals: CarbonTotals; estimates: CarbonTotals; lastActivityAt: number; runIds: Set<string> };
 
 // Bound for state a misbehaving caller could grow: runs that never end.
 const MAX_OPEN_RUNS = 10_000;
@@ -140,6 +161,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   private readonly captures = new TraceCaptures();
   private readonly sessions = createSessionEmissions();
   private readonly allTotals = emptyCarbonTotals();
+  private readonly allEstimates = emptyCarbonTotals();
+  private readonly estimator: CallEstimator | undefined;
   private readonly warnedOnce = new Set<string>();
 
   constructor(fields: CarbonTraceCallbackHandlerFields = {}) {
@@ -148,6 +171,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     super({ ...fields, _awaitHandler: true });
     this.options = fields;
     this.warn = createWarner(fields.onWarning);
+    this.estimator = createCallEstimator(fields.estimate, this.warn);
     const inner = fields.fetch;
     this.fetch = createCaptureFetch(
       () => inner ?? globalThis.fetch,
@@ -175,6 +199,19 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    */
   totals(): CarbonTotals {
     return copyTotals(this.allTotals);
+  }
+
+  /**
+   * Totals of the EcoLogits estimates of the runs that carried no trace (`estimate` option),
+   * never mixed into {@link totals}: `calls` counts every LLM run, `tracedCalls` the estimated ones.
+   *
+   * @example
+   * ```ts
+   * const { tracedCalls: estimated, gwpKgco2eq } = handler.estimateTotals();
+   * ```
+   */
+  estimateTotals(): CarbonTotals {
+    return copyTotals(this.allEstimates);
   }
 
   /**
@@ -270,13 +307,34 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     });
   }
 
-  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void {
+  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void | Promise<void> {
+    // Only the first runs of a handler with `estimate` can end before its data is loaded.
+    if (this.estimator?.loaded === false && this.runs.get(runId)?.llm !== undefined) {
+      return this.estimator.ready.then(() => this.endLLMRun(output, runId, parentRunId));
+    }
+    this.endLLMRun(output, runId, parentRunId);
+  }
+
+  private endLLMRun(output: LLMResult, runId: string, parentRunId: string | undefined): void {
     this.guard('handleLLMEnd', () => {
       const run = this.runs.get(runId);
       const { read, absence } = this.readTrace(runId, output, run?.llm);
-      const metrics = withUsageTokens(this.sessions.apply(sessionKey(run?.llm), read?.metrics), usageOf(output));
-      this.writeMetadata(output, metrics);
-      this.finishLLMRun(runId, parentRunId, metrics, absence, 'completed');
+      const usage = usageOf(output);
+      const metrics = withUsageTokens(this.sessions.apply(sessionKey(run?.llm), read?.metrics), usage);
+      // Only a run with no trace at all: a broken trace still came from a traced server.
+      const llm = run?.llm;
+      const estimate =
+        this.estimator !== undefined && llm !== undefined && read === undefined && absence.reason === 'no-trace'
+          ? this.estimator.estimate({
+              provider: llm.lsProvider ?? 'unknown',
+              modelId: llm.modelName ?? 'unknown',
+              completionTokens: usage.completionTokens,
+              promptTokens: usage.promptTokens,
+              latencySeconds: (performance.now() - llm.startedAt) / 1000,
+            })
+          : undefined;
+      this.writeMetadata(output, metrics, estimate);
+      this.finishLLMRun(runId, parentRunId, metrics, absence, 'completed', estimate);
     });
   }
 
@@ -296,7 +354,9 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     if (parentRunId !== undefined) state.parentRunId = parentRunId;
     if (this.runs.size >= MAX_OPEN_RUNS) this.dropRoot(this.roots.keys().next().value as string);
     this.runs.set(runId, state);
-    if (rootRunId === runId) this.roots.set(runId, { totals: emptyCarbonTotals(), lastActivityAt: now, runIds: new Set([runId]) });
+    if (rootRunId === runId) {
+      this.roots.set(runId, { totals: emptyCarbonTotals(), estimates: emptyCarbonTotals(), lastActivityAt: now, runIds: new Set([runId]) });
+    }
     else {
       this.roots.get(rootRunId)?.runIds.add(runId);
       this.touch(rootRunId, now);
@@ -312,7 +372,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     metadata: Record<string, unknown> | undefined,
     messages: unknown,
   ): void {
-    const llmState: LLMState = { attributes: this.attributesOf(metadata) };
+    const llmState: LLMState = { attributes: this.attributesOf(metadata), startedAt: performance.now() };
     this.startRun(runId, parentRunId).llm = llmState;
     this.captures.openRun(runId, requestKeyOfMessages(messages));
     const modelName = modelNameOf(llm, extraParams, metadata);
@@ -320,6 +380,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     // LangChain chat models tag their runs with ls_provider ('openai', 'anthropic', …).
     const provider = this.options.provider || metadata?.ls_provider;
     if (typeof provider === 'string') llmState.provider = provider;
+    if (typeof metadata?.ls_provider === 'string') llmState.lsProvider = metadata.ls_provider;
     // An aborted stream never reaches handleLLMError: LangChain rejects the caller's iterator
     // and leaves the model's generator suspended. The call's own signal tells us instead.
     const signal = (extraParams?.options as { signal?: unknown } | undefined)?.signal as AbortSignal | undefined;
@@ -334,7 +395,14 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
    * Books one LLM run, however it ended, and forgets it: totals, trackers, `onMetrics`, and its
    * root when it was one.
    */
-  private finishLLMRun(runId: string, parentRunId: string | undefined, metrics: CarbonMetrics | undefined, absence: TraceAbsence, outcome: CallOutcome): void {
+  private finishLLMRun(
+    runId: string,
+    parentRunId: string | undefined,
+    metrics: CarbonMetrics | undefined,
+    absence: TraceAbsence,
+    outcome: CallOutcome,
+    estimate?: CarbonEstimate,
+  ): void {
     const run = this.runs.get(runId);
     // Ended once already (an abort, then LangChain's own end or error).
     if (run?.llm === undefined) return;
@@ -344,7 +412,11 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     const root = this.roots.get(run.rootRunId);
     root?.runIds.delete(runId);
     addCarbonMetrics(this.allTotals, metrics);
-    if (root) addCarbonMetrics(root.totals, metrics);
+    addCarbonEstimate(this.allEstimates, estimate);
+    if (root) {
+      addCarbonMetrics(root.totals, metrics);
+      addCarbonEstimate(root.estimates, estimate);
+    }
 
     const { modelName, provider, attributes } = run.llm;
     const record: { provider?: string; modelId?: string; attributes: CarbonAttributes } = { attributes };
@@ -354,7 +426,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     if (parentRunId !== undefined) info.parentRunId = parentRunId;
     if (modelName !== undefined) info.modelName = modelName;
     if (provider !== undefined) info.provider = provider;
-    reportCall(this.warn, this.options, { source: modelName ?? 'the model', absence, record }, metrics, info);
+    if (estimate !== undefined) info.estimate = estimate;
+    reportCall(this.warn, this.options, { source: modelName ?? 'the model', absence, record, estimate }, metrics, info);
     if (run.rootRunId === runId) this.endRoot(runId);
     else this.touch(run.rootRunId);
   }
@@ -373,7 +446,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     if (root === undefined) return;
     this.roots.delete(rootRunId);
     const { onRootRunEnd } = this.options;
-    if (onRootRunEnd) safeInvoke(this.warn, 'onRootRunEnd', () => onRootRunEnd(root.totals, { rootRunId }));
+    if (onRootRunEnd) safeInvoke(this.warn, 'onRootRunEnd', () => onRootRunEnd(root.totals, { rootRunId, estimates: root.estimates }));
   }
 
   /** Marks activity in a root's tree, moving it to the back of the staleness order. */
@@ -480,12 +553,13 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     return { read: undefined, absence: { reason: 'no-trace' } };
   }
 
-  private writeMetadata(output: LLMResult, metrics: CarbonMetrics | undefined): void {
+  private writeMetadata(output: LLMResult, metrics: CarbonMetrics | undefined, estimate: CarbonEstimate | undefined): void {
+    const [key, value] = metrics !== undefined ? [CARBON_METADATA_KEY, metrics] : [ESTIMATE_METADATA_KEY, estimate];
     for (const generation of (output?.generations ?? []).flat() as Loose[]) {
       const message = generation?.message;
-      if (metrics !== undefined) {
-        if (message && typeof message === 'object') (message.response_metadata ??= {})[CARBON_METADATA_KEY] = metrics;
-        (generation.generationInfo ??= {})[CARBON_METADATA_KEY] = metrics;
+      if (value !== undefined) {
+        if (message && typeof message === 'object') (message.response_metadata ??= {})[key] = value;
+        (generation.generationInfo ??= {})[key] = value;
       }
       if (this.options.stripRawResponse !== false && message?.additional_kwargs && '__raw_response' in message.additional_kwargs) {
         delete message.additional_kwargs.__raw_response;

@@ -1,4 +1,5 @@
 import { metrics, type Attributes, type Counter, type Meter } from '@opentelemetry/api';
+import { isCarbonEstimate } from '../core/get-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext } from '../core/types';
 import { JOULES_PER_KWH } from '../core/units';
 
@@ -16,14 +17,17 @@ export { carbonSpanAttributes } from '../core/span-attributes';
  * ```
  */
 export const CARBON_INSTRUMENTS = {
-  energy: { name: 'codecarbon.energy', unit: 'J', description: 'Energy of model calls, as reported by CodeCarbon on the serving hardware' },
+  energy: { name: 'codecarbon.energy', unit: 'J', description: 'Energy of model calls, as reported by CodeCarbon on the serving hardware (EcoLogits estimates: tracking method ecologits)' },
   emissions: { name: 'codecarbon.emissions', unit: 'g', description: 'Emissions of model calls, in grams of CO2 equivalent' },
   calls: { name: 'codecarbon.calls', unit: '{call}', description: 'Model calls, with or without a carbon trace (attribute codecarbon.traced)' },
 } as const;
 
 /**
  * The attributes on every data point: the OpenTelemetry GenAI names for provider and model, and
- * carbon-trace's own for the tracking method and whether the call carried a trace.
+ * carbon-trace's own for the tracking method and whether the call carried a trace. An EcoLogits
+ * estimate (adapters' `estimate` option) is recorded with `codecarbon.tracking_method` =
+ * `ecologits` and `codecarbon.traced` = `false`: filter on it to keep measurements alone, e.g.
+ * `sum(codecarbon_energy_total{codecarbon_tracking_method!="ecologits"})`.
  *
  * @example
  * ```ts
@@ -99,7 +103,16 @@ export function createOtelCarbonRecorder(options: OtelCarbonRecorderOptions = {}
       if (context.provider) attributes[CARBON_METRIC_ATTRIBUTES.provider] = context.provider;
       if (context.modelId) attributes[CARBON_METRIC_ATTRIBUTES.model] = context.modelId;
       if (m === undefined) {
+        const estimate = context.estimate;
+        if (!isCarbonEstimate(estimate)) {
+          calls.add(1, { ...attributes, [CARBON_METRIC_ATTRIBUTES.traced]: false });
+          return;
+        }
+        // The same instruments, told apart by the tracking method: one filter keeps measurements alone.
+        attributes[CARBON_METRIC_ATTRIBUTES.trackingMethod] = estimate.trackingMethod;
         calls.add(1, { ...attributes, [CARBON_METRIC_ATTRIBUTES.traced]: false });
+        energy.add(estimate.energyKwh * JOULES_PER_KWH, attributes);
+        emissions.add(estimate.gwpKgco2eq * 1000, attributes);
         return;
       }
       attributes[CARBON_METRIC_ATTRIBUTES.trackingMethod] = m.trackingMethod;

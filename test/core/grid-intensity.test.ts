@@ -38,7 +38,9 @@ describe('withGridIntensity', () => {
 describe('carbon-trace/grid zones (CO2.js average intensities)', () => {
   it('looks zones up in the @tgwf/co2 dataset, case-insensitively', () => {
     const france = averageIntensity.data.FRA!;
-    expect(gridIntensityOfZone('fra')).toEqual({ gCo2PerKwh: france, source: expect.stringMatching(/Ember.*@tgwf\/co2.*FRA/) });
+    expect(gridIntensityOfZone('fra')).toEqual({ gCo2PerKwh: france, source: expect.stringMatching(/Ember.*@tgwf\/co2.*FRA/), zone: 'FRA' });
+    // EcoLogits writes the world average as WOR.
+    expect(gridIntensityOfZone('WOR')).toEqual(gridIntensityOfZone('world'));
     const out = withZone(metrics, { zone: 'FRA' });
     expect(out.gwpKgco2eq).toBeCloseTo((0.01 * france) / 1000, 12);
     expect(out.warnings.at(-1)).toMatch(/Ember/);

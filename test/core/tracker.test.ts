@@ -90,7 +90,7 @@ describe('tracker.toEmissionsCsv', () => {
   it("has CodeCarbon's columns first, in its units", () => {
     const [header, ...rows] = parseCsv(sampleTracker().toEmissionsCsv({ projectName: 'bot', now: new Date('2026-01-02T03:04:05Z') }));
     expect(header!.slice(0, EMISSIONS_CSV_COLUMNS.length)).toEqual([...EMISSIONS_CSV_COLUMNS]);
-    expect(header!.slice(EMISSIONS_CSV_COLUMNS.length)).toEqual(['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens']);
+    expect(header!.slice(EMISSIONS_CSV_COLUMNS.length)).toEqual(['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods']);
     const llama = Object.fromEntries(header!.map((h, i) => [h, rows[0]![i]]));
     expect(llama.timestamp).toBe('2026-01-02T03:04:05.000Z');
     expect(llama.project_name).toBe('bot');
@@ -103,6 +103,7 @@ describe('tracker.toEmissionsCsv', () => {
     expect(Number(llama.gpu_power)).toBeCloseTo(4500, 6);
     expect(Number(llama.emissions_rate)).toBeCloseTo(0.0005, 12); // kg/s
     expect([llama.calls, llama.traced_calls, llama.measured_calls]).toEqual(['3', '2', '2']);
+    expect(llama.tracking_methods).toBe('codecarbon');
     expect(rows).toHaveLength(2);
   });
 
@@ -156,7 +157,7 @@ describe('tracker.toBoAmpsReport', () => {
     expect(report.measures[0]!.measurementMethod).toBe('codecarbon');
     expect(report.measures[0]!.powerConsumption).toBeCloseTo(0.019, 12); // kWh
     expect(report.measures[0]!.measurementDuration).toBe(10);
-    expect(report.task.taskDescription).toMatch(/3 of 4 calls carried a trace .*1 call without a trace is not in the measures/);
+    expect(report.task.taskDescription).toMatch(/3 of 4 calls carried a trace .*1 call without a trace is not in the codecarbon measure/);
     expect(report.header).toMatchObject({ reportId: 'report-1', reportDatetime: '2026-01-02 03:04:05', reportStatus: 'draft' });
   });
 

@@ -1,0 +1,197 @@
+import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
+import type { CarbonEstimate, CarbonEstimateInputs, CarbonRange } from '../core/types';
+import { gridIntensityOfZone } from '../grid/index';
+import { ECOLOGITS_PROVIDERS, ECOLOGITS_RELEASE } from './data/ecologits';
+import { llmImpacts, type LlmImpacts } from './llm-impacts';
+import { findEstimateModel } from './models';
+
+/**
+ * The method behind every estimate, with the EcoLogits release it follows.
+ *
+ * @example
+ * ```ts
+ * console.log(`estimates: ${ESTIMATE_METHOD}`); // 'EcoLogits 0.9.3 LLM inference (mlco2/ecologits)'
+ * ```
+ */
+export const ESTIMATE_METHOD = `EcoLogits ${ECOLOGITS_RELEASE.version} LLM inference (mlco2/ecologits)`;
+
+/**
+ * One call to estimate.
+ *
+ * @example
+ * ```ts
+ * const call: EstimateCallInput = { provider: 'openai', modelId: 'gpt-4o-mini', outputTokens: 120, latencySeconds: 1.8 };
+ * ```
+ */
+export type EstimateCallInput = {
+  /** As the SDK names it: `'openai.chat'`, `'anthropic'`, `'mistral'`, `'google_genai'`… */
+  provider: string;
+  /** As sent to the provider; aliases, `models/…` and `openai/…`-style ids resolve. */
+  modelId: string;
+  /** Tokens generated. */
+  outputTokens: number;
+  /**
+   * The latency you measured, s (request sent → last token). It bounds the modelled generation
+   * time; without it the modelled time is used, as EcoLogits does when it has none.
+   */
+  latencySeconds?: number;
+  /**
+   * Electricity zone: an ISO 3166-1 code (`'FR'`, `'FRA'`) or a region CO2.js knows
+   * (`'WORLD'`). Default: the provider's datacenter country in EcoLogits' data.
+   */
+  zone?: string;
+  /** Prompt tokens, carried along for reports; the method does not use them. */
+  promptTokens?: number;
+};
+
+/**
+ * Options of {@link estimateCallImpact}.
+ *
+ * @example
+ * ```ts
+ * estimateCallImpact(call, { onWarning: (m) => logger.warn(m) });
+ * ```
+ */
+export type EstimateOptions = {
+  /** Where the reason for no estimate goes. Default: `console.warn`, each distinct one once. `false` silences it. */
+  onWarning?: CarbonTraceWarningHandler;
+};
+
+const MODEL_WARNINGS: Record<string, string> = {
+  'model-arch-not-released': 'the model architecture has not been released: its parameter count is an EcoLogits estimate, expect lower precision',
+  'model-arch-multimodal': 'the model architecture is multimodal: expect lower precision',
+};
+
+/**
+ * Estimates the energy and emissions of one model call with EcoLogits' LLM-inference method
+ * (release {@link ESTIMATE_METHOD}; methodology: ecologits.ai/latest/methodology/llm_inference):
+ * GPU energy per generated token as a function of the model's active parameters at batch size
+ * 64, the server's energy over the generation time, the GPUs the model's total parameters need,
+ * the provider's PUE, and the grid intensity of the provider's datacenter country.
+ *
+ * An estimate is not a measurement: it models a typical datacenter, not the one that served the
+ * call. For closed models EcoLogits only knows a range of parameter counts, so the figures are
+ * the midpoint with `min` / `max`. Emissions are the usage phase (`gwpKgco2eq`, comparable with a
+ * trace's) and, apart, the manufacturing share (`embodiedGwpKgco2eq`).
+ *
+ * Never throws. A model or provider EcoLogits does not know, an unknown zone, or inputs that are
+ * not numbers ≥ 0 give `undefined` and a warning.
+ *
+ * @example
+ * ```ts
+ * import { estimateCallImpact } from 'carbon-trace/estimate';
+ *
+ * const estimate = estimateCallImpact({ provider: 'openai', modelId: 'gpt-4o-mini', outputTokens: 120, latencySeconds: 1.8 });
+ * estimate?.energyKwh;    // kWh, midpoint of estimate.min / estimate.max
+ * estimate?.gwpKgco2eq;   // kgCO2eq, usage phase, US grid
+ * estimate?.inputs.activeParametersBillion; // { min: 8, max: 28 }
+ * ```
+ */
+export function estimateCallImpact(call: EstimateCallInput, options: EstimateOptions = {}): CarbonEstimate | undefined {
+  const warn = createWarner(options.onWarning);
+  const refuse = (key: string, message: string): undefined => {
+    warn(`estimate\0${key}`, `no EcoLogits estimate${describe(call)}: ${message}`);
+    return undefined;
+  };
+  try {
+    if (call === null || typeof call !== 'object') return refuse('input', 'the call to estimate is not an object');
+    const { provider, modelId, outputTokens, latencySeconds, zone, promptTokens } = call;
+    if (typeof provider !== 'string' || typeof modelId !== 'string') return refuse('ids', 'provider and modelId must be strings');
+    if (!isCount(outputTokens)) return refuse('tokens', `outputTokens must be a whole number ≥ 0, got ${String(outputTokens)}`);
+    if (latencySeconds !== undefined && !(typeof latencySeconds === 'number' && Number.isFinite(latencySeconds) && latencySeconds >= 0)) {
+      return refuse('latency', `latencySeconds must be a number of seconds ≥ 0, got ${String(latencySeconds)}`);
+    }
+    const model = findEstimateModel(provider, modelId);
+    if (model === undefined) {
+      return refuse(`model\0${provider}\0${modelId}`, `EcoLogits ${ECOLOGITS_RELEASE.version} has no data for this model`);
+    }
+    const config = ECOLOGITS_PROVIDERS[model.provider]!;
+    const zoneName = zone === undefined ? config.datacenterLocation : zone;
+    const intensity = typeof zoneName === 'string' ? gridIntensityOfZone(zoneName) : undefined;
+    if (intensity === undefined) {
+      return refuse(`zone\0${String(zoneName)}`, `unknown grid zone ${JSON.stringify(zoneName)} (use an ISO 3166-1 country code such as 'FR' or 'FRA', or 'WORLD')`);
+    }
+
+    // EcoLogits runs the method once per end of a range: low parameters with the low PUE, high
+    // with high (compute_llm_impacts); without any range, once.
+    const active = model.activeParametersBillion;
+    const total = model.totalParametersBillion;
+    const pue = config.datacenterPue;
+    const ranged = typeof active === 'object' || typeof total === 'object' || typeof pue === 'object';
+    const run = (end: 'min' | 'max'): LlmImpacts =>
+      llmImpacts({
+        activeParametersBillion: at(active, end),
+        totalParametersBillion: at(total, end),
+        outputTokens,
+        requestLatencySeconds: latencySeconds ?? Number.POSITIVE_INFINITY,
+        pue: at(pue, end),
+        gwpKgPerKwh: intensity.gCo2PerKwh / 1000,
+      });
+    const low = run('min');
+    const high = ranged ? run('max') : low;
+    const mid = (pick: (r: LlmImpacts) => number) => (pick(low) + pick(high)) / 2;
+
+    const inputs: CarbonEstimateInputs = {
+      provider: model.provider,
+      modelId: model.modelId,
+      activeParametersBillion: active,
+      totalParametersBillion: total,
+      gpuCount: span(low.gpuCount, high.gpuCount),
+      pue,
+      outputTokens,
+      generationLatencySeconds: span(low.generationLatencySeconds, high.generationLatencySeconds),
+      zone: intensity.zone ?? String(zoneName),
+      gCo2PerKwh: intensity.gCo2PerKwh,
+      gridSource: intensity.source ?? 'carbon-trace/grid',
+    };
+    if (latencySeconds !== undefined) inputs.requestLatencySeconds = latencySeconds;
+    const warnings = model.warnings.map((code) => MODEL_WARNINGS[code] ?? code);
+    if (outputTokens === 0) warnings.push('0 output tokens: the method counts generated tokens only, so the estimate is 0');
+
+    const estimate: CarbonEstimate = {
+      trackingMethod: 'ecologits',
+      measured: false,
+      energyKwh: mid((r) => r.energyKwh),
+      gwpKgco2eq: mid((r) => r.usageGwpKgco2eq),
+      embodiedGwpKgco2eq: mid((r) => r.embodiedGwpKgco2eq),
+      completionTokens: outputTokens,
+      inputs,
+      method: ESTIMATE_METHOD,
+      warnings,
+    };
+    if (ranged) {
+      estimate.min = bound(low);
+      estimate.max = bound(high);
+    }
+    if (isCount(promptTokens)) estimate.promptTokens = promptTokens;
+    return estimate;
+  } catch (error) {
+    // A hostile input (a throwing getter) costs the estimate, never the caller's call.
+    return refuse('internal', `unreadable input (${String(error)})`);
+  }
+}
+
+function at(value: number | CarbonRange, end: 'min' | 'max'): number {
+  return typeof value === 'number' ? value : value[end];
+}
+
+function span(min: number, max: number): number | CarbonRange {
+  return min === max ? min : { min, max };
+}
+
+function bound(r: LlmImpacts) {
+  return { energyKwh: r.energyKwh, gwpKgco2eq: r.usageGwpKgco2eq, embodiedGwpKgco2eq: r.embodiedGwpKgco2eq };
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function describe(call: unknown): string {
+  try {
+    const { provider, modelId } = call as { provider?: unknown; modelId?: unknown };
+    return typeof provider === 'string' && typeof modelId === 'string' ? ` for ${provider}/${modelId}` : '';
+  } catch {
+    return '';
+  }
+}
