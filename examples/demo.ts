@@ -2,7 +2,8 @@
  * `npm run demo`: a toy model server behind the real `carbon-trace proxy` (or your server with
  * --base-url), the AI SDK and LangChain.js calling it with carbon-trace attached, and the carbon
  * of every call and the totals per model printed. Every number comes from carbon-trace/server:
- * on this machine's counters where readable, CodeCarbon's estimate otherwise.
+ * on this machine's counters where readable, CodeCarbon's estimate otherwise — except one call to
+ * an API-style model, which has no trace and is estimated with EcoLogits' method, on a row of its own.
  *
  *   npm run demo
  *   npm run demo -- --keep                      (stay up: open the dashboard, Ctrl-C to stop)
@@ -11,11 +12,12 @@
  *   npm run demo -- --help
  */
 import { parseArgs } from 'node:util';
+import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { END, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateText, jsonSchema, stepCountIs, streamText, tool, wrapLanguageModel } from 'ai';
-import { CarbonTracker, type CarbonMetrics, type CarbonTotals } from 'carbon-trace';
+import { CarbonTracker, type CarbonEstimate, type CarbonMetrics, type CarbonTotals } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
 import { startProxiedToyModel } from './server/connection';
@@ -25,7 +27,8 @@ const HELP = `Usage: npm run demo -- [options]
 Runs the AI SDK and LangChain.js, with carbon-trace attached, against a model server and prints
 the carbon of every call and the totals per model. Without --base-url, a toy model server runs
 behind the real carbon-trace proxy on loopback, which measures (or, without power counters,
-estimates as CodeCarbon does) what each call cost.
+estimates as CodeCarbon does) what each call cost; one more call plays an API provider that
+sends no trace, and shows its EcoLogits estimate, labelled as such.
 
 Options:
   --base-url <url>         your OpenAI-compatible server or carbon-trace proxy (…/v1)
@@ -83,9 +86,9 @@ const modelId = args.model ?? (local ? local.model : 'toy-model');
 const apiKey = args['api-key']!;
 
 const tracker = new CarbonTracker();
-const rows: Array<{ step: string; metrics: CarbonMetrics | undefined }> = [];
+const rows: Array<{ step: string; metrics: CarbonMetrics | undefined; estimate?: CarbonEstimate | undefined }> = [];
 let step = '';
-const onMetrics = (metrics: CarbonMetrics | undefined) => void rows.push({ step, metrics });
+const onMetrics = (metrics: CarbonMetrics | undefined, context: { estimate?: CarbonEstimate }) => void rows.push({ step, metrics, estimate: context.estimate });
 
 try {
   // ---- Vercel AI SDK ----------------------------------------------------------------------
@@ -111,6 +114,18 @@ try {
     },
     stopWhen: stepCountIs(4),
   });
+
+  // An API provider never sends a trace: the toy model answering directly (not through the
+  // proxy) plays one, under the name of a model EcoLogits knows, and is estimated instead.
+  if (local) {
+    const api = createOpenAI({ baseURL: local.directURL, apiKey: 'sk-demo' });
+    const apiModel = wrapLanguageModel({
+      model: api.chat('gpt-4o-mini'),
+      middleware: carbonTraceMiddleware({ tracker, onMetrics, estimate: true, onWarning: false }),
+    });
+    step = 'AI SDK   API model, no trace';
+    await generateText({ model: apiModel, prompt: 'Summarise the notes above.' });
+  }
 
   // ---- LangChain.js -----------------------------------------------------------------------
   const handler = new CarbonTraceCallbackHandler({ tracker, onMetrics, provider: 'demo' });
@@ -145,22 +160,28 @@ if (local) console.log(`meter: ${local.meter.describe()}`);
 console.log('');
 printTable(
   ['#', 'call', 'energy', 'CO2eq', 'CPU / GPU / RAM', 'method'],
-  rows.map(({ step, metrics: m }, i) => [
-    String(i + 1),
-    step,
-    m?.energyKwh === undefined ? '—' : energy(m.energyKwh),
-    m?.gwpKgco2eq === undefined ? '—' : mass(m.gwpKgco2eq),
-    m ? [m.cpuEnergyKwh, m.gpuEnergyKwh, m.ramEnergyKwh].map((x) => (x === undefined ? '—' : energy(x))).join(' / ') : 'no trace',
-    m ? (m.measured ? 'measured' : 'estimated') : '—',
-  ]),
+  rows.map(({ step, metrics: m, estimate: e }, i) =>
+    e && !m
+      ? // Labelled for what it is: a model of a typical datacenter, not a measurement.
+        [String(i + 1), step, `~${energy(e.energyKwh)}`, `~${mass(e.gwpKgco2eq)}`, 'no trace', `EcoLogits estimate (${e.inputs.modelId}, ${e.inputs.zone})`]
+      : [
+          String(i + 1),
+          step,
+          m?.energyKwh === undefined ? '—' : energy(m.energyKwh),
+          m?.gwpKgco2eq === undefined ? '—' : mass(m.gwpKgco2eq),
+          m ? [m.cpuEnergyKwh, m.gpuEnergyKwh, m.ramEnergyKwh].map((x) => (x === undefined ? '—' : energy(x))).join(' / ') : 'no trace',
+          m ? (m.measured ? 'measured' : 'estimated') : '—',
+        ],
+  ),
 );
 
 console.log('\nTotals per model\n');
 const totalsRow = (name: string, t: CarbonTotals) => [
   name,
   `${t.tracedCalls}/${t.calls}`,
-  energy(t.energyKwh),
-  mass(t.gwpKgco2eq),
+  // No call gave the figure: unknown, not zero.
+  t.callsWith.energyKwh > 0 ? energy(t.energyKwh) : '—',
+  t.callsWith.gwpKgco2eq > 0 ? mass(t.gwpKgco2eq) : '—',
   [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map((kwh, i) => (t.callsWith[(['cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh'] as const)[i]!] > 0 ? energy(kwh) : '—')).join(' / '),
   `${t.measuredCalls}/${t.tracedCalls}`,
 ];
@@ -168,6 +189,19 @@ printTable(
   ['model', 'traced/calls', 'energy', 'CO2eq', 'CPU / GPU / RAM', 'measured/traced'],
   [...Object.entries(tracker.byModel()).map(([name, t]) => totalsRow(name, t)), totalsRow('all', tracker.totals())],
 );
+
+const estimated = Object.entries(tracker.estimatesByModel());
+if (estimated.length > 0) {
+  console.log('\nEstimated, not measured (EcoLogits, for calls without a trace; never in the totals above)\n');
+  printTable(
+    ['model', 'estimated calls', 'energy', 'CO2eq', 'range of the last call'],
+    estimated.map(([name, t]) => {
+      const last = [...rows].reverse().find((r) => r.estimate?.inputs.modelId === name)?.estimate;
+      const range = last?.min && last.max ? `${mass(last.min.gwpKgco2eq)} – ${mass(last.max.gwpKgco2eq)}` : '—';
+      return [name, String(t.tracedCalls), `~${energy(t.energyKwh)}`, `~${mass(t.gwpKgco2eq)}`, range];
+    }),
+  );
+}
 
 if (local) {
   const stats = local.meter.stats();

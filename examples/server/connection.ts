@@ -15,6 +15,8 @@ export type Connection = {
   apiKey: string;
   /** The proxy's own address (dashboard at /carbon), when the example started one. */
   proxyURL?: string;
+  /** The toy model's own /v1, not through the proxy: it answers with no trace, like an API provider. */
+  directURL?: string;
   proxy?: CarbonProxy;
   meter?: EnergyMeter;
   close(): Promise<void>;
@@ -43,6 +45,7 @@ export async function startProxiedToyModel(options: { gridIntensityGPerKwh?: num
     model: 'toy-model',
     apiKey: 'not-needed',
     proxyURL,
+    directURL: model.baseURL,
     proxy,
     meter,
     close: async () => {

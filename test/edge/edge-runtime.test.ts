@@ -24,7 +24,7 @@ async function bundleForEdge(entry: string) {
   return { code: result.outputFiles[0]!.text, inputs: Object.keys(result.metafile.inputs) };
 }
 
-describe.each(['src/index.ts', 'src/ai-sdk/index.ts'])('%s on an edge runtime', (entry) => {
+describe.each(['src/index.ts', 'src/ai-sdk/index.ts', 'src/estimate/index.ts'])('%s on an edge runtime', (entry) => {
   it('imports no Node built-in, directly or through a dependency', async () => {
     const { inputs } = await bundleForEdge(entry);
     expect(inputs.filter((i) => i.startsWith('node:') || /^(fs|http|https|net|os|path|crypto|stream|zlib|child_process)$/.test(i))).toEqual([]);
@@ -72,5 +72,32 @@ describe('the AI SDK middleware inside the Edge Runtime VM', () => {
     expect(includeRawChunks).toBe(true);
     expect(seen.map((p: { type: string }) => p.type)).toEqual(['text-delta', 'finish']);
     expect(seen[1].providerMetadata.codecarbon.gwpKgco2eq).toBeCloseTo(0.002, 12);
+  });
+});
+
+describe('estimates inside the Edge Runtime VM', () => {
+  it('the middleware loads carbon-trace/estimate and estimates an untraced stream', async () => {
+    const { code } = await bundleForEdge('src/ai-sdk/index.ts');
+    const vm = new EdgeVM();
+    vm.evaluate(code);
+    const out = await vm.evaluate(`
+      (async () => {
+        const middleware = carbonTrace.carbonTraceMiddleware({ onWarning: false, estimate: true });
+        const params = await middleware.transformParams({ type: 'stream', params: { prompt: [] } });
+        const parts = [
+          { type: 'text-delta', id: 't', delta: 'hi' },
+          { type: 'finish', finishReason: 'stop', usage: { inputTokens: 5, outputTokens: 120 } },
+        ];
+        const doStream = async () => ({ stream: new ReadableStream({ start(c) { for (const p of parts) c.enqueue(p); c.close(); } }) });
+        const { stream } = await middleware.wrapStream({ doStream, doGenerate: doStream, params, model: { provider: 'anthropic.messages', modelId: 'claude-sonnet-4-5' } });
+        const seen = [];
+        const reader = stream.getReader();
+        for (;;) { const { done, value } = await reader.read(); if (done) break; seen.push(value); }
+        return JSON.stringify(seen.at(-1).providerMetadata);
+      })()`);
+    const metadata = JSON.parse(out);
+    expect(metadata.codecarbon).toBeUndefined();
+    expect(metadata.ecologits).toMatchObject({ trackingMethod: 'ecologits', completionTokens: 120, inputs: { provider: 'anthropic', modelId: 'claude-sonnet-4-5-20250929' } });
+    expect(metadata.ecologits.energyKwh).toBeGreaterThan(0);
   });
 });

@@ -294,3 +294,13 @@ describe('estimateCallImpact', () => {
     }
   });
 });
+
+describe('the shipped EcoLogits data', () => {
+  it('comes from the release the formulas follow (the sha256 pinned in the refresh script)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ECOLOGITS_METHOD_SHA256 } = await import('../../src/estimate/data/ecologits');
+    const script = readFileSync(new URL('../../scripts/refresh-ecologits.mjs', import.meta.url), 'utf8');
+    expect(script).toContain(`const METHOD_SOURCE_SHA256 = '${ECOLOGITS_METHOD_SHA256}'`);
+    expect(ECOLOGITS_RELEASE).toMatchObject({ version: '0.9.3', repository: 'mlco2/ecologits' });
+  });
+});

@@ -20,7 +20,8 @@ const expectedOutput: Record<string, RegExp> = {
   'langchain-chain.ts': /chain: 1 model call\(s\), \d[\d.e-]* kWh/,
   'langchain-graph.ts': /graph: 2 model calls, \d[\d.e-]* kgCO2eq in total/,
   'tracker-report.ts': /^timestamp,project_name,run_id[\s\S]*BoAmps report: 2 requests, \d[\d.e-]* kWh[\s\S]*in Sweden: \d[\d.e-]* kgCO2eq/m,
-  'demo.ts': /AI SDK {3}generateText[\s\S]*LangGraph two-node graph[\s\S]*toy-model {2}8\/8[\s\S]*The proxy's books: .* = .* attributed to 8 requests \+ .* idle/,
+  'demo.ts':
+    /AI SDK {3}generateText[\s\S]*AI SDK {3}API model, no trace +~\S+ [µm]?Wh +~\S+ [µm]?g +no trace +EcoLogits estimate \(gpt-4o-mini, USA\)[\s\S]*LangGraph two-node graph[\s\S]*toy-model +8\/8[\s\S]*gpt-4o-mini +0\/1 +— +—[\s\S]*Estimated, not measured[\s\S]*gpt-4o-mini +1 +~[\s\S]*The proxy's books: .* = .* attributed to 8 requests \+ .* idle/,
 };
 
 describe('examples run against the toy model behind the proxy', () => {
