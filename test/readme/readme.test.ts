@@ -8,6 +8,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { ECOLOGITS_ALIASES } from '../../src/estimate/data/ecologits';
+import { ecologitsProviderOf, estimateProviders } from '../../src/estimate/index';
 
 const root = resolve(import.meta.dirname, '../..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -52,7 +54,15 @@ describe('README', () => {
 
   it('explains every warning a user can see, in Troubleshooting, in the words the code uses', () => {
     const section = readme.slice(readme.indexOf('## Troubleshooting'), readme.indexOf('## FAQ'));
-    const sources = ['src/core/report.ts', 'src/langchain/carbon-trace-callback-handler.ts', 'src/ai-sdk/carbon-trace-middleware.ts', 'src/grid/index.ts', 'src/core/grid-intensity.ts']
+    const sources = [
+      'src/core/report.ts',
+      'src/langchain/carbon-trace-callback-handler.ts',
+      'src/ai-sdk/carbon-trace-middleware.ts',
+      'src/grid/index.ts',
+      'src/core/grid-intensity.ts',
+      'src/core/call-estimator.ts',
+      'src/estimate/estimate-call-impact.ts',
+    ]
       .map((file) => readFileSync(join(root, file), 'utf8'))
       .join('\n');
     const quoted = [...section.matchAll(/^\| `([^`]+)`/gm)].map((m) => m[1]!);
@@ -62,6 +72,23 @@ describe('README', () => {
       // A callback's name is filled in at run time: `${name} threw: …`.
       const fixed = message.replace(/^[\w.]+ (?=threw:)/, '').split(/M\b|…|N responses/)[0]!.trim();
       expect(sources, message).toContain(fixed);
+    }
+  });
+
+  it("lists the estimate data's providers as the data has them, and the SDK names that reach each", () => {
+    const rows = [...readme.matchAll(/^\| `(\w+)` \| (.+?) \| (\d+)(?: \(\+(\d+)\))? \| (\w+) \| ([\d.–]+) \|$/gm)];
+    const table = rows.map((m) => ({ provider: m[1], models: Number(m[3]), aliases: Number(m[4] ?? 0), zone: m[5], pue: m[6] }));
+    const data = estimateProviders().map((p) => ({
+      provider: p.provider,
+      models: p.models,
+      aliases: Object.keys(ECOLOGITS_ALIASES[p.provider] ?? {}).length,
+      zone: p.zone,
+      pue: typeof p.pue === 'number' ? String(p.pue) : `${p.pue.min}–${p.pue.max}`,
+    }));
+    expect(table.sort((a, b) => a.provider!.localeCompare(b.provider!))).toEqual(data.sort((a, b) => a.provider.localeCompare(b.provider)));
+    // Every SDK name the table gives maps to its row's provider.
+    for (const m of rows) {
+      for (const name of [...m[2]!.matchAll(/`([\w.*-]+)`/g)].map((n) => n[1]!.replace('.*', '.chat'))) expect(ecologitsProviderOf(name), name).toBe(m[1]);
     }
   });
 });
