@@ -20,6 +20,7 @@ import { CarbonTracker, parseCarbonTrace } from '../src/index';
 import { carbonTraceMiddleware } from '../src/ai-sdk/index';
 import { CarbonTraceCallbackHandler } from '../src/langchain/index';
 import { createEnergyMeter, withCarbonTrace } from '../src/server/index';
+import { estimateCallImpact } from '../src/estimate/index';
 import { sampleTrace, startFixtureServer } from '../test/fixtures/openai-compatible-server';
 
 const quick = process.argv.includes('--quick');
@@ -343,6 +344,30 @@ await server.close();
     rows.push({ name: `parseCarbonTrace, full record as ${label}`, a: '', b: '', value: `${Math.round(ops).toLocaleString('en')} ops/s`, target: '—', met: undefined });
     console.log(`parseCarbonTrace (${label}): ${Math.round(ops)} ops/s`);
   }
+}
+
+// ---- 7b. estimates: estimateCallImpact throughput, and generateText with estimate on ------
+{
+  const n = quick ? 20_000 : 200_000;
+  const call = { provider: 'openai.chat', modelId: 'gpt-4o-mini', outputTokens: 200, latencySeconds: 2 };
+  for (let i = 0; i < 1000; i++) estimateCallImpact(call, quiet);
+  const start = performance.now();
+  for (let i = 0; i < n; i++) estimateCallImpact(call, quiet);
+  const ops = n / ((performance.now() - start) / 1000);
+  rows.push({ name: 'estimateCallImpact (EcoLogits, a ranged model)', a: '', b: '', value: `${Math.round(ops).toLocaleString('en')} ops/s`, target: '—', met: undefined });
+  console.log(`estimateCallImpact: ${Math.round(ops)} ops/s`);
+
+  // An API-style call with no trace: the estimate is the middleware's only extra work.
+  server.reply = () => ({ content: 'A short answer about energy.', usage: { prompt_tokens: 10, completion_tokens: 40 } });
+  const provider = createOpenAICompatible({ name: 'openai', baseURL: server.baseURL });
+  const bare = provider('gpt-4o-mini');
+  const estimating = wrapLanguageModel({ model: provider('gpt-4o-mini'), middleware: carbonTraceMiddleware({ ...quiet, estimate: true }) });
+  const calls = quick ? 20 : 200;
+  const r = await abTest(
+    () => times(calls, () => generateText({ model: bare, prompt: 'x' })),
+    () => times(calls, () => generateText({ model: estimating, prompt: 'x' })),
+  );
+  ratioRow(`generateText ×${calls}, loopback, no trace, estimate: true`, 'bare', 'middleware + estimate', r, 1.05, calls);
 }
 
 // ---- 8. pathological traces: 2 MB, 10,000 levels deep -----------------------------------

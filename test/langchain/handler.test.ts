@@ -374,7 +374,7 @@ describe('CarbonTraceCallbackHandler run bookkeeping', () => {
     r.handler.handleChatModelStart(llm, [], 'llm-2', 'root');
     await r.handler.handleLLMError(new Error('boom'), 'llm-2', 'root');
     await r.handler.handleChainError(new Error('boom'), 'root');
-    expect(r.roots).toEqual([[expect.objectContaining({ calls: 2, tracedCalls: 1 }), { rootRunId: 'root' }]]);
+    expect(r.roots).toEqual([[expect.objectContaining({ calls: 2, tracedCalls: 1 }), { rootRunId: 'root', estimates: expect.objectContaining({ calls: 2, tracedCalls: 0 }) }]]);
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
   });
 
