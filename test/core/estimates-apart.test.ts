@@ -2,10 +2,7 @@
  * Measured (codecarbon), server-estimated (codecarbon_estimated) and model-estimated (ecologits)
  * figures are summed apart everywhere: tracker, exports, OpenTelemetry, and the helpers.
  */
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { MeterProvider, AggregationTemporality, InMemoryMetricExporter, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import Ajv from 'ajv-draft-04';
 import { describe, expect, it } from 'vitest';
 import {
   addCarbonMetrics,
@@ -22,6 +19,7 @@ import {
   type CarbonMetrics,
 } from '../../src/index';
 import { createOtelCarbonRecorder } from '../../src/otel/index';
+import { boampsValidator } from '../fixtures/boamps-validator';
 
 const measured = parseCarbonTrace({ emissions_g_co2: 2, energy_consumed_wh: 8, duration_seconds: 4, prompt_tokens: 100, completion_tokens: 50, measured: true })!;
 const serverEstimated = parseCarbonTrace({ emissions_g_co2: 1, energy_consumed_wh: 3, duration_seconds: 2, measured: false })!;
@@ -152,13 +150,7 @@ describe('exports state which kinds they include', () => {
     expect(rows.filter((r) => r.tracking_methods !== 'ecologits').map((r) => r.run_id)).toEqual(['llama', 'gpt-4o-mini']);
   });
 
-  const boampsDir = resolve(import.meta.dirname, '../fixtures/boamps');
-  const schema = (name: string) => JSON.parse(readFileSync(join(boampsDir, name), 'utf8'));
-  function validator() {
-    const ajv = new Ajv({ allErrors: true });
-    for (const name of ['algorithm_schema.json', 'dataset_schema.json', 'hardware_schema.json', 'measure_schema.json']) ajv.addSchema(schema(name));
-    return ajv.compile(schema('report_schema.json'));
-  }
+  const validator = boampsValidator;
   const options: BoAmpsReportOptions = { infrastructure: { infraType: 'publicCloud', components: [{ componentType: 'gpu', nbComponent: 1 }] }, reportId: 'r', now: new Date('2026-01-01T00:00:00Z') };
 
   it('BoAmps: one codecarbon measure by default; with estimates, a separate ecologits measure — valid against the schemas', () => {

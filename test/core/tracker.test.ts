@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import Ajv from 'ajv-draft-04';
 import { describe, expect, it, vi } from 'vitest';
+import { boampsSchema, boampsValidator } from '../fixtures/boamps-validator';
 import { CarbonTracker, EMISSIONS_CSV_COLUMNS, OVERFLOW_MODEL, parseCarbonTrace, UNKNOWN_MODEL, type BoAmpsReportOptions } from '../../src/index';
 
 const measured = parseCarbonTrace({ emissions_g_co2: 2, energy_consumed_wh: 8, cpu_energy_wh: 2, gpu_energy_wh: 5, ram_energy_wh: 1, duration_seconds: 4, prompt_tokens: 100, completion_tokens: 50, measured: true })!;
@@ -118,15 +116,8 @@ describe('tracker.toEmissionsCsv', () => {
 });
 
 describe('tracker.toBoAmpsReport', () => {
-  const boampsDir = resolve(import.meta.dirname, '../fixtures/boamps');
-  const schema = (name: string) => JSON.parse(readFileSync(join(boampsDir, name), 'utf8'));
-
-  function validator() {
-    const ajv = new Ajv({ allErrors: true });
-    // Sub-schemas are referenced by their ids (URLs): register them so nothing is fetched.
-    for (const name of ['algorithm_schema.json', 'dataset_schema.json', 'hardware_schema.json', 'measure_schema.json']) ajv.addSchema(schema(name));
-    return ajv.compile(schema('report_schema.json'));
-  }
+  const schema = boampsSchema;
+  const validator = boampsValidator;
 
   const options: BoAmpsReportOptions = {
     infrastructure: { infraType: 'onPremise', components: [{ componentType: 'gpu', nbComponent: 1, componentName: 'NVIDIA L4', memorySize: 24 }] },
