@@ -308,6 +308,16 @@ const quiet = { onWarning: false as const };
   const n = quick ? 2 : 10;
   const r = await abTest(() => times(n, () => stream(upstreamBase)), () => times(n, () => stream(proxyBase)), LANGCHAIN_SAMPLES);
   ratioRow(`proxy, 2,000-chunk stream ×${n}, vs the upstream directly`, 'upstream', 'through the proxy', r, 1.1, n);
+  // What any proxy on this stack costs (fetch to the upstream, toNodeListener to serve), and so
+  // what of the above is carbon-trace's own.
+  const bare = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-proxy.ts'), new URL(upstreamBase).origin], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [bareLine] = (await once(bare.stdout!, 'data')) as [Buffer];
+  const bareBase = bareLine.toString().trim();
+  const hop = await abTest(() => times(n, () => stream(upstreamBase)), () => times(n, () => stream(bareBase)), LANGCHAIN_SAMPLES);
+  ratioRow(`a bare pass-through proxy on the same stack, 2,000-chunk stream ×${n}, vs the upstream directly (reference)`, 'upstream', 'bare proxy', hop, Number.NaN, n);
+  const own = await abTest(() => times(n, () => stream(bareBase)), () => times(n, () => stream(proxyBase)), LANGCHAIN_SAMPLES);
+  ratioRow(`proxy, 2,000-chunk stream ×${n}, vs a bare pass-through proxy`, 'bare proxy', 'carbon-trace proxy', own, 1.05, n);
+  bare.stdin!.end();
 
   // Throughput: 200 concurrent streams of 2,000 chunks, direct and through the proxy.
   const concurrent = quick ? 20 : 200;
@@ -358,8 +368,8 @@ await server.close();
   console.log(`estimateCallImpact: ${Math.round(ops)} ops/s`);
 
   // An API-style call with no trace: the estimate is the middleware's only extra work.
-  server.reply = () => ({ content: 'A short answer about energy.', usage: { prompt_tokens: 10, completion_tokens: 40 } });
-  const provider = createOpenAICompatible({ name: 'openai', baseURL: server.baseURL });
+  const api = await startFixtureServer(() => ({ content: 'A short answer about energy.', usage: { prompt_tokens: 10, completion_tokens: 40 } }));
+  const provider = createOpenAICompatible({ name: 'openai', baseURL: api.baseURL });
   const bare = provider('gpt-4o-mini');
   const estimating = wrapLanguageModel({ model: provider('gpt-4o-mini'), middleware: carbonTraceMiddleware({ ...quiet, estimate: true }) });
   const calls = quick ? 20 : 200;
@@ -368,6 +378,7 @@ await server.close();
     () => times(calls, () => generateText({ model: estimating, prompt: 'x' })),
   );
   ratioRow(`generateText ×${calls}, loopback, no trace, estimate: true`, 'bare', 'middleware + estimate', r, 1.05, calls);
+  await api.close();
 }
 
 // ---- 8. pathological traces: 2 MB, 10,000 levels deep -----------------------------------
