@@ -5,7 +5,15 @@
 // The licence text is in ECOLOGITS-LICENSE beside this file. The data is EcoLogits' own, from the
 // files named on each export, only re-encoded (warning codes as bits, parameter ranges as pairs).
 
-/** The EcoLogits release the data and constants come from. */
+/**
+ * The EcoLogits release the data and constants come from.
+ *
+ * @example
+ * ```ts
+ * import { ECOLOGITS_RELEASE } from 'carbon-trace/estimate';
+ * console.log(`EcoLogits ${ECOLOGITS_RELEASE.version}`);
+ * ```
+ */
 export const ECOLOGITS_RELEASE = {"version":"0.9.3","repository":"mlco2/ecologits","commit":"7be0a42cfc490329a065495d0df1353ea90ecdb6"} as const;
 
 /** sha256 of ecologits/impacts/llm.py in that release. */
