@@ -1,6 +1,6 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
 import { createCallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
-import { mergeAttributes, withUsageTokens } from '../core/call-details';
+import { mergeAttributes, outcomeOfError, withUsageTokens } from '../core/call-details';
 import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
@@ -218,7 +218,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
         result = await doGenerate();
       } catch (error) {
         // A failed call is still a call: it counts, without metrics, and the error is the caller's.
-        safely(() => report(undefined, callContext(model, params, 'generate', isAbort(error) ? 'aborted' : 'failed')));
+        safely(() => report(undefined, callContext(model, params, 'generate', outcomeOfError(error))));
         throw error;
       }
       try {
@@ -246,7 +246,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
       try {
         streamResult = await doStream();
       } catch (error) {
-        safely(() => report(undefined, callContext(model, params, 'stream', isAbort(error) ? 'aborted' : 'failed')));
+        safely(() => report(undefined, callContext(model, params, 'stream', outcomeOfError(error))));
         throw error;
       }
       const { stream, ...rest } = streamResult;
@@ -277,7 +277,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
             try {
               next = await reader.read();
             } catch (error) {
-              safely(() => finishCall(isAbort(error) ? 'aborted' : 'failed'));
+              safely(() => finishCall(outcomeOfError(error)));
               throw error;
             }
             if (next.done) {
@@ -321,11 +321,6 @@ function tokensOf(usage: Loose): { promptTokens?: unknown; completionTokens?: un
   if (usage === null || typeof usage !== 'object') return {};
   const total = (value: Loose) => (typeof value === 'number' ? value : value?.total);
   return { promptTokens: total(usage.inputTokens), completionTokens: total(usage.outputTokens) };
-}
-
-function isAbort(error: unknown): boolean {
-  const name = (error as { name?: unknown } | null)?.name;
-  return name === 'AbortError' || name === 'TimeoutError';
 }
 
 function withMetrics(providerMetadata: unknown, reported: { metrics?: CarbonMetrics; estimate?: CarbonEstimate }): Record<string, unknown> {

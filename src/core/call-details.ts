@@ -1,4 +1,5 @@
 import type { CarbonAttributes, CarbonMetrics } from './types';
+import { isCount } from './units';
 
 // Attributes end up as totals keys and metric labels: bounded so a caller cannot grow either.
 const MAX_ATTRIBUTES = 32;
@@ -34,6 +35,20 @@ export function mergeAttributes(...sources: unknown[]): CarbonAttributes {
 }
 
 /**
+ * How a call that threw ended: `'aborted'` when it was cancelled or timed out (`AbortError`,
+ * `TimeoutError`, LangChain's `ModelAbortError`), `'failed'` otherwise.
+ *
+ * @example
+ * ```ts
+ * outcomeOfError(new DOMException('stop', 'AbortError')); // 'aborted'
+ * ```
+ */
+export function outcomeOfError(error: unknown): 'aborted' | 'failed' {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || name === 'ModelAbortError' || name === 'TimeoutError' ? 'aborted' : 'failed';
+}
+
+/**
  * Fills token counts the trace did not carry from the response's own usage, so totals and
  * reports do not show 0 tokens for calls that had them. The trace's own counts win.
  *
@@ -57,5 +72,5 @@ export function withUsageTokens(
 }
 
 function count(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  return isCount(value) ? value : undefined;
 }

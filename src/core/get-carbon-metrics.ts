@@ -1,5 +1,6 @@
 import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY } from './parse-carbon-trace';
 import type { CarbonEstimate, CarbonMetrics } from './types';
+import { isFigure } from './units';
 
 // Where each framework keeps per-call metadata: the AI SDK's results, steps and stream parts,
 // LangChain's messages and generations.
@@ -106,9 +107,5 @@ export function isCarbonMetrics(value: unknown): value is CarbonMetrics {
 export function isCarbonEstimate(value: unknown): value is CarbonEstimate {
   if (typeof value !== 'object' || value === null) return false;
   const { trackingMethod, energyKwh, gwpKgco2eq } = value as Partial<CarbonEstimate>;
-  return trackingMethod === 'ecologits' && figure(energyKwh) && figure(gwpKgco2eq);
-}
-
-function figure(value: unknown): boolean {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+  return trackingMethod === 'ecologits' && isFigure(energyKwh) && isFigure(gwpKgco2eq);
 }

@@ -1,4 +1,5 @@
 import type { CarbonMetrics, CarbonSessionTotals } from './types';
+import { isFigure } from './units';
 import { carbonTraceWireFields, plainWireValue, type CarbonTraceWireField } from './wire-schema';
 
 /**
@@ -256,9 +257,7 @@ const FIGURES = [
  */
 export function hasCarbonFigure(metrics: CarbonMetrics): boolean {
   for (const key of FIGURES) {
-    const value = metrics[key];
-    // Metrics may come back from JSON (providerMetadata, checkpoints): trust no field's type.
-    if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return true;
+    if (isFigure(metrics[key])) return true;
   }
   return false;
 }

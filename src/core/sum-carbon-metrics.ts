@@ -1,6 +1,7 @@
 import { isCarbonEstimate } from './get-carbon-metrics';
 import { hasCarbonFigure } from './parse-carbon-trace';
 import type { CarbonEstimate, CarbonFieldSums, CarbonMetrics, CarbonSummedField, CarbonTotals } from './types';
+import { isFigure } from './units';
 
 // The numeric fields that add up across calls, named the same in both types.
 const SUMMED = [
@@ -104,9 +105,8 @@ function addFigures(totals: CarbonTotals, figures: CarbonMetrics | CarbonEstimat
   return totals;
 }
 
-// Metrics may come back from JSON (providerMetadata, checkpoints): trust no field's type.
 function usable(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+  return isFigure(value) ? value : undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 import { OVERFLOW_ATTRIBUTE_VALUE, OVERFLOW_MODEL, UNATTRIBUTED, UNKNOWN_MODEL } from './model-keys';
-import { isCarbonEstimate } from './get-carbon-metrics';
+import { isCarbonEstimate, isCarbonMetrics } from './get-carbon-metrics';
 import { hasCarbonFigure } from './parse-carbon-trace';
 import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, EstimateMethod, TrackingMethod } from './types';
@@ -99,8 +99,7 @@ export class CarbonTracker implements CarbonMetricsRecorder {
       if (providers === undefined) this.providers.set(model, (providers = new Set()));
       providers.add(context.provider);
     }
-    const traced = metrics != null && (metrics.trackingMethod === 'codecarbon' || metrics.trackingMethod === 'codecarbon_estimated') && hasCarbonFigure(metrics);
-    if (traced) addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
+    if (isCarbonMetrics(metrics) && hasCarbonFigure(metrics)) addCarbonMetrics(getOrCreate(this.methods, metrics.trackingMethod), metrics);
     // A traced call is never estimated; an estimate beside a trace is ignored.
     else if (isCarbonEstimate(context.estimate)) {
       addCarbonEstimate(getOrCreate(this.methods, 'ecologits'), context.estimate);

@@ -1,6 +1,8 @@
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import type { CarbonEstimate, CarbonEstimateInputs, CarbonRange } from '../core/types';
+import { isCount, isFigure } from '../core/units';
 import { gridIntensityOfZone } from '../grid/index';
+import { ZONE_HINT } from '../grid/iso-3166';
 import { ECOLOGITS_PROVIDERS, ECOLOGITS_RELEASE } from './data/ecologits';
 import { llmImpacts, type LlmImpacts } from './llm-impacts';
 import { findEstimateModel } from './models';
@@ -98,7 +100,7 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
     const { provider, modelId, outputTokens, latencySeconds, zone, promptTokens } = call;
     if (typeof provider !== 'string' || typeof modelId !== 'string') return refuse('ids', 'provider and modelId must be strings');
     if (!isCount(outputTokens)) return refuse('tokens', `outputTokens must be a whole number ≥ 0, got ${String(outputTokens)}`);
-    if (latencySeconds !== undefined && !(typeof latencySeconds === 'number' && Number.isFinite(latencySeconds) && latencySeconds >= 0)) {
+    if (latencySeconds !== undefined && !isFigure(latencySeconds)) {
       return refuse('latency', `latencySeconds must be a number of seconds ≥ 0, got ${String(latencySeconds)}`);
     }
     const model = findEstimateModel(provider, modelId);
@@ -109,7 +111,7 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
     const zoneName = zone === undefined ? config.datacenterLocation : zone;
     const intensity = typeof zoneName === 'string' ? gridIntensityOfZone(zoneName) : undefined;
     if (intensity === undefined) {
-      return refuse(`zone\0${String(zoneName)}`, `unknown grid zone ${JSON.stringify(zoneName)} (use an ISO 3166-1 country code such as 'FR' or 'FRA', or 'WORLD')`);
+      return refuse(`zone\0${String(zoneName)}`, `unknown grid zone ${JSON.stringify(zoneName)} (${ZONE_HINT})`);
     }
 
     // EcoLogits runs the method once per end of a range: low parameters with the low PUE, high
@@ -181,10 +183,6 @@ function span(min: number, max: number): number | CarbonRange {
 
 function bound(r: LlmImpacts) {
   return { energyKwh: r.energyKwh, gwpKgco2eq: r.usageGwpKgco2eq, embodiedGwpKgco2eq: r.embodiedGwpKgco2eq };
-}
-
-function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
 function describe(call: unknown): string {

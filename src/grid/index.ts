@@ -2,7 +2,7 @@ import { averageIntensity } from '@tgwf/co2/data';
 import { withGridIntensity as withIntensity, withWarning, type GridIntensity, type GridIntensityOptions } from '../core/grid-intensity';
 import { createWarner } from '../core/report';
 import type { CarbonMetrics } from '../core/types';
-import { alpha3Of } from './iso-3166';
+import { alpha3Of, ZONE_HINT } from './iso-3166';
 
 /**
  * Where the zone figures come from: CO2.js (`@tgwf/co2`, The Green Web Foundation) ships Ember's
@@ -53,7 +53,7 @@ export function withGridIntensity(metrics: CarbonMetrics, where: GridIntensity |
   if ('gCo2PerKwh' in where) return withIntensity(metrics, where, options);
   const intensity = gridIntensityOfZone(where.zone);
   if (intensity === undefined) {
-    const warning = `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)} (use an ISO 3166-1 country code such as 'FR' or 'FRA', or a region such as 'WORLD')`;
+    const warning = `gwpKgco2eq not recomputed: unknown grid zone ${JSON.stringify(where.zone)} (${ZONE_HINT})`;
     createWarner(options.onWarning)(warning, warning);
     return withWarning(metrics, warning);
   }

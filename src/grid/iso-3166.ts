@@ -37,3 +37,13 @@ const ALPHA2_TO_ALPHA3: ReadonlyMap<string, string> = new Map(
 export function alpha3Of(alpha2: string): string | undefined {
   return ALPHA2_TO_ALPHA3.get(alpha2.toUpperCase());
 }
+
+/**
+ * What to write instead of an unknown zone, in every warning that refuses one.
+ *
+ * @example
+ * ```ts
+ * warn(`unknown grid zone "XX" (${ZONE_HINT})`);
+ * ```
+ */
+export const ZONE_HINT = "use an ISO 3166-1 country code such as 'FR' or 'FRA', or a region such as 'WORLD'";

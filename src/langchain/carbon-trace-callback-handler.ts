@@ -2,7 +2,7 @@ import { BaseCallbackHandler, type BaseCallbackHandlerInput } from '@langchain/c
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
 import { createCallEstimator, type CallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
-import { mergeAttributes, withUsageTokens } from '../core/call-details';
+import { mergeAttributes, outcomeOfError, withUsageTokens } from '../core/call-details';
 import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
@@ -339,7 +339,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   }
 
   override handleLLMError(err: unknown, runId: string, parentRunId?: string): void {
-    this.guard('handleLLMError', () => this.finishLLMRun(runId, parentRunId, undefined, { reason: 'failed' }, isAbort(err) ? 'aborted' : 'failed'));
+    this.guard('handleLLMError', () => this.finishLLMRun(runId, parentRunId, undefined, { reason: 'failed' }, outcomeOfError(err)));
   }
 
   // ---- internals ------------------------------------------------------------------------
@@ -622,9 +622,4 @@ function usageOf(output: Loose): { promptTokens?: unknown; completionTokens?: un
 /** One server session per provider and model, as the AI SDK middleware keys it. */
 function sessionKey(llm: LLMState | undefined): string {
   return `${llm?.provider ?? 'unknown'}/${llm?.modelName ?? 'unknown'}`;
-}
-
-function isAbort(error: unknown): boolean {
-  const name = (error as { name?: unknown } | null)?.name;
-  return name === 'AbortError' || name === 'ModelAbortError' || name === 'TimeoutError';
 }

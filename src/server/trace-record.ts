@@ -1,5 +1,5 @@
 import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
-import { JOULES_PER_KWH } from '../core/units';
+import { isCount, JOULES_PER_KWH } from '../core/units';
 import { ENERGY_COMPONENTS, type RequestEnergy } from './types';
 
 /**
@@ -25,6 +25,18 @@ export const WORLD_AVERAGE_GRID: ResolvedGridIntensity = { gCo2PerKwh: 475, sour
 const JOULES_PER_WH = 3600;
 
 /**
+ * The emissions of some energy on a grid, gCO2eq.
+ *
+ * @example
+ * ```ts
+ * gramsOf(3.6e6, { gCo2PerKwh: 56, source: 'given' }); // 56: one kWh
+ * ```
+ */
+export function gramsOf(joules: number, grid: ResolvedGridIntensity): number {
+  return (joules / JOULES_PER_KWH) * grid.gCo2PerKwh;
+}
+
+/**
  * The documented full `x_carbon_trace` record of one request — the wire format carbon-trace's
  * adapters and seeds-clients read — from the energy the meter attributed to it. Components no
  * source reports are left out, never written as 0. carbon-trace's own fields (`grid_…`,
@@ -43,7 +55,7 @@ export function carbonTraceRecord(
 ): Record<string, unknown> {
   const seconds = energy.durationSeconds;
   const record: Record<string, unknown> = {
-    emissions_g_co2: (energy.totalJoules / JOULES_PER_KWH) * grid.gCo2PerKwh,
+    emissions_g_co2: gramsOf(energy.totalJoules, grid),
     energy_consumed_wh: energy.totalJoules / JOULES_PER_WH,
   };
   for (const component of ENERGY_COMPONENTS) {
@@ -59,8 +71,8 @@ export function carbonTraceRecord(
   }
   record.measured = energy.measured;
   record.tracking_active = true;
-  if (count(tokens.prompt_tokens)) record.prompt_tokens = tokens.prompt_tokens;
-  if (count(tokens.completion_tokens)) record.completion_tokens = tokens.completion_tokens;
+  if (isCount(tokens.prompt_tokens)) record.prompt_tokens = tokens.prompt_tokens;
+  if (isCount(tokens.completion_tokens)) record.completion_tokens = tokens.completion_tokens;
   record.grid_intensity_g_co2_per_kwh = grid.gCo2PerKwh;
   record.grid_intensity_source = grid.source;
   if (energy.warnings.length > 0) record.warnings = energy.warnings;
@@ -83,8 +95,4 @@ export function withTraceMember(json: string, trace: Record<string, unknown>): s
   if (open < 0 || json.slice(0, open).trim() !== '') return undefined;
   const empty = json.slice(open + 1, close).trim() === '';
   return `${json.slice(0, close)}${empty ? '' : ','}"${CARBON_TRACE_FIELD}":${JSON.stringify(trace)}${json.slice(close)}`;
-}
-
-function count(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }

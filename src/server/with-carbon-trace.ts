@@ -1,5 +1,6 @@
 import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
+import { isFigure } from '../core/units';
 import type { EnergyMeter } from './meter';
 import type { RequestEnergy } from './types';
 import { traceEventStream } from './sse-trace';
@@ -175,7 +176,16 @@ export function isCompletionRequest(request: Request): boolean {
   return path.endsWith('/chat/completions') || path.endsWith('/completions');
 }
 
-async function resolveGrid(
+/**
+ * The grid intensity `withCarbonTrace` books with, from its `gridIntensity` option: the world
+ * average, with a warning and a `source` saying so, when the option is unusable.
+ *
+ * @example
+ * ```ts
+ * const grid = await resolveGrid({ zone: 'FR' }, warn);
+ * ```
+ */
+export async function resolveGrid(
   option: WithCarbonTraceOptions['gridIntensity'],
   warn: (key: string, message: string) => void,
 ): Promise<ResolvedGridIntensity> {
@@ -192,7 +202,7 @@ async function resolveGrid(
     return { ...WORLD_AVERAGE_GRID, source: `${WORLD_AVERAGE_GRID.source}; zone ${JSON.stringify(option.zone)} unknown` };
   }
   const g = option.gCo2PerKwh;
-  if (typeof g === 'number' && Number.isFinite(g) && g >= 0) return { gCo2PerKwh: g, source: option.source ?? 'given' };
+  if (isFigure(g)) return { gCo2PerKwh: g, source: option.source ?? 'given' };
   warn('grid-number', `grid intensity ${String(g)} is not a number of gCO2eq/kWh ≥ 0: traces use the world average, 475, and say so`);
   return { ...WORLD_AVERAGE_GRID, source: `${WORLD_AVERAGE_GRID.source}; given intensity ${String(g)} unusable` };
 }
