@@ -2,7 +2,9 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { dashboardHtml } from './dashboard';
 import type { EnergyMeter } from './meter';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent } from './types';
-import { withCarbonTrace, type BookedRequest, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
+import { JOULES_PER_KWH } from '../core/units';
+import { gramsOf } from './trace-record';
+import { resolveGrid, withCarbonTrace, type BookedRequest, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
 
 /**
  * Options of {@link createCarbonProxy}.
@@ -77,7 +79,6 @@ export type ProxyStats = ReturnType<EnergyMeter['stats']> & {
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-connection'];
 // Model names are label values: bounded, so that a client cannot grow the metrics without end.
 const MAX_MODEL_LABELS = 100;
-const JOULES_PER_KWH = 3.6e6;
 
 /**
  * An OpenAI-compatible reverse proxy that puts `x_carbon_trace` on every chat completion of the
@@ -101,7 +102,9 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const recent: RecentRequest[] = [];
   const keep = options.recentRequests ?? 60;
   let completionTokens = 0;
-  let grid = { gCo2PerKwh: 475, source: 'world average (CodeCarbon default)' };
+  // The grid the traces book with, known before the first request; withCarbonTrace resolves the
+  // same option and gives the warnings.
+  const gridReady = resolveGrid(options.gridIntensity, () => {});
 
   const registry = new Registry();
   const labels = (model: string | undefined) => {
@@ -138,13 +141,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   });
 
   const onBooked = (booked: BookedRequest) => {
-    grid = booked.grid;
     const model = labels(booked.model);
     for (const component of ENERGY_COMPONENTS) {
       const joules = booked.energy.joules[component];
       if (joules === undefined) continue;
       energy.inc({ component, model }, joules);
-      emissions.inc({ component, model }, (joules / JOULES_PER_KWH) * booked.grid.gCo2PerKwh);
+      emissions.inc({ component, model }, gramsOf(joules, booked.grid));
     }
     requests.inc({ model, measured: String(booked.energy.measured) });
     const completion = booked.trace?.completion_tokens;
@@ -156,7 +158,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       streamed: booked.streamed,
       joules: booked.energy.joules,
       totalJoules: booked.energy.totalJoules,
-      emissionsGrams: (booked.energy.totalJoules / JOULES_PER_KWH) * booked.grid.gCo2PerKwh,
+      emissionsGrams: gramsOf(booked.energy.totalJoules, booked.grid),
       durationSeconds: booked.energy.durationSeconds,
       measured: booked.energy.measured,
       completionTokens: typeof completion === 'number' ? completion : null,
@@ -200,7 +202,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
   async function stats(): Promise<ProxyStats> {
     const meter = options.meter.stats();
-    const toGrams = (joules: number) => (joules / JOULES_PER_KWH) * grid.gCo2PerKwh;
+    const grid = await gridReady;
+    const toGrams = (joules: number) => gramsOf(joules, grid);
     return {
       ...meter,
       meter: options.meter.describe(),

@@ -199,3 +199,24 @@ describe('both adapters read what withCarbonTrace produces, to the joule the met
     expect(getCarbonMetrics(await ai.generateText({ model: wrapped, prompt: 'call-1' }))?.measured).toBe(true);
   });
 });
+
+describe('createCarbonProxy before its first request', () => {
+  it.each([
+    [{ gCo2PerKwh: 56, source: 'our supplier' }, 56],
+    [{ zone: 'FR' }, undefined],
+  ] as const)('states the grid it was given, and books idle emissions at it (%j)', async (gridIntensity, expected) => {
+    const { createCarbonProxy } = await import('../../src/server/index');
+    const { gridIntensityOfZone } = await import('../../src/grid/index');
+    const gCo2PerKwh = expected ?? gridIntensityOfZone('FR')!.gCo2PerKwh;
+    const meter = createEnergyMeter({ sources: [constantPower()], sampleIntervalMs: 20, onWarning: false });
+    const proxy = createCarbonProxy({ upstream: upstream.baseURL.replace(/\/v1$/, ''), meter, gridIntensity, onWarning: false });
+    await meter.ready;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    const stats = await proxy.stats();
+    expect(stats.requests).toBe(0);
+    expect(stats.grid.gCo2PerKwh).toBe(gCo2PerKwh);
+    expect(stats.idleJoules).toBeGreaterThan(0);
+    expect(stats.emissionsGrams.idle).toBeCloseTo((stats.idleJoules / 3.6e6) * gCo2PerKwh, 12);
+    await meter.close();
+  });
+});
