@@ -12,11 +12,12 @@ const run = (cmd, args, cwd = root) => execFileSync(cmd, args, { cwd, stdio: ['i
 rmSync(scratch, { recursive: true, force: true });
 mkdirSync(scratch, { recursive: true });
 
-const [{ filename }] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', scratch]));
+// --ignore-scripts: `prepare` would build again; this runs after `npm run build`.
+const [{ filename }] = JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch]));
 const tarball = join(scratch, filename);
 console.log(`packed ${filename}`);
 
-console.log(run('npx', ['publint', '--strict', '--pack', 'npm']).trim());
+console.log(run('npx', ['publint', 'run', tarball, '--strict']).trim());
 console.log(run('npx', ['attw', tarball, '--format', 'table']).trim());
 
 // Unpacked below the repository so that peers (zod, ai, @langchain/core) resolve from the

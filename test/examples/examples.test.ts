@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runProcess } from '../setup/processes';
 
 const root = resolve(import.meta.dirname, '../..');
-const tsx = join(root, 'node_modules', '.bin', 'tsx');
-const run = promisify(execFile);
 
 // Each example starts the toy model behind a carbon-trace proxy itself, as a user running it would.
 const examples = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.ts'));
@@ -65,7 +62,9 @@ describe('examples run against the toy model behind the proxy', () => {
   });
 
   it.each(examples)('%s', async (file) => {
-    const { stdout } = await run(tsx, [join('examples', file)], { cwd: root, timeout: 60_000, env: { ...process.env, CARBON_TRACE_BASE_URL: '' } });
+    const { code, stdout, stderr } = await runProcess(process.execPath, ['--import', 'tsx', join('examples', file)], { cwd: root, timeoutMs: 60_000, env: { ...process.env, CARBON_TRACE_BASE_URL: '' } });
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(code).toBe(0);
     expect(stdout).toMatch(expectedOutput[file]!);
     // What a person reads: units they know, at most four significant digits, no exponent.
     expect(unreadableNumbers(withoutCsv(stdout))).toEqual([]);

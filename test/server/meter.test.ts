@@ -168,33 +168,39 @@ describe('createEnergyMeter', () => {
     expect(ea!.totalJoules / eb!.totalJoules).toBeCloseTo(3, 9);
   });
 
-  it('a lone 1 s request at a constant 100 W gets 100 J, to one reading', async () => {
-    const start = performance.now();
-    const constant: EnergySource = { name: '100 W', measured: true, read: () => ({ gpuJoules: (100 * (performance.now() - start)) / 1000 }) };
-    const meter = createEnergyMeter({ sources: [constant], sampleIntervalMs: 100 });
+  /** A constant-power source on a clock the test moves by hand: the meter and the source see one time. */
+  function constantOnManualClock(watts: number) {
+    const time = { nowMs: 0 };
+    const source: EnergySource = { name: `${watts} W`, measured: true, read: () => ({ gpuJoules: (watts * time.nowMs) / 1000 }) };
+    return { time, source, clock: () => time.nowMs };
+  }
+
+  it('a lone 1 s request at a constant 100 W gets 100 J', async () => {
+    const { time, source, clock } = constantOnManualClock(100);
+    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock });
     await meter.sample();
     const request = meter.begin();
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await meter.sample(); // its first reading
+    time.nowMs = 1000;
     const energy = await request.end();
     await meter.close();
-    // The energy is 100 W over the span between the request's two boundary readings.
-    expect(Math.abs(energy.totalJoules - 100 * energy.durationSeconds)).toBeLessThanOrEqual(0.01 * energy.totalJoules);
-    expect(Math.abs(energy.totalJoules - 100)).toBeLessThanOrEqual(100 * 0.1 + 100 * Math.abs(energy.durationSeconds - 1));
+    expect(energy.totalJoules).toBeCloseTo(100, 9);
+    expect(energy.durationSeconds).toBeCloseTo(1, 9);
     expect(energy.measured).toBe(true);
   });
 
-  it('a 5 ms request between two timer readings is not a zero: its boundaries are readings', async () => {
-    const start = performance.now();
-    const constant: EnergySource = { name: '100 W', measured: true, read: () => ({ cpuJoules: (100 * (performance.now() - start)) / 1000 }) };
-    const meter = createEnergyMeter({ sources: [constant], sampleIntervalMs: 1000 });
+  it('a 5 ms request with no timer reading inside it is not a zero: its boundaries are readings', async () => {
+    const { time, source, clock } = constantOnManualClock(100);
+    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock });
     await meter.sample();
-    const request = meter.begin();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const energy = await request.end();
+    time.nowMs = 40;
+    const request = meter.begin(); // read at its begin…
+    await Promise.resolve();
+    time.nowMs = 45;
+    const energy = await request.end(); // …and at its end, with nothing between
     await meter.close();
-    expect(energy.totalJoules).toBeGreaterThan(0);
-    // 100 W over the request's own span, give or take the time a read takes.
-    expect(Math.abs(energy.totalJoules - 100 * energy.durationSeconds)).toBeLessThanOrEqual(100 * 0.002);
+    expect(energy.totalJoules).toBeCloseTo(0.5, 9);
+    expect(energy.durationSeconds).toBeCloseTo(0.005, 9);
   });
 
   it('a source whose read throws: requests still end, their energy says what is missing, the others still count', async () => {
