@@ -6,17 +6,15 @@
  * whose README shows it. This test fails when a version bump leaves the pin behind (run
  * `npm run version-packages`, which syncs it) or when the file stops being packed.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runProcess } from '../setup/processes';
 
 const root = resolve(import.meta.dirname, '../..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string; files: string[] };
-const run = promisify(execFile);
 const images = (text: string) => [...text.matchAll(/!\[[^\]]*\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
 
 describe('README screenshot', () => {
@@ -25,7 +23,9 @@ describe('README screenshot', () => {
   });
 
   it('is in the packed tarball', async () => {
-    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root });
+    // --ignore-scripts: `prepare` would build dist/ again.
+    const { code, stdout } = await runProcess('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root });
+    expect(code).toBe(0);
     const [packed] = JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>;
     expect(packed!.files.map((f) => f.path)).toContain('docs/dashboard.png');
   }, 60_000);
@@ -37,7 +37,7 @@ describe('README screenshot', () => {
       const stale = readme.replaceAll(`${pkg.name}@${pkg.version}/`, `${pkg.name}@0.0.1-old/`);
       expect(stale).not.toBe(readme);
       writeFileSync(copy, stale);
-      await run('node', [join(root, 'scripts', 'sync-readme-version.mjs'), copy], { cwd: root });
+      expect((await runProcess(process.execPath, [join(root, 'scripts', 'sync-readme-version.mjs'), copy], { cwd: root })).code).toBe(0);
       expect(readFileSync(copy, 'utf8')).toBe(readme);
     } finally {
       rmSync(dir, { recursive: true, force: true });
