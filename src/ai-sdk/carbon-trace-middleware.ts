@@ -92,7 +92,9 @@ export type CarbonTraceMiddlewareOptions = {
    * model's size, the tokens generated and the latency measured here: `true`, or `{ zone }` to
    * set the electricity zone. The estimate goes to `providerMetadata.ecologits` (read it with
    * `getCarbonEstimate`), to `onMetrics` as `context.estimate`, and to the trackers apart from
-   * traces — never to `codecarbon`. A call with a trace is never estimated. Default: off.
+   * traces — never to `codecarbon`. A call with a trace is never estimated. A call that was
+   * estimated raises no "no x_carbon_trace" warning (that is what you asked for); one that could
+   * not be (an unknown model, no token count) still does, with the reason. Default: off.
    */
   estimate?: CarbonEstimateSetting;
 };

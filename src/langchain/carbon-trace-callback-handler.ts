@@ -91,7 +91,9 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * set the electricity zone. The estimate goes to `message.response_metadata.ecologits` (read
    * it with `getCarbonEstimate`), to `onMetrics` as `run.estimate`, and to the trackers and
    * {@link CarbonTraceCallbackHandler.estimateTotals} apart from traces — never to `codecarbon`.
-   * A run with a trace is never estimated. Default: off.
+   * A run with a trace is never estimated. A run that was estimated raises no "no
+   * x_carbon_trace" warning (that is what you asked for); one that could not be (an unknown
+   * model, no token count) still does, with the reason. Default: off.
    */
   estimate?: CarbonEstimateSetting;
 }
