@@ -2,7 +2,7 @@ import { averageIntensity } from '@tgwf/co2/data';
 import { withGridIntensity as withIntensity, withWarning, type GridIntensity, type GridIntensityOptions } from '../core/grid-intensity';
 import { createWarner } from '../core/report';
 import type { CarbonMetrics } from '../core/types';
-import { alpha3Of, ZONE_HINT } from './iso-3166';
+import { zoneKey, ZONE_HINT } from './iso-3166';
 
 /**
  * Where the zone figures come from: CO2.js (`@tgwf/co2`, The Green Web Foundation) ships Ember's
@@ -28,9 +28,7 @@ export const GRID_INTENSITY_SOURCE = 'Ember yearly average grid intensity, via C
  * ```
  */
 export function gridIntensityOfZone(zone: string): GridIntensity | undefined {
-  const given = String(zone).trim().toUpperCase();
-  // EcoLogits writes the world average as WOR.
-  const key = given.length === 2 ? (alpha3Of(given) ?? given) : given === 'WOR' ? 'WORLD' : given;
+  const key = zoneKey(zone);
   const table = averageIntensity.data as Record<string, unknown>;
   const value = Object.hasOwn(table, key) ? table[key] : undefined;
   return typeof value === 'number' ? { gCo2PerKwh: value, source: `${GRID_INTENSITY_SOURCE}, zone ${key}`, zone: key } : undefined;
