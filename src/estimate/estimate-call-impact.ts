@@ -2,7 +2,7 @@ import { isGridIntensityProvider, type GridIntensitySetting } from '../core/grid
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import type { CarbonEstimate, CarbonEstimateInputs, CarbonRange } from '../core/types';
 import { isCount, isFigure } from '../core/units';
-import { gridIntensityOfZone } from '../grid/index';
+import { gridIntensityOfZone } from '../grid/zones';
 import { ZONE_HINT, zoneKey } from '../grid/iso-3166';
 import { ECOLOGITS_ELECTRICITY_MIXES_GWP, ECOLOGITS_PROVIDERS, ECOLOGITS_RELEASE } from './data/ecologits';
 import { llmImpacts, type LlmImpacts } from './llm-impacts';
