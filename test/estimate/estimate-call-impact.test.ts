@@ -306,6 +306,8 @@ describe('estimateCallImpact', () => {
     const onWarning = vi.fn();
     expect(estimateCallImpact({ ...call, zone: 'Atlantis' }, { onWarning })).toBeUndefined();
     expect(onWarning).toHaveBeenCalledWith(expect.stringMatching(/no EcoLogits estimate for openai\/gpt-4o-mini: unknown grid zone "Atlantis"/));
+    // Neither the mixes nor CO2.js's table lend a prototype's keys as zones.
+    for (const zone of ['__proto__', 'constructor', 'hasOwnProperty']) expect(estimateCallImpact({ ...call, zone }, quiet), zone).toBeUndefined();
   });
 
   it('gives undefined and a warning for an unknown model or provider', () => {
