@@ -31,11 +31,11 @@ const entries = Object.keys(pkg.exports).filter((key) => key !== './package.json
 const specifiers = entries.map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`));
 // What each entry must export (functions and classes), checked from both module systems.
 const expectations = {
-  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator', 'getCarbonMetrics', 'CarbonTracker', 'withGridIntensity', 'toEmissionsCsv', 'toBoAmpsReport', 'formatEnergy', 'formatEmissions'],
+  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator', 'getCarbonMetrics', 'CarbonTracker', 'withGridIntensity', 'isGridIntensityProvider', 'toEmissionsCsv', 'toBoAmpsReport', 'formatEnergy', 'formatEmissions'],
   'carbon-trace/ai-sdk': ['carbonTraceMiddleware', 'getCarbonMetrics'],
   'carbon-trace/langchain': ['CarbonTraceCallbackHandler', 'getCarbonMetrics'],
   'carbon-trace/otel': ['createOtelCarbonRecorder', 'carbonSpanAttributes'],
-  'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone'],
+  'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone', 'createElectricityMapsProvider', 'gridProviderFromOptions'],
   'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'estimateSource', 'toNodeListener'],
   'carbon-trace/estimate': ['estimateCallImpact', 'findEstimateModel', 'estimateProviders', 'getCarbonEstimate'],
 };
