@@ -1,39 +1,35 @@
 /**
- * A reference for the proxy's benchmark: a bare pass-through proxy on the same stack as
- * `carbon-trace proxy` (fetch to the upstream, `toNodeListener` to serve) but without
- * carbon-trace, in a process of its own. What it costs is the hop itself, not carbon-trace.
- * Prints its base URL, serves until stdin closes.
+ * A reference for the proxy benchmark: a bare pass-through proxy on the same stack as
+ * `carbon-trace proxy` (`node:http` in, a keep-alive `http.Agent` out, bytes piped) but without
+ * carbon-trace, in a process of its own. What it costs is the hop on Node itself, not
+ * carbon-trace. Prints its origin; serves until stdin closes.
  *
  *   node --import tsx bench/bare-proxy.ts http://127.0.0.1:<upstream port>
  */
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { toNodeListener } from '../src/server/index';
 
 const upstream = new URL(process.argv[2] ?? 'http://127.0.0.1:8000');
-const server = createServer(
-  toNodeListener(async (request) => {
-    const url = new URL(request.url);
-    const headers = new Headers(request.headers);
-    headers.delete('host');
-    headers.delete('content-length');
-    const response = await fetch(new URL(`${url.pathname}${url.search}`, upstream.origin), {
-      method: request.method,
-      headers,
-      body: request.method === 'GET' || request.method === 'HEAD' ? null : request.body,
-      signal: request.signal,
-      duplex: 'half',
-    } as RequestInit);
-    const out = new Headers(response.headers);
-    out.delete('content-length');
-    out.delete('transfer-encoding');
-    return new Response(response.body, { status: response.status, headers: out });
-  }),
-);
+const agent = new Agent({ keepAlive: true, scheduling: 'lifo' });
+const server = createServer((req, res) => {
+  const headers = { ...req.headers, host: upstream.host };
+  delete headers.connection;
+  const out = request({ agent, host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (up) => {
+    const back = { ...up.headers };
+    delete back.connection;
+    delete back['keep-alive'];
+    delete back['transfer-encoding'];
+    res.writeHead(up.statusCode ?? 502, back);
+    up.pipe(res);
+  });
+  out.on('error', () => res.destroy());
+  req.pipe(out);
+});
+server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1');
 await once(server, 'listening');
-console.log(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+console.log(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
 process.stdin.resume();
 process.stdin.on('end', () => {
   server.closeAllConnections();

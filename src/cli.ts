@@ -21,6 +21,9 @@ const integer = (name: string, min: number, max: number) => (value: string) => {
   return n;
 };
 
+// A server must not die because whoever read its output went away (a closed pipe, `| head`).
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+
 const program = new Command()
   .name('carbon-trace')
   .description('Per-request energy and CO2 of self-hosted models, measured on the hardware that serves them.')
