@@ -375,7 +375,14 @@ export function superviseTool(options: SupervisorOptions): SupervisedTool {
       stderr = (stderr + text).slice(-2_000);
     });
     proc.on('error', (error: NodeJS.ErrnoException) => end(error.code ?? error.message, error));
-    proc.on('exit', (code, signal) => end(signal ? `killed by ${signal}` : `exited with code ${code}`));
+    proc.on('exit', (code, signal) => {
+      const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
+      // 'exit' can come before the last of stderr, which says why: wait for it, briefly.
+      const stream = proc.stderr!;
+      if (stream.readableEnded || stream.destroyed) return end(why);
+      stream.once('end', () => end(why));
+      setTimeout(() => end(why), 100).unref();
+    });
   }
 
   return {
