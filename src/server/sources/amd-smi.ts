@@ -1,7 +1,8 @@
 import { superviseTool, toolSource, type ToolChannel, type ToolEnergySource, type ToolFigure, type ToolParser, type ToolSupervisionOptions } from './supervisor';
 
 /**
- * Options of {@link amdSmiSource}.
+ * Options of {@link amdSmiSource}. Its supervision defaults are wider than other tools': a hang
+ * is declared after 10 s without a sample (or 5 intervals), and the first sample may take 30 s.
  *
  * @example
  * ```ts
@@ -41,6 +42,10 @@ export function amdSmiSource(options: AmdSmiSourceOptions = {}): ToolEnergySourc
   const executable = options.executable ?? 'amd-smi';
   const seconds = Math.max(1, Math.ceil((options.sampleIntervalMs ?? 1_000) / 1000));
   const tool = superviseTool({
+    // amd-smi is slow to start (Python, then the driver library) and, on a box of many GPUs, an
+    // iteration can take seconds before watch mode sleeps its interval: wider margins than 3 × 1 s.
+    staleAfterMs: Math.max(10_000, 5 * seconds * 1000),
+    startTimeoutMs: 30_000,
     ...options,
     tool: 'amd-smi',
     command: executable,

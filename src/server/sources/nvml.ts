@@ -153,10 +153,7 @@ async function openNvml(library: string): Promise<Backend> {
  */
 async function openNvidiaSmi(executable: string, intervalMs: number, options: NvmlSourceOptions): Promise<Backend> {
   const tool = superviseTool({
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.staleAfterMs !== undefined ? { staleAfterMs: options.staleAfterMs } : {}),
-    ...(options.startTimeoutMs !== undefined ? { startTimeoutMs: options.startTimeoutMs } : {}),
-    ...(options.restartDelayMs ? { restartDelayMs: options.restartDelayMs } : {}),
+    ...options,
     tool: 'nvidia-smi',
     command: executable,
     args: ['--query-gpu=index,power.draw', '--format=csv,noheader,nounits', '-lms', String(intervalMs)],

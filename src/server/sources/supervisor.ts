@@ -146,6 +146,8 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
+const MAX_CHANNELS = 1_024;
+
 // A run that has sampled this long is healthy again: its next failure restarts it quickly.
 const HEALTHY_AFTER_MS = 60_000;
 
@@ -243,6 +245,8 @@ export function superviseTool(options: SupervisorOptions): SupervisedTool {
       const key = `${figure.component}\0${figure.device}`;
       const channel = channels.get(key);
       if (channel === undefined) {
+        // Device ids come from the tool's output: a bound, so a runaway one cannot grow memory.
+        if (channels.size >= MAX_CHANNELS) continue;
         channels.set(key, { component: figure.component, device: figure.device, joules: 0, at: now, ...(watts !== undefined ? { watts } : {}), ...(joules !== undefined ? { counter: joules } : {}) });
         continue;
       }
