@@ -69,7 +69,15 @@ function describeChannels(tool: string, channels: ToolChannel[], intervalMs: num
   return `${tool} energy counter (${plural(counted)}) and socket power (${plural(gpus.length - counted)}), ${every}`;
 }
 
-/** Parses amd-smi's JSON output as it streams: one sample per JSON value. */
+/**
+ * Parses amd-smi's JSON output as it streams: one sample per JSON document.
+ *
+ * @example
+ * ```ts
+ * amdSmiParser().push('[{"gpu": 0, "energy": {"total_energy_consumption": {"value": 12.5, "unit": "J"}}}]\n');
+ * // [[{ component: 'gpu', device: '0', joules: 12.5, watts: undefined }]]
+ * ```
+ */
 export function amdSmiParser(): ToolParser {
   const values = jsonValues();
   return {

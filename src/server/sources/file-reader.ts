@@ -3,6 +3,11 @@ import { open, type FileHandle } from 'node:fs/promises';
 /**
  * A small kernel file (a sysfs counter, /proc/stat) read again and again without blocking the
  * event loop.
+ *
+ * @example
+ * ```ts
+ * const stat: KernelFileReader = kernelFileReader('/proc/stat', 512);
+ * ```
  */
 export type KernelFileReader = {
   /** The file's text now (its first `maxBytes` bytes). Rejects with the fs error (`code` set). */

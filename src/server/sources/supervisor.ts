@@ -46,12 +46,34 @@ export type ToolStatus = {
   samples: number;
 };
 
-/** One figure of one device in one sample: the tool's cumulative energy counter, its power, or both. */
+/**
+ * One figure of one device in one sample: the tool's cumulative energy counter, its power, or both.
+ *
+ * @example
+ * ```ts
+ * const figure: ToolFigure = { component: 'gpu', device: '0', joules: 1_000_512.25, watts: 301 };
+ * ```
+ */
 export type ToolFigure = { component: EnergyComponent; device: string; joules?: number; watts?: number };
 
-/** Turns a tool's output, as it arrives, into samples. One parser per run of the tool. */
+/**
+ * Turns a tool's output, as it arrives, into samples. One parser per run of the tool.
+ *
+ * @example
+ * ```ts
+ * const parser: ToolParser = { push: (text) => text.split('\n').filter(Boolean).map((line) => [{ component: 'gpu', device: '0', watts: Number(line) }]) };
+ * ```
+ */
 export type ToolParser = { push(text: string): ToolFigure[][] };
 
+/**
+ * Options of {@link superviseTool}: the command, how to parse it, and what to say when it is missing.
+ *
+ * @example
+ * ```ts
+ * const options: SupervisorOptions = { tool: 'amd-smi', command: 'amd-smi', args: ['metric', '--json'], intervalMs: 1000, parser: amdSmiParser, install: 'install ROCm' };
+ * ```
+ */
 export type SupervisorOptions = ToolSupervisionOptions & {
   /** The tool's name in messages, e.g. `'amd-smi'`. */
   tool: string;
@@ -67,9 +89,25 @@ export type SupervisorOptions = ToolSupervisionOptions & {
   explain?: (stderr: string) => string | undefined;
 };
 
-/** A device channel seen so far. */
+/**
+ * A device channel seen in the tool's current run, and whether it reports an energy counter.
+ *
+ * @example
+ * ```ts
+ * tool.channels(); // [{ component: 'gpu', device: '0', counter: true }]
+ * ```
+ */
 export type ToolChannel = { component: EnergyComponent; device: string; counter: boolean };
 
+/**
+ * A running tool, as {@link superviseTool} returns it.
+ *
+ * @example
+ * ```ts
+ * const tool: SupervisedTool = superviseTool(options);
+ * await tool.start();
+ * ```
+ */
 export type SupervisedTool = {
   /** Starts the tool (once); resolves at its first sample, rejects when it cannot start. */
   start(): Promise<void>;
