@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup/no-network.ts'],
+    // Prints which tests did not run (a program missing) and fails on a child process left running.
+    globalSetup: ['test/setup/global.ts'],
     // Two cores: real HTTP tests over loopback are I/O-bound, forks keep them isolated.
     pool: 'forks',
     testTimeout: 30_000,

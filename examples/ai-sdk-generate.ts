@@ -2,7 +2,7 @@
 // Run: npx tsx examples/ai-sdk-generate.ts   (CARBON_TRACE_BASE_URL=… to use a real server)
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, wrapLanguageModel } from 'ai';
-import { getCarbonMetrics } from 'carbon-trace';
+import { formatEmissions, formatEnergy, getCarbonMetrics } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { connect } from './server/connection';
 
@@ -14,5 +14,6 @@ const result = await generateText({ model, prompt: 'Why does inference use energ
 const carbon = getCarbonMetrics(result); // same as result.providerMetadata?.codecarbon
 
 console.log(result.text);
-console.log(`${carbon?.energyKwh} kWh, ${carbon?.gwpKgco2eq} kgCO2eq (${carbon?.trackingMethod})`);
+// e.g. "246 µWh, 117 µg CO2eq (codecarbon_estimated)"; a dash for a figure the call did not have.
+console.log(`${formatEnergy(carbon?.energyKwh)}, ${formatEmissions(carbon?.gwpKgco2eq)} (${carbon?.trackingMethod})`);
 await server.close();

@@ -2,7 +2,7 @@
 // Run: npx tsx examples/ai-sdk-stream.ts
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { streamText, wrapLanguageModel } from 'ai';
-import { getCarbonMetrics } from 'carbon-trace';
+import { formatEmissions, formatEnergy, getCarbonMetrics } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { connect } from './server/connection';
 
@@ -13,10 +13,10 @@ const model = wrapLanguageModel({ model: provider(server.model), middleware: car
 const result = streamText({
   model,
   prompt: 'Tell me about grid carbon intensity.',
-  onFinish: ({ providerMetadata }) => console.log('\nonFinish:', getCarbonMetrics(providerMetadata)?.gwpKgco2eq, 'kgCO2eq'),
+  onFinish: ({ providerMetadata }) => console.log(`\nonFinish: ${formatEmissions(getCarbonMetrics(providerMetadata)?.gwpKgco2eq)}`),
 });
 for await (const text of result.textStream) process.stdout.write(text);
 
 const carbon = getCarbonMetrics(await result.providerMetadata);
-console.log(`${carbon?.energyKwh} kWh, ${carbon?.gwpKgco2eq} kgCO2eq`);
+console.log(`${formatEnergy(carbon?.energyKwh)}, ${formatEmissions(carbon?.gwpKgco2eq)}`);
 await server.close();

@@ -3,7 +3,7 @@
 // Run: npx tsx examples/ai-sdk-tool-loop.ts
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, jsonSchema, stepCountIs, tool, wrapLanguageModel } from 'ai';
-import { getCarbonMetrics, sumCarbonMetrics } from 'carbon-trace';
+import { formatEmissions, formatEnergy, getCarbonMetrics, sumCarbonMetrics } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { connect } from './server/connection';
 
@@ -26,5 +26,5 @@ const result = await generateText({
 
 const total = sumCarbonMetrics(result.steps.map(getCarbonMetrics));
 console.log(result.text);
-console.log(`${total.calls} steps (${total.tracedCalls} traced): ${total.energyKwh} kWh, ${total.gwpKgco2eq} kgCO2eq`);
+console.log(`${total.calls} steps (${total.tracedCalls} traced): ${formatEnergy(total.energyKwh)}, ${formatEmissions(total.gwpKgco2eq)}`);
 await server.close();

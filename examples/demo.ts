@@ -17,7 +17,7 @@ import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { END, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateText, jsonSchema, stepCountIs, streamText, tool, wrapLanguageModel } from 'ai';
-import { CarbonTracker, type CarbonEstimate, type CarbonMetrics, type CarbonTotals } from 'carbon-trace';
+import { CarbonTracker, formatEmissions, formatEnergy, type CarbonEstimate, type CarbonMetrics, type CarbonTotals } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
 import { startProxiedToyModel } from './server/connection';
@@ -155,6 +155,8 @@ try {
 }
 
 // ---- report ---------------------------------------------------------------------------------
+// The emissions columns are headed CO2eq: the cells leave it out.
+const mass = (kg: number | undefined) => formatEmissions(kg, { co2eq: false });
 console.log(`\ncarbon-trace demo against ${local ? 'a toy model behind the carbon-trace proxy' : baseURL}, model ${modelId}`);
 if (local) console.log(`meter: ${local.meter.describe()}`);
 console.log('');
@@ -163,13 +165,13 @@ printTable(
   rows.map(({ step, metrics: m, estimate: e }, i) =>
     e && !m
       ? // Labelled for what it is: a model of a typical datacenter, not a measurement.
-        [String(i + 1), step, `~${energy(e.energyKwh)}`, `~${mass(e.gwpKgco2eq)}`, 'no trace', `EcoLogits estimate (${e.inputs.modelId}, ${e.inputs.zone})`]
+        [String(i + 1), step, `~${formatEnergy(e.energyKwh)}`, `~${mass(e.gwpKgco2eq)}`, 'no trace', `EcoLogits estimate (${e.inputs.modelId}, ${e.inputs.zone})`]
       : [
           String(i + 1),
           step,
-          m?.energyKwh === undefined ? '—' : energy(m.energyKwh),
-          m?.gwpKgco2eq === undefined ? '—' : mass(m.gwpKgco2eq),
-          m ? [m.cpuEnergyKwh, m.gpuEnergyKwh, m.ramEnergyKwh].map((x) => (x === undefined ? '—' : energy(x))).join(' / ') : 'no trace',
+          formatEnergy(m?.energyKwh),
+          mass(m?.gwpKgco2eq),
+          m ? [m.cpuEnergyKwh, m.gpuEnergyKwh, m.ramEnergyKwh].map(formatEnergy).join(' / ') : 'no trace',
           m ? (m.measured ? 'measured' : 'estimated') : '—',
         ],
   ),
@@ -180,9 +182,9 @@ const totalsRow = (name: string, t: CarbonTotals) => [
   name,
   `${t.tracedCalls}/${t.calls}`,
   // No call gave the figure: unknown, not zero.
-  t.callsWith.energyKwh > 0 ? energy(t.energyKwh) : '—',
+  t.callsWith.energyKwh > 0 ? formatEnergy(t.energyKwh) : '—',
   t.callsWith.gwpKgco2eq > 0 ? mass(t.gwpKgco2eq) : '—',
-  [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map((kwh, i) => (t.callsWith[(['cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh'] as const)[i]!] > 0 ? energy(kwh) : '—')).join(' / '),
+  [t.cpuEnergyKwh, t.gpuEnergyKwh, t.ramEnergyKwh].map((kwh, i) => (t.callsWith[(['cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh'] as const)[i]!] > 0 ? formatEnergy(kwh) : '—')).join(' / '),
   `${t.measuredCalls}/${t.tracedCalls}`,
 ];
 printTable(
@@ -198,7 +200,7 @@ if (estimated.length > 0) {
     estimated.map(([name, t]) => {
       const last = [...rows].reverse().find((r) => r.estimate?.inputs.modelId === name)?.estimate;
       const range = last?.min && last.max ? `${mass(last.min.gwpKgco2eq)} – ${mass(last.max.gwpKgco2eq)}` : '—';
-      return [name, String(t.tracedCalls), `~${energy(t.energyKwh)}`, `~${mass(t.gwpKgco2eq)}`, range];
+      return [name, String(t.tracedCalls), `~${formatEnergy(t.energyKwh)}`, `~${mass(t.gwpKgco2eq)}`, range];
     }),
   );
 }
@@ -206,8 +208,8 @@ if (estimated.length > 0) {
 if (local) {
   const stats = local.meter.stats();
   console.log(
-    `\nThe proxy's books: ${energy(stats.totalJoules / 3.6e6)} drawn since it started = ${energy(stats.attributedJoules / 3.6e6)} attributed to ` +
-      `${stats.requests} requests + ${energy(stats.idleJoules / 3.6e6)} idle. The calls above add up to ${energy(tracker.totals().energyKwh)}.`,
+    `\nThe proxy's books: ${formatEnergy(stats.totalJoules / 3.6e6)} drawn since it started = ${formatEnergy(stats.attributedJoules / 3.6e6)} attributed to ` +
+      `${stats.requests} requests + ${formatEnergy(stats.idleJoules / 3.6e6)} idle. The calls above add up to ${formatEnergy(tracker.totals().energyKwh)}.`,
   );
   if (args.keep) {
     console.log(`\ndashboard: ${local.proxyURL}/carbon   (model API: ${local.baseURL}; Ctrl-C to stop)`);
@@ -226,22 +228,6 @@ async function reachable(url: string): Promise<void> {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     fail(`cannot reach --base-url ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
   }
-}
-
-function energy(kwh: number): string {
-  return withPrefix(kwh * 1000, 'Wh');
-}
-
-function mass(kg: number): string {
-  return withPrefix(kg * 1000, 'g');
-}
-
-/** A value in base units with an SI prefix that keeps 1–999 before the point. */
-function withPrefix(value: number, unit: string): string {
-  if (value === 0) return `0 ${unit}`;
-  const prefixes = [['k', 1e3], ['', 1], ['m', 1e-3], ['µ', 1e-6], ['n', 1e-9], ['p', 1e-12]] as const;
-  const [prefix, scale] = prefixes.find(([, s]) => Math.abs(value) >= s) ?? prefixes[prefixes.length - 1]!;
-  return `${(value / scale).toPrecision(3)} ${prefix}${unit}`;
 }
 
 function printTable(header: string[], body: string[][]): void {

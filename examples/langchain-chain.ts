@@ -3,12 +3,13 @@
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { ChatPromptTemplate } from '@langchain/core/prompts';
 import { ChatOpenAI } from '@langchain/openai';
+import { formatEmissions, formatEnergy } from 'carbon-trace';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
 import { connect } from './server/connection';
 
 const server = await connect();
 const carbon = new CarbonTraceCallbackHandler({
-  onRootRunEnd: (totals) => console.log(`chain: ${totals.calls} model call(s), ${totals.energyKwh} kWh, ${totals.gwpKgco2eq} kgCO2eq`),
+  onRootRunEnd: (totals) => console.log(`chain: ${totals.calls} model call(s), ${formatEnergy(totals.energyKwh)}, ${formatEmissions(totals.gwpKgco2eq)}`),
 });
 const model = new ChatOpenAI({ model: server.model, apiKey: server.apiKey, configuration: { baseURL: server.baseURL, fetch: carbon.fetch } });
 const chain = ChatPromptTemplate.fromTemplate('Explain {topic} in one sentence.').pipe(model).pipe(new StringOutputParser());

@@ -2,13 +2,13 @@
 // Run: npx tsx examples/langchain-graph.ts
 import { END, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph';
 import { ChatOpenAI } from '@langchain/openai';
-import { getCarbonMetrics } from 'carbon-trace';
+import { formatEmissions, getCarbonMetrics } from 'carbon-trace';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
 import { connect } from './server/connection';
 
 const server = await connect();
 const carbon = new CarbonTraceCallbackHandler({
-  onRootRunEnd: (totals) => console.log(`graph: ${totals.calls} model calls, ${totals.gwpKgco2eq} kgCO2eq in total`),
+  onRootRunEnd: (totals) => console.log(`graph: ${totals.calls} model calls, ${formatEmissions(totals.gwpKgco2eq)} in total`),
 });
 const model = new ChatOpenAI({ model: server.model, apiKey: server.apiKey, configuration: { baseURL: server.baseURL, fetch: carbon.fetch } });
 
@@ -22,6 +22,6 @@ const graph = new StateGraph(MessagesAnnotation)
 
 const state = await graph.invoke({ messages: [{ role: 'user', content: 'Write a note on data-centre cooling.' }] }, { callbacks: [carbon] });
 for (const message of state.messages.slice(1)) {
-  console.log(`${message.content}\n  → ${getCarbonMetrics(message)?.gwpKgco2eq} kgCO2eq`);
+  console.log(`${message.content}\n  → ${formatEmissions(getCarbonMetrics(message)?.gwpKgco2eq)}`);
 }
 await server.close();

@@ -3,7 +3,7 @@
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateText, wrapLanguageModel } from 'ai';
-import { CarbonTracker, getCarbonMetrics } from 'carbon-trace';
+import { CarbonTracker, formatEmissions, formatEnergy, getCarbonMetrics } from 'carbon-trace';
 import { carbonTraceMiddleware } from 'carbon-trace/ai-sdk';
 import { withGridIntensity } from 'carbon-trace/grid';
 import { CarbonTraceCallbackHandler } from 'carbon-trace/langchain';
@@ -26,9 +26,9 @@ const report = tracker.toBoAmpsReport({
   infrastructure: { infraType: 'onPremise', components: [{ componentType: 'cpu', nbComponent: 1 }] },
   environment: { country: 'france' },
 });
-console.log(`BoAmps report: ${report.task.nbRequest} requests, ${report.measures[0]!.powerConsumption} kWh`);
+console.log(`BoAmps report: ${report.task.nbRequest} requests, ${formatEnergy(report.measures[0]!.powerConsumption)}`);
 
 // The same call's emissions if it had run on the Swedish grid (Ember averages via CO2.js).
 const metrics = getCarbonMetrics(result);
-if (metrics) console.log('in Sweden:', withGridIntensity(metrics, { zone: 'SWE' }).gwpKgco2eq, 'kgCO2eq');
+if (metrics) console.log(`in Sweden: ${formatEmissions(withGridIntensity(metrics, { zone: 'SWE' }).gwpKgco2eq)}`);
 await server.close();

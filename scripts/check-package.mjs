@@ -12,11 +12,12 @@ const run = (cmd, args, cwd = root) => execFileSync(cmd, args, { cwd, stdio: ['i
 rmSync(scratch, { recursive: true, force: true });
 mkdirSync(scratch, { recursive: true });
 
-const [{ filename }] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', scratch]));
+// --ignore-scripts: `prepare` would build again; this runs after `npm run build`.
+const [{ filename }] = JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch]));
 const tarball = join(scratch, filename);
 console.log(`packed ${filename}`);
 
-console.log(run('npx', ['publint', '--strict', '--pack', 'npm']).trim());
+console.log(run('npx', ['publint', 'run', tarball, '--strict']).trim());
 console.log(run('npx', ['attw', tarball, '--format', 'table']).trim());
 
 // Unpacked below the repository so that peers (zod, ai, @langchain/core) resolve from the
@@ -30,11 +31,11 @@ const entries = Object.keys(pkg.exports).filter((key) => key !== './package.json
 const specifiers = entries.map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`));
 // What each entry must export (functions and classes), checked from both module systems.
 const expectations = {
-  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator', 'getCarbonMetrics', 'CarbonTracker', 'withGridIntensity', 'toEmissionsCsv', 'toBoAmpsReport'],
+  'carbon-trace': ['parseCarbonTrace', 'extractCarbonMetrics', 'sumCarbonMetrics', 'createCarbonTraceAccumulator', 'getCarbonMetrics', 'CarbonTracker', 'withGridIntensity', 'isGridIntensityProvider', 'toEmissionsCsv', 'toBoAmpsReport', 'formatEnergy', 'formatEmissions'],
   'carbon-trace/ai-sdk': ['carbonTraceMiddleware', 'getCarbonMetrics'],
   'carbon-trace/langchain': ['CarbonTraceCallbackHandler', 'getCarbonMetrics'],
   'carbon-trace/otel': ['createOtelCarbonRecorder', 'carbonSpanAttributes'],
-  'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone'],
+  'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone', 'createElectricityMapsProvider', 'gridProviderFromOptions'],
   'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'amdSmiSource', 'powermetricsSource', 'estimateSource', 'toNodeListener'],
   'carbon-trace/estimate': ['estimateCallImpact', 'findEstimateModel', 'estimateProviders', 'getCarbonEstimate'],
 };
@@ -63,9 +64,15 @@ async function checkEstimate(aiSdk) {
   const estimate = aiSdk.getCarbonEstimate(result);
   if (!(estimate && estimate.trackingMethod === 'ecologits' && estimate.energyKwh > 0)) throw new Error('the middleware gave no estimate');
   console.log('  estimate through the middleware: ' + estimate.energyKwh + ' kWh');
+}
+// The formatters the quickstarts print with: the same text from both builds.
+function checkFormat(core) {
+  const text = core.formatEnergy(0.00000017) + ', ' + core.formatEmissions(3.2);
+  if (text !== '170 µWh, 3.20 kg CO2eq') throw new Error('the formatters gave ' + JSON.stringify(text));
+  console.log('  formatters: ' + text);
 }`;
-writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\nawait checkEstimate(await import('carbon-trace/ai-sdk'));\n`);
-writeFileSync(join(scratch, 'smoke.cjs'), `${checkFn}\n${cjs}\ncheckEstimate(require('carbon-trace/ai-sdk')).catch((e) => { console.error(e); process.exit(1); });\n`);
+writeFileSync(join(scratch, 'smoke.mjs'), `${checkFn}\n${esm}\ncheckFormat(await import('carbon-trace'));\nawait checkEstimate(await import('carbon-trace/ai-sdk'));\n`);
+writeFileSync(join(scratch, 'smoke.cjs'), `${checkFn}\n${cjs}\ncheckFormat(require('carbon-trace'));\ncheckEstimate(require('carbon-trace/ai-sdk')).catch((e) => { console.error(e); process.exit(1); });\n`);
 console.log('ESM import:');
 console.log(run('node', ['smoke.mjs'], scratch).trimEnd());
 console.log('CJS require:');

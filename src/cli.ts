@@ -1,10 +1,8 @@
 #!/usr/bin/env node
-import { createServer } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { gridIntensityOfZone } from './grid/index';
 import { createEnergyMeter } from './server/meter';
 import { autoSources } from './server/sources/auto';
-import { toNodeListener } from './server/node';
 import { createCarbonProxy } from './server/proxy';
 
 const HOST_HELP =
@@ -48,6 +46,7 @@ program
   .addOption(new Option('--meter <source>', 'energy source: auto (RAPL, NVML or amd-smi where readable, powermetrics on macOS, else an estimate), rapl, nvml, amd-smi, powermetrics, estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
   .addOption(new Option('--sample-ms <ms>', 'how often the counters are read between requests').default(100).argParser(integer('--sample-ms', 10, 60_000)))
   .addOption(new Option('--idle <mode>', 'energy with no request in flight: exclude (report it apart) or share (give it to the next requests)').choices(['exclude', 'share']).default('exclude'))
+  .addOption(new Option('--max-body-mb <mb>', 'the largest request body forwarded, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'where the RAPL powercap tree is', '/sys/class/powercap')
   .option('--nvidia-smi <path>', 'the nvidia-smi executable, when NVML has no energy counter', 'nvidia-smi')
   .option('--amd-smi <path>', 'the amd-smi executable (AMD GPUs, ROCm 6 or later)', 'amd-smi')
@@ -61,13 +60,16 @@ program
       '  GET /metrics                        Prometheus text\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
       if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new Error('not http');
     } catch {
-      fail(`--upstream takes an http(s) URL such as http://127.0.0.1:8000 (got ${JSON.stringify(options.upstream)})`);
+      fail(`--upstream takes an http(s) URL such as http://127.0.0.1:8000 (got ${JSON.stringify(options.upstream.replace(/\/\/[^/@]*@/, '//…@'))})`);
+    }
+    if (upstream.username !== '' || upstream.password !== '') {
+      fail('--upstream must not carry credentials (user:password@): the client\'s own Authorization header is what reaches the model server');
     }
     let gridIntensity: { gCo2PerKwh: number; source?: string } | undefined;
     if (options.zone !== undefined) {
@@ -76,14 +78,6 @@ program
       gridIntensity = { gCo2PerKwh: found.gCo2PerKwh, source: found.source ?? `zone ${options.zone}` };
     } else if (options.gridIntensity !== undefined) {
       gridIntensity = { gCo2PerKwh: options.gridIntensity, source: 'given with --grid-intensity' };
-    }
-
-    // A proxy in front of nothing would answer 502 to every call: say so now, in one line.
-    try {
-      await fetch(new URL('/v1/models', upstream.origin), { signal: AbortSignal.timeout(5_000) });
-    } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      fail(`cannot reach --upstream ${upstream.origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
     }
 
     let chosen: Awaited<ReturnType<typeof autoSources>>;
@@ -101,27 +95,46 @@ program
     });
     await meter.ready;
 
-    const proxy = createCarbonProxy({ upstream: upstream.href, meter, ...(gridIntensity ? { gridIntensity } : {}), onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`) });
-    const server = createServer(toNodeListener(proxy.handler, { onError: (message) => process.stderr.write(`carbon-trace: ${message}\n`) }));
-    // Slow or stalled clients hold only their own socket: headers must arrive within 10 s, a
-    // request body within 5 min; the model's answer may take as long as it takes.
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 300_000;
+    const say = (message: string) => process.stderr.write(`carbon-trace: ${message}\n`);
+    const target = `${upstream.origin}${upstream.pathname.replace(/\/$/, '')}`;
+    // Upstream news waits for the first lines, which say what the proxy is.
+    let started = false;
+    let held: string | undefined;
+    const proxy = createCarbonProxy({
+      upstream: upstream.href,
+      meter,
+      ...(gridIntensity ? { gridIntensity } : {}),
+      maxBodyBytes: options.maxBodyMb * 1024 * 1024,
+      onWarning: say,
+      // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
+      // until it answers, and say when that changes.
+      onUpstreamState: (state) => {
+        const line = state.reachable ? `upstream ${target} is reachable` : `upstream ${target} is not reachable${state.reason ? ` (${state.reason})` : ''}: answering 502 until it is`;
+        if (started) console.log(line);
+        else held = line;
+      },
+    });
+    const server = proxy.server;
     server.on('error', (error: NodeJS.ErrnoException) => fail(`cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`));
     server.listen(options.port, options.host, () => {
+      started = true;
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : options.port;
       const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-      console.log(`carbon-trace proxy listening on http://${host}:${port} → ${upstream.origin}${upstream.pathname.replace(/\/$/, '')}`);
+      console.log(`carbon-trace proxy listening on http://${host}:${port} → ${target}`);
       console.log(`meter: ${meter.describe()}`);
       console.log(`grid: ${gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)'}`);
       console.log(`dashboard: http://${host}:${port}/carbon · stats: /carbon/stats · Prometheus: /metrics`);
       if (options.host === '0.0.0.0' || options.host === '::') console.log('note: listening on every interface — anyone who can reach this machine can call the model through the proxy');
+      if (held !== undefined) console.log(held);
     });
     const stop = () => {
-      server.close();
-      server.closeAllConnections();
-      void meter.close().then(() => process.exit(0));
+      void proxy
+        .close()
+        .then(() => meter.close())
+        .then(() => process.exit(0));
+      // A stuck close must not keep a service manager waiting.
+      setTimeout(() => process.exit(0), 5_000).unref();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -3,10 +3,9 @@
  * CARBON_TRACE_MODEL and, if needed, CARBON_TRACE_API_KEY), else the toy model behind a real
  * carbon-trace proxy — the product itself, started for the example and stopped after it.
  */
-import { createServer } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { createCarbonProxy, createEnergyMeter, toNodeListener, type CarbonProxy, type EnergyMeter } from 'carbon-trace/server';
+import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter } from 'carbon-trace/server';
 import { startToyModel } from './toy-model';
 
 export type Connection = {
@@ -35,7 +34,7 @@ export async function startProxiedToyModel(options: { gridIntensityGPerKwh?: num
   const meter = createEnergyMeter({ sources: 'auto', sampleIntervalMs: 100, onWarning: false });
   const gridIntensity = options.gridIntensityGPerKwh === undefined ? undefined : { gCo2PerKwh: options.gridIntensityGPerKwh, source: 'given with --grid-intensity' };
   const proxy = createCarbonProxy({ upstream: model.origin, meter, ...(gridIntensity ? { gridIntensity } : {}), onWarning: false });
-  const server = createServer(toNodeListener(proxy.handler));
+  const server = proxy.server;
   server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   await meter.ready;
@@ -49,8 +48,7 @@ export async function startProxiedToyModel(options: { gridIntensityGPerKwh?: num
     proxy,
     meter,
     close: async () => {
-      server.closeAllConnections();
-      server.close();
+      await proxy.close();
       await meter.close();
       await model.close();
     },

@@ -1,11 +1,13 @@
 import { createCarbonTraceAccumulator } from '../core/accumulator';
 import { createCallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
 import { mergeAttributes, outcomeOfError, withUsageTokens } from '../core/call-details';
+import { bookAtGrid, type GridIntensitySetting } from '../core/grid-intensity';
 import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { getActiveSpan, setCarbonSpanAttributes } from '../core/span-attributes';
 import type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder } from '../core/types';
+import { loadEstimateCall } from '../estimate/load';
 
 /**
  * What `onMetrics` is told about the call.
@@ -92,9 +94,21 @@ export type CarbonTraceMiddlewareOptions = {
    * model's size, the tokens generated and the latency measured here: `true`, or `{ zone }` to
    * set the electricity zone. The estimate goes to `providerMetadata.ecologits` (read it with
    * `getCarbonEstimate`), to `onMetrics` as `context.estimate`, and to the trackers apart from
-   * traces — never to `codecarbon`. A call with a trace is never estimated. Default: off.
+   * traces — never to `codecarbon`. A call with a trace is never estimated. A call that was
+   * estimated raises no "no x_carbon_trace" warning (that is what you asked for); one that could
+   * not be (an unknown model, no token count) still does, with the reason. Default: off.
    */
   estimate?: CarbonEstimateSetting;
+  /**
+   * The grid the traced calls' emissions are booked at: `gwpKgco2eq` is recomputed from each
+   * call's measured energy at this intensity (flagged in its `warnings`), for a server whose
+   * CodeCarbon does not know its grid, or to book at a live figure. A fixed
+   * `{ gCo2PerKwh, source? }`, or a provider (`createElectricityMapsProvider` from
+   * `carbon-trace/grid`) whose `current()` is read as each call is booked. Reaches
+   * `providerMetadata`, `onMetrics`, the trackers and OpenTelemetry. Estimates keep their own
+   * grid (`estimate: { gridIntensity }`). Default: the server's own figure.
+   */
+  gridIntensity?: GridIntensitySetting;
 };
 
 // Loose on purpose: one object must satisfy the middleware types of ai@5 (v2), ai@6 (v3) and
@@ -151,7 +165,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   // Whether the caller itself asked for raw chunks, keyed by the params object we hand on.
   const callerWantsRaw = new WeakMap<object, boolean>();
   const sessions = createSessionEmissions();
-  const estimator = createCallEstimator(options.estimate, warn);
+  const estimator = createCallEstimator(options.estimate, warn, loadEstimateCall);
 
   function callContext(model: Loose, params: Loose, type: 'generate' | 'stream', outcome: CallOutcome): CarbonTraceCallContext {
     const provider = typeof options.provider === 'string' && options.provider !== '' ? options.provider : String(model?.provider ?? 'unknown');
@@ -181,7 +195,8 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
   ): { metrics?: CarbonMetrics; estimate?: CarbonEstimate } {
     const source = `${context.provider}/${context.modelId}`;
     const tokens = tokensOf(call?.usage);
-    const metrics = withUsageTokens(sessions.apply(source, read?.metrics), tokens);
+    // The server's session totals are read before the grid recomputes anything.
+    const metrics = bookAtGrid(withUsageTokens(sessions.apply(source, read?.metrics), tokens), options.gridIntensity, options.onWarning);
     const absence: TraceAbsence =
       context.outcome !== 'completed' ? { reason: 'failed' } : read?.problem !== undefined ? { reason: 'unusable', problem: read.problem } : { reason: 'no-trace' };
     // Only a completed call with no trace at all: a broken trace still came from a traced server.

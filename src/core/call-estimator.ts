@@ -1,3 +1,5 @@
+import type { GridIntensitySetting } from './grid-intensity';
+import type { CarbonTraceWarningHandler } from './report';
 import type { CarbonEstimate } from './types';
 
 /**
@@ -23,6 +25,11 @@ export type CarbonEstimateSetting =
        * Default: the model's provider id (`'openai.chat'`) or LangChain's `ls_provider`.
        */
       provider?: string;
+      /**
+       * The grid of every estimate, instead of the zone's: a fixed intensity, or a provider
+       * (`createElectricityMapsProvider`) read when each call is estimated. Wins over `zone`.
+       */
+      gridIntensity?: GridIntensitySetting;
     };
 
 /**
@@ -55,26 +62,71 @@ export type CallEstimator = {
   estimate(call: EstimableCall): CarbonEstimate | undefined;
 };
 
-type EstimateFn = typeof import('../estimate/estimate-call-impact').estimateCallImpact;
-
 /**
- * Makes the estimator of an adapter, or `undefined` when `setting` does not ask for estimates.
+ * One call as the estimate function takes it (`carbon-trace/estimate`'s `estimateCallImpact`).
  *
  * @example
  * ```ts
- * const estimator = createCallEstimator(true, (key, message) => console.warn(message));
+ * const call: CallEstimateInput = { provider: 'openai', modelId: 'gpt-4o-mini', outputTokens: 40, latencySeconds: 1.2 };
  * ```
  */
-export function createCallEstimator(setting: CarbonEstimateSetting | undefined, warn: (key: string, message: string) => void): CallEstimator | undefined {
+export type CallEstimateInput = {
+  provider: string;
+  modelId: string;
+  outputTokens: number;
+  latencySeconds?: number;
+  zone?: string;
+  promptTokens?: number;
+  gridIntensity?: GridIntensitySetting;
+};
+
+/**
+ * The estimate function the core is handed: `carbon-trace/estimate`'s `estimateCallImpact`.
+ *
+ * @example
+ * ```ts
+ * const estimateFn: EstimateCallFn = estimateCallImpact;
+ * ```
+ */
+export type EstimateCallFn = (call: CallEstimateInput, options: { onWarning?: CarbonTraceWarningHandler }) => CarbonEstimate | undefined;
+
+/**
+ * Loads the estimate function on demand. The adapters pass one that imports
+ * `carbon-trace/estimate` lazily, so the core never imports upward and the model data stays in
+ * its own chunk, fetched only by apps that turn estimates on.
+ *
+ * @example
+ * ```ts
+ * const load: EstimateLoader = () => import('carbon-trace/estimate').then((m) => m.estimateCallImpact);
+ * ```
+ */
+export type EstimateLoader = () => Promise<EstimateCallFn>;
+
+/**
+ * Makes the estimator of an adapter, or `undefined` when `setting` does not ask for estimates;
+ * `load` is called once, then, to fetch the estimate function.
+ *
+ * @example
+ * ```ts
+ * const estimator = createCallEstimator(true, (key, message) => console.warn(message), loadEstimateCall);
+ * ```
+ */
+export function createCallEstimator(
+  setting: CarbonEstimateSetting | undefined,
+  warn: (key: string, message: string) => void,
+  load: EstimateLoader,
+): CallEstimator | undefined {
   if (setting === undefined || setting === false || setting === null) return undefined;
   const settings = typeof setting === 'object' ? setting : {};
   const zone = typeof settings.zone === 'string' ? settings.zone : undefined;
   const provider = typeof settings.provider === 'string' && settings.provider !== '' ? settings.provider : undefined;
-  let estimateFn: EstimateFn | undefined;
+  const gridIntensity = settings.gridIntensity ?? undefined;
+  let estimateFn: EstimateCallFn | undefined;
   const onWarning = (message: string) => warn(message, message);
-  const ready = import('../estimate/estimate-call-impact').then(
-    (module) => {
-      estimateFn = module.estimateCallImpact;
+  // A loader that throws instead of rejecting fails the same way.
+  const ready = Promise.resolve().then(load).then(
+    (fn) => {
+      estimateFn = fn;
     },
     (error: unknown) => warn('estimate-load', `carbon-trace/estimate could not be loaded, so no call is estimated: ${String(error)}`),
   );
@@ -90,13 +142,14 @@ export function createCallEstimator(setting: CarbonEstimateSetting | undefined, 
         warn(message, message);
         return undefined;
       }
-      const input: Parameters<EstimateFn>[0] = {
+      const input: CallEstimateInput = {
         provider: provider ?? call.provider,
         modelId: call.modelId,
         outputTokens: call.completionTokens as number,
         latencySeconds: call.latencySeconds,
       };
       if (zone !== undefined) input.zone = zone;
+      if (gridIntensity !== undefined) input.gridIntensity = gridIntensity;
       if (call.promptTokens !== undefined) input.promptTokens = call.promptTokens as number;
       return estimateFn(input, { onWarning });
     },

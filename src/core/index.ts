@@ -31,5 +31,13 @@ export { CarbonTracker, type CarbonTrackerOptions } from './tracker';
 export { OVERFLOW_ATTRIBUTE_VALUE, OVERFLOW_MODEL, UNATTRIBUTED, UNKNOWN_MODEL } from './model-keys';
 export { toBoAmpsReport, type BoAmpsComponent, type BoAmpsReport, type BoAmpsReportOptions } from './boamps-report';
 export { EMISSIONS_CSV_COLUMNS, toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
-export { withGridIntensity, type GridIntensity } from './grid-intensity';
+export {
+  isGridIntensityProvider,
+  withGridIntensity,
+  type GridIntensity,
+  type GridIntensityProvider,
+  type GridIntensityReading,
+  type GridIntensitySetting,
+} from './grid-intensity';
+export { formatEmissions, formatEnergy, NO_FIGURE, type FormatEmissionsOptions } from './format';
 export { carbonSpanAttributes } from './span-attributes';

@@ -91,11 +91,8 @@ function warnAboutTrace(
         warn(`${source}\0${absence.key}`, absence.message);
         return;
       default:
-        if (estimated) {
-          warn(`${source}\0estimated`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call, an EcoLogits estimate under the ecologits key instead`);
-        } else {
-          warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
-        }
+        // An estimated call is what the user asked `estimate` for: nothing to warn about.
+        if (!estimated) warn(`${source}\0missing`, `no x_carbon_trace in the response of ${source}: no carbon metrics for this call`);
         return;
     }
   }

@@ -2,7 +2,9 @@ import { toBoAmpsReport, type BoAmpsReport, type BoAmpsReportOptions } from './b
 import { toEmissionsCsv, type EmissionsCsvOptions } from './emissions-csv';
 import { OVERFLOW_ATTRIBUTE_VALUE, OVERFLOW_MODEL, UNATTRIBUTED, UNKNOWN_MODEL } from './model-keys';
 import { isCarbonEstimate, isCarbonMetrics } from './get-carbon-metrics';
+import { withGridIntensity, type GridIntensitySetting } from './grid-intensity';
 import { hasCarbonFigure } from './parse-carbon-trace';
+import type { CarbonTraceWarningHandler } from './report';
 import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
 import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, EstimateMethod, TrackingMethod } from './types';
 
@@ -26,6 +28,17 @@ export type CarbonTrackerOptions = {
    * broken down.
    */
   maxAttributeValues?: number;
+  /**
+   * The grid traced calls are booked at: each call's `gwpKgco2eq` is recomputed from its energy
+   * at this intensity when it is recorded, so the totals, emissions.csv (`emissions`,
+   * `emissions_rate`), BoAmps and every other view follow it. A fixed `{ gCo2PerKwh, source? }`,
+   * or a provider (`createElectricityMapsProvider` from `carbon-trace/grid`) whose `current()`
+   * is read at each record: every call at the intensity of its time. Estimates keep their own
+   * grid. Default: the figure the call came with.
+   */
+  gridIntensity?: GridIntensitySetting;
+  /** Where a call that could not be recomputed (no energy) is reported. Default: `console.warn`, each distinct warning once. */
+  onWarning?: CarbonTraceWarningHandler;
 };
 
 const DEFAULT_MAX_MODELS = 1_000;
@@ -72,10 +85,14 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   private attributes = new Map<string, Map<string, CarbonTotals>>();
   private readonly maxModels: number;
   private readonly maxAttributeValues: number;
+  private readonly grid: GridIntensitySetting | undefined;
+  private readonly onWarning: CarbonTraceWarningHandler | undefined;
 
   constructor(options: CarbonTrackerOptions = {}) {
     this.maxModels = positiveInteger(options.maxModels) ?? DEFAULT_MAX_MODELS;
     this.maxAttributeValues = positiveInteger(options.maxAttributeValues) ?? DEFAULT_MAX_MODELS;
+    this.grid = options.gridIntensity ?? undefined;
+    this.onWarning = options.onWarning;
   }
 
   /**
@@ -87,6 +104,9 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    * ```
    */
   record(metrics: CarbonMetrics | undefined, context: CarbonRecordContext = {}): void {
+    if (this.grid !== undefined && isCarbonMetrics(metrics) && hasCarbonFigure(metrics)) {
+      metrics = withGridIntensity(metrics, this.grid, this.onWarning === undefined ? {} : { onWarning: this.onWarning });
+    }
     // Before the overall totals: a key seen for the first time starts from the calls before this one.
     this.recordAttributes(metrics, context.attributes);
     addCarbonMetrics(this.all, metrics);

@@ -1,9 +1,10 @@
+import { isGridIntensityProvider, type GridIntensitySetting } from '../core/grid-intensity';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import type { CarbonEstimate, CarbonEstimateInputs, CarbonRange } from '../core/types';
 import { isCount, isFigure } from '../core/units';
-import { gridIntensityOfZone } from '../grid/index';
-import { ZONE_HINT } from '../grid/iso-3166';
-import { ECOLOGITS_PROVIDERS, ECOLOGITS_RELEASE } from './data/ecologits';
+import { gridIntensityOfZone } from '../grid/zones';
+import { ZONE_HINT, zoneKey } from '../grid/iso-3166';
+import { ECOLOGITS_ELECTRICITY_MIXES_GWP, ECOLOGITS_PROVIDERS, ECOLOGITS_RELEASE } from './data/ecologits';
 import { llmImpacts, type LlmImpacts } from './llm-impacts';
 import { findEstimateModel } from './models';
 
@@ -39,9 +40,15 @@ export type EstimateCallInput = {
   latencySeconds?: number;
   /**
    * Electricity zone: an ISO 3166-1 code (`'FR'`, `'FRA'`) or a region CO2.js knows
-   * (`'WORLD'`). Default: the provider's datacenter country in EcoLogits' data.
+   * (`'WORLD'`). Default: the provider's datacenter country in EcoLogits' data. Its intensity is
+   * EcoLogits' own mix for the 50 zones EcoLogits knows, and CO2.js's (Ember) beyond them.
    */
   zone?: string;
+  /**
+   * The grid, instead of the zone's: a fixed `{ gCo2PerKwh, source? }`, or a provider
+   * (`createElectricityMapsProvider` from `carbon-trace/grid`) whose `current()` is read now.
+   */
+  gridIntensity?: GridIntensitySetting;
   /** Prompt tokens, carried along for reports; the method does not use them. */
   promptTokens?: number;
 };
@@ -69,7 +76,9 @@ const MODEL_WARNINGS: Record<string, string> = {
  * (release {@link ESTIMATE_METHOD}; methodology: ecologits.ai/latest/methodology/llm_inference):
  * GPU energy per generated token as a function of the model's active parameters at batch size
  * 64, the server's energy over the generation time, the GPUs the model's total parameters need,
- * the provider's PUE, and the grid intensity of the provider's datacenter country.
+ * the provider's PUE, and the grid intensity of the provider's datacenter country — EcoLogits'
+ * own electricity mix for the zones it has one for, CO2.js's (Ember) beyond them, or the
+ * `gridIntensity` you give, which wins.
  *
  * An estimate is not a measurement: it models a typical datacenter, not the one that served the
  * call. For closed models EcoLogits only knows a range of parameter counts, so the figures are
@@ -108,10 +117,16 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
       return refuse(`model\0${provider}\0${modelId}`, `EcoLogits ${ECOLOGITS_RELEASE.version} has no data for this model`);
     }
     const config = ECOLOGITS_PROVIDERS[model.provider]!;
-    const zoneName = zone === undefined ? config.datacenterLocation : zone;
-    const intensity = typeof zoneName === 'string' ? gridIntensityOfZone(zoneName) : undefined;
-    if (intensity === undefined) {
-      return refuse(`zone\0${String(zoneName)}`, `unknown grid zone ${JSON.stringify(zoneName)} (${ZONE_HINT})`);
+    let intensity: EstimateGrid;
+    if (call.gridIntensity !== undefined) {
+      const given = givenGrid(call.gridIntensity, zone);
+      if (typeof given === 'string') return refuse(`grid\0${given}`, given);
+      intensity = given;
+    } else {
+      const zoneName = zone === undefined ? config.datacenterLocation : zone;
+      const found = typeof zoneName === 'string' ? gridOfZone(zoneName) : undefined;
+      if (found === undefined) return refuse(`zone\0${String(zoneName)}`, `unknown grid zone ${JSON.stringify(zoneName)} (${ZONE_HINT})`);
+      intensity = found;
     }
 
     // EcoLogits runs the method once per end of a range: low parameters with the low PUE, high
@@ -127,7 +142,7 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
         outputTokens,
         requestLatencySeconds: latencySeconds ?? Number.POSITIVE_INFINITY,
         pue: at(pue, end),
-        gwpKgPerKwh: intensity.gCo2PerKwh / 1000,
+        gwpKgPerKwh: intensity.gwpKgPerKwh,
       });
     const low = run('min');
     const high = ranged ? run('max') : low;
@@ -142,9 +157,9 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
       pue,
       outputTokens,
       generationLatencySeconds: span(low.generationLatencySeconds, high.generationLatencySeconds),
-      zone: intensity.zone ?? String(zoneName),
+      zone: intensity.zone,
       gCo2PerKwh: intensity.gCo2PerKwh,
-      gridSource: intensity.source ?? 'carbon-trace/grid',
+      gridSource: intensity.source,
     };
     if (latencySeconds !== undefined) inputs.requestLatencySeconds = latencySeconds;
     const warnings = model.warnings.map((code) => MODEL_WARNINGS[code] ?? code);
@@ -171,6 +186,49 @@ export function estimateCallImpact(call: EstimateCallInput, options: EstimateOpt
     // A hostile input (a throwing getter) costs the estimate, never the caller's call.
     return refuse('internal', `unreadable input (${String(error)})`);
   }
+}
+
+type EstimateGrid = { gCo2PerKwh: number; gwpKgPerKwh: number; zone: string; source: string };
+
+/**
+ * The grid of a zone as EcoLogits would take it: its own electricity mix for the zones it knows
+ * (kgCO2eq/kWh as electricity_mixes.csv has it, so usage emissions are EcoLogits' own product),
+ * CO2.js's Ember average beyond them.
+ */
+function gridOfZone(zone: string): EstimateGrid | undefined {
+  const key = zoneKey(zone);
+  const ecologitsKey = key === 'WORLD' ? 'WOR' : key;
+  if (Object.hasOwn(ECOLOGITS_ELECTRICITY_MIXES_GWP, ecologitsKey)) {
+    const gwpKgPerKwh = ECOLOGITS_ELECTRICITY_MIXES_GWP[ecologitsKey]!;
+    return {
+      gwpKgPerKwh,
+      // For display only: 0.17481 × 1000 is 174.81000000000003 in binary floating point.
+      gCo2PerKwh: Number((gwpKgPerKwh * 1000).toPrecision(12)),
+      zone: ecologitsKey,
+      source: `EcoLogits ${ECOLOGITS_RELEASE.version} electricity mix (electricity_mixes.csv), zone ${ecologitsKey}`,
+    };
+  }
+  const found = gridIntensityOfZone(zone);
+  if (found === undefined) return undefined;
+  return { gwpKgPerKwh: found.gCo2PerKwh / 1000, gCo2PerKwh: found.gCo2PerKwh, zone: found.zone ?? key, source: found.source ?? 'carbon-trace/grid' };
+}
+
+/** An intensity given explicitly, read now; a string says why it cannot be used. */
+function givenGrid(setting: GridIntensitySetting, zone: unknown): EstimateGrid | string {
+  let reading: unknown;
+  try {
+    reading = isGridIntensityProvider(setting) ? setting.current() : setting;
+  } catch (error) {
+    return `the grid intensity provider failed (${error instanceof Error ? error.message : String(error)})`;
+  }
+  const { gCo2PerKwh, source, zone: readingZone } = (reading ?? {}) as { gCo2PerKwh?: unknown; source?: unknown; zone?: unknown };
+  if (!isFigure(gCo2PerKwh)) return `grid intensity ${String(gCo2PerKwh)} is not a number of gCO2eq/kWh ≥ 0`;
+  return {
+    gCo2PerKwh,
+    gwpKgPerKwh: gCo2PerKwh / 1000,
+    zone: typeof readingZone === 'string' ? readingZone : typeof zone === 'string' ? zone : 'unspecified',
+    source: typeof source === 'string' ? source : 'given intensity',
+  };
 }
 
 function at(value: number | CarbonRange, end: 'min' | 'max'): number {

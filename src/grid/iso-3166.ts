@@ -39,6 +39,22 @@ export function alpha3Of(alpha2: string): string | undefined {
 }
 
 /**
+ * The key a zone as users write it is looked up under: trimmed, upper case, an alpha-2 country
+ * code turned into its alpha-3 code ('fr' → 'FRA'), and EcoLogits' WOR written WORLD as CO2.js
+ * writes the world average.
+ *
+ * @example
+ * ```ts
+ * zoneKey(' fr '); // 'FRA'
+ * zoneKey('wor');  // 'WORLD'
+ * ```
+ */
+export function zoneKey(zone: string): string {
+  const given = String(zone).trim().toUpperCase();
+  return given.length === 2 ? (alpha3Of(given) ?? given) : given === 'WOR' ? 'WORLD' : given;
+}
+
+/**
  * What to write instead of an unknown zone, in every warning that refuses one.
  *
  * @example

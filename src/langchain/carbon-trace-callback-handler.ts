@@ -3,11 +3,13 @@ import type { Serialized } from '@langchain/core/load/serializable';
 import type { LLMResult } from '@langchain/core/outputs';
 import { createCallEstimator, type CallEstimator, type CarbonEstimateSetting } from '../core/call-estimator';
 import { mergeAttributes, outcomeOfError, withUsageTokens } from '../core/call-details';
+import { bookAtGrid, type GridIntensitySetting } from '../core/grid-intensity';
 import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbonTrace } from '../core/parse-carbon-trace';
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
 import type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+import { loadEstimateCall } from '../estimate/load';
 import { createCaptureFetch, type FetchLike } from './capture-fetch';
 import { requestKeyOfMessages, TraceCaptures } from './capture-matching';
 
@@ -91,9 +93,20 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * set the electricity zone. The estimate goes to `message.response_metadata.ecologits` (read
    * it with `getCarbonEstimate`), to `onMetrics` as `run.estimate`, and to the trackers and
    * {@link CarbonTraceCallbackHandler.estimateTotals} apart from traces — never to `codecarbon`.
-   * A run with a trace is never estimated. Default: off.
+   * A run with a trace is never estimated. A run that was estimated raises no "no
+   * x_carbon_trace" warning (that is what you asked for); one that could not be (an unknown
+   * model, no token count) still does, with the reason. Default: off.
    */
   estimate?: CarbonEstimateSetting;
+  /**
+   * The grid the traced runs' emissions are booked at: `gwpKgco2eq` is recomputed from each
+   * run's measured energy at this intensity (flagged in its `warnings`). A fixed
+   * `{ gCo2PerKwh, source? }`, or a provider (`createElectricityMapsProvider` from
+   * `carbon-trace/grid`) whose `current()` is read as each run is booked. Reaches
+   * `response_metadata`, `onMetrics`, the totals and the trackers. Estimates keep their own grid
+   * (`estimate: { gridIntensity }`). Default: the server's own figure.
+   */
+  gridIntensity?: GridIntensitySetting;
 }
 
 type LLMState = {
@@ -171,7 +184,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     super({ ...fields, _awaitHandler: true });
     this.options = fields;
     this.warn = createWarner(fields.onWarning);
-    this.estimator = createCallEstimator(fields.estimate, this.warn);
+    this.estimator = createCallEstimator(fields.estimate, this.warn, loadEstimateCall);
     const inner = fields.fetch;
     this.fetch = createCaptureFetch(
       () => inner ?? globalThis.fetch,
@@ -320,7 +333,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       const run = this.runs.get(runId);
       const { read, absence } = this.readTrace(runId, output, run?.llm);
       const usage = usageOf(output);
-      const metrics = withUsageTokens(this.sessions.apply(sessionKey(run?.llm), read?.metrics), usage);
+      // The server's session totals are read before the grid recomputes anything.
+      const metrics = bookAtGrid(withUsageTokens(this.sessions.apply(sessionKey(run?.llm), read?.metrics), usage), this.options.gridIntensity, this.options.onWarning);
       // Only a run with no trace at all: a broken trace still came from a traced server.
       const llm = run?.llm;
       const estimate =

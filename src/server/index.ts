@@ -1,4 +1,4 @@
-export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMeterOptions, type MeteredRequest, type MeterStats } from './meter';
+export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMeterOptions, type MeteredRequest, type MeterStats, type ModelBook } from './meter';
 export { splitSlice, type SliceParticipant } from './attribution';
 export { raplSource, RaplUnavailableError, type RaplSourceOptions } from './sources/rapl';
 export { nvmlSource, type NvmlSourceOptions } from './sources/nvml';
@@ -11,6 +11,7 @@ export { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type Ene
 export { isCompletionRequest, withCarbonTrace, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
 export { carbonTraceRecord, WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
 export { toNodeListener } from './node';
-export { createCarbonProxy, type CarbonProxy, type CarbonProxyOptions, type ProxyStats, type RecentRequest } from './proxy';
+export { createCarbonProxy, type BookRow, type BookedRequest, type CarbonProxy, type CarbonProxyOptions, type ProxyStats, type RecentRequest, type UpstreamState } from './proxy';
+export { type GridIntensityOption } from './grid-source';
+export { OTHER_ROW } from './books';
 export { dashboardHtml } from './dashboard';
-export type { BookedRequest } from './with-carbon-trace';

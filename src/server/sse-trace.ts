@@ -1,167 +1,70 @@
 import { Buffer } from 'node:buffer';
-import { withTraceMember } from './trace-record';
+import { asciiJson, carriesTrace } from './json-splice';
+import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
 
 /**
- * What the stream observer needs from its request: token pacing, and the trace once the books are
- * closed.
+ * What the event tracer tells its request while the stream passes.
  *
  * @example
  * ```ts
- * const hooks: StreamTraceHooks = { token: () => request.tokens(1), usage: (u) => (tokens = u), finish: async () => record };
+ * const hooks: EventTracerHooks = { tokens: (n) => request.tokens(n), usage: (u) => (usage = u) };
  * ```
  */
-export type StreamTraceHooks = {
-  /** One content or tool-call delta went to the client. */
-  token(): void;
-  /** The stream carried usage (`prompt_tokens`, `completion_tokens`). */
-  usage(usage: { prompt_tokens?: number; completion_tokens?: number }): void;
-  /** The stream is over (`[DONE]`, end or cut): close the books and give the trace, if any. */
-  finish(): Promise<Record<string, unknown> | undefined>;
-  /** The client went away: close the books. */
-  abort(): void;
+export type EventTracerHooks = {
+  /** `count` tokens went to the client (see {@link countTokens}). */
+  tokens(count: number): void;
+  /** The stream carried usage. */
+  usage(usage: { prompt_tokens?: unknown; completion_tokens?: unknown }): void;
 };
 
-const SEPARATOR = /\r\n\r\n|\n\n|\r\r/;
-// What a chunk that may be the last one looks like, and what marks a produced token; cheap
-// checks on the text, so that most chunks pass without being parsed.
-const MAY_BE_LAST = /"finish_reason"\s*:\s*"|"choices"\s*:\s*\[\s*\]|\[DONE\]|"usage"\s*:\s*\{/;
-const TOKEN = /"content"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{/;
-const TOKENS = new RegExp(TOKEN.source, 'g');
+/** What one `push` gives back: bytes to send now, and whether `[DONE]` came (the rest waits for the trace). */
+export type PushResult = { out: Buffer[]; done: boolean };
+
+// What a chunk that may be the last one looks like; anything else passes without being parsed.
+const MAY_BE_LAST = /"finish_reason"\s*:\s*"|"choices"\s*:\s*\[\s*\]|"usage"\s*:\s*\{|\[DONE\]/;
+// One token is one piece of produced output in one choice: text (chat `content`, reasoning, legacy
+// completions' `text`) or a tool-call delta. Escaped quotes inside strings never match.
+const TOKEN = /"(?:content|reasoning_content|reasoning|text)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{/g;
+const LF = 0x0a;
+const CR = 0x0d;
 
 /**
- * Passes an OpenAI-compatible SSE body through, event by event and byte for byte, except that
- * `x_carbon_trace` is added to the last data chunk before `[DONE]`. Only the chunks that may be
- * last — one with a `finish_reason`, or the usage-only chunk (`choices: []`) — are held back
- * until the next event shows whether they were; content chunks flow at once. Pull-based, so the
- * client's pace is the upstream's (backpressure), and a client that cancels cancels the upstream
- * body and still closes the request's books.
+ * How many tokens an SSE event (or several whole events) carries, by one rule for every path: a
+ * non-empty `content`, `reasoning_content`, `reasoning` or `text` string, or a non-empty
+ * `tool_calls` array, counts one — per choice, so `n > 1` streams count every choice.
  *
  * @example
  * ```ts
- * return new Response(traceEventStream(upstream.body!, hooks), upstream);
+ * countTokens('data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'); // 1
  * ```
  */
-export function traceEventStream(body: ReadableStream<Uint8Array>, hooks: StreamTraceHooks): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  const encoder = new TextEncoder();
-  let pending = '';
-  let held: string | undefined;
-  let finished = false;
-
-  const finish = async (): Promise<string> => {
-    finished = true;
-    const last = held;
-    held = undefined;
-    const trace = await hooks.finish();
-    if (last === undefined) return '';
-    return trace === undefined ? last : (injectIntoEvent(last, trace) ?? last);
-  };
-
-  /** Text to send now for one complete event (with its separator); `undefined` for `[DONE]`. */
-  const onEvent = (event: string): string | undefined => {
-    if (!MAY_BE_LAST.test(event)) {
-      if (TOKEN.test(event)) hooks.token();
-      return flushHeld() + event;
-    }
-    const data = dataOf(event);
-    if (data === undefined) return flushHeld() + event; // a comment or keep-alive
-    if (data.trim() === '[DONE]') return undefined;
-    const chunk = parse(data);
-    if (chunk !== undefined) observe(chunk);
-    if (chunk !== undefined && mayBeLast(chunk)) {
-      const out = flushHeld();
-      held = event;
-      return out;
-    }
-    return flushHeld() + event;
-  };
-
-  const flushHeld = (): string => {
-    const out = held ?? '';
-    held = undefined;
-    return out;
-  };
-
-  const observe = (chunk: Loose) => {
-    for (const choice of Array.isArray(chunk.choices) ? chunk.choices : []) {
-      const delta = choice?.delta;
-      if ((typeof delta?.content === 'string' && delta.content !== '') || (Array.isArray(delta?.tool_calls) && delta.tool_calls.length > 0)) hooks.token();
-    }
-    if (chunk.usage && typeof chunk.usage === 'object') hooks.usage(chunk.usage);
-  };
-
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      for (;;) {
-        let next: ReadableStreamReadResult<Uint8Array>;
-        try {
-          next = await reader.read();
-        } catch (error) {
-          // A cut upstream: close the books, and hand the client the same error.
-          if (!finished) await finish().catch(() => undefined);
-          throw error;
-        }
-        if (next.done) {
-          pending += decoder.decode();
-          let out = pending;
-          pending = '';
-          if (!finished) out = (await finish()) + out;
-          if (out) controller.enqueue(encoder.encode(out));
-          controller.close();
-          return;
-        }
-        // The common chunk: whole content events, nothing held, nothing that may be last. Its own
-        // bytes go on untouched; the ASCII patterns are found in a byte-for-byte (latin1) view,
-        // cheaper than decoding UTF-8 that nothing will change.
-        const chunk = next.value;
-        if (pending === '' && held === undefined) {
-          const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1');
-          if (view.endsWith('\n\n') && !MAY_BE_LAST.test(view)) {
-            TOKENS.lastIndex = 0;
-            while (TOKENS.exec(view) !== null) hooks.token();
-            controller.enqueue(chunk);
-            return;
-          }
-        }
-        pending += decoder.decode(chunk, { stream: true });
-        let out = '';
-        for (let match = SEPARATOR.exec(pending); match; match = SEPARATOR.exec(pending)) {
-          const end = match.index + match[0].length;
-          const event = pending.slice(0, end);
-          pending = pending.slice(end);
-          const sent = onEvent(event);
-          out += sent === undefined ? (await finish()) + event : sent;
-        }
-        if (out) {
-          controller.enqueue(encoder.encode(out));
-          return;
-        }
-      }
-    },
-    async cancel(reason) {
-      if (!finished) {
-        finished = true;
-        hooks.abort();
-      }
-      await reader.cancel(reason);
-    },
-  });
+export function countTokens(latin1: string): number {
+  TOKEN.lastIndex = 0;
+  let n = 0;
+  while (TOKEN.exec(latin1) !== null) n++;
+  return n;
 }
 
+const endsEvent = (bytes: Buffer) => bytes.length >= 2 && bytes[bytes.length - 1] === LF && (bytes[bytes.length - 2] === LF || (bytes[bytes.length - 2] === CR && bytes[bytes.length - 3] === LF));
+
+/** The data of an event (its `data:` lines joined), `undefined` for a comment or an empty event. */
 function dataOf(event: string): string | undefined {
-  const lines = event.split(/\r\n|\n|\r/).filter((l) => l.startsWith('data:'));
-  if (lines.length === 0) return undefined;
-  return lines.map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+  let data: string | undefined;
+  for (const line of event.split(/\r\n|\n|\r/)) {
+    if (!line.startsWith('data:')) continue;
+    const value = line.slice(line.startsWith('data: ') ? 6 : 5);
+    data = data === undefined ? value : `${data}\n${value}`;
+  }
+  return data;
 }
 
-function parse(data: string): Loose {
+function parseChunk(data: string): Loose {
   try {
     const value = JSON.parse(data);
-    return value !== null && typeof value === 'object' ? value : undefined;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
   } catch {
     return undefined;
   }
@@ -172,14 +75,175 @@ function mayBeLast(chunk: Loose): boolean {
   return chunk.choices.length === 0 || chunk.choices.some((c: Loose) => c?.finish_reason != null);
 }
 
-/** The event with the trace added to its one data line; `undefined` when it is not that simple. */
-function injectIntoEvent(event: string, trace: Record<string, unknown>): string | undefined {
-  const lines = event.split(/(\r\n|\n|\r)/);
-  const dataLines = lines.filter((l) => l.startsWith('data:'));
-  if (dataLines.length !== 1) return undefined;
-  const line = dataLines[0]!;
-  const prefix = line.startsWith('data: ') ? 'data: ' : 'data:';
-  const json = withTraceMember(line.slice(prefix.length), trace);
-  if (json === undefined) return undefined;
-  return lines.map((l) => (l === line ? `${prefix}${json}` : l)).join('');
+/**
+ * Watches an OpenAI-compatible SSE body pass, byte for byte, and adds `x_carbon_trace` to the last
+ * data chunk before `[DONE]`. Only the chunks that may be last — one with a `finish_reason`, or
+ * the usage-only chunk (`choices: []`) — are held back until the next data event shows whether
+ * they were; comments after a held chunk (`: keep-alive`) wait with it, so the order of bytes is
+ * kept. Content chunks flow at once, untouched and undecoded. The upstream's own trace wins: a
+ * last chunk that already carries `x_carbon_trace` is sent as it came.
+ *
+ * Used by the proxy (node streams) and by `withCarbonTrace` (web streams) alike.
+ *
+ * @example
+ * ```ts
+ * const tracer = new EventTracer({ tokens: (n) => metered.tokens(n), usage: () => {} });
+ * const { out, done } = tracer.push(chunk);
+ * if (done) send(tracer.complete(await traceFor(metered)));
+ * ```
+ */
+export class EventTracer {
+  private pending: Buffer | undefined;
+  // Where scanning `pending` resumes, and whether that is the start of a line.
+  private scanPos = 0;
+  private lineStart = true;
+  private held: { bytes: Buffer; chunk: Loose } | undefined;
+  private heldTail: Buffer[] = [];
+  private doneEvent: Buffer | undefined;
+  private after: Buffer[] = [];
+  private completed = false;
+
+  constructor(private readonly hooks: EventTracerHooks) {}
+
+  /** Whether `[DONE]` or the end came and {@link complete} has run: later bytes pass as they are. */
+  get isComplete(): boolean {
+    return this.completed;
+  }
+
+  /** Whether the chunk that would carry the trace already has the upstream's own. */
+  get upstreamTraced(): boolean {
+    return this.held !== undefined && carriesTrace(this.held.chunk);
+  }
+
+  push(chunk: Buffer): PushResult {
+    if (this.completed) return { out: [chunk], done: false };
+    if (this.doneEvent !== undefined) {
+      this.after.push(chunk);
+      return { out: [], done: false };
+    }
+    // The common chunk: whole content events, nothing held, nothing that may be last.
+    if (this.pending === undefined && this.held === undefined && endsEvent(chunk)) {
+      const view = chunk.toString('latin1');
+      if (!MAY_BE_LAST.test(view)) {
+        const n = countTokens(view);
+        if (n > 0) this.hooks.tokens(n);
+        return { out: [chunk], done: false };
+      }
+    }
+    let bytes = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+    this.pending = undefined;
+    const out: Buffer[] = [];
+    // Events end at a blank line; lines end at CRLF, LF or CR (the SSE grammar).
+    let i = this.scanPos;
+    let lineStart = this.lineStart;
+    let eventStart = 0;
+    for (; i < bytes.length; i++) {
+      const b = bytes[i];
+      if (b !== LF && b !== CR) {
+        lineStart = false;
+        continue;
+      }
+      let next = i + 1;
+      if (b === CR) {
+        if (next >= bytes.length) break; // a CR last: LF may follow in the next chunk
+        if (bytes[next] === LF) next++;
+      }
+      if (lineStart) {
+        const event = bytes.subarray(eventStart, next);
+        if (this.doneEvent !== undefined) this.after.push(event);
+        else this.onEvent(event, out);
+        eventStart = next;
+      }
+      lineStart = true;
+      i = next - 1;
+    }
+    if (eventStart < bytes.length) {
+      bytes = bytes.subarray(eventStart);
+      if (this.doneEvent !== undefined) {
+        this.after.push(bytes);
+        this.scanPos = 0;
+        this.lineStart = true;
+      } else {
+        this.pending = Buffer.from(bytes);
+        this.scanPos = i - eventStart;
+        this.lineStart = lineStart;
+      }
+    } else {
+      this.scanPos = 0;
+      this.lineStart = true;
+    }
+    return { out, done: this.doneEvent !== undefined };
+  }
+
+  private onEvent(event: Buffer, out: Buffer[]): void {
+    const view = event.toString('latin1');
+    const data = dataOf(view);
+    if (data === undefined) {
+      // A comment or keep-alive: after a held chunk it waits with it, so the order stays.
+      if (this.held !== undefined) this.heldTail.push(event);
+      else out.push(event);
+      return;
+    }
+    if (data.trim() === '[DONE]') {
+      this.doneEvent = event;
+      return;
+    }
+    const n = countTokens(view);
+    if (n > 0) this.hooks.tokens(n);
+    this.flushHeld(out);
+    if (MAY_BE_LAST.test(view)) {
+      const chunk = parseChunk(dataOf(event.toString('utf8')) ?? '');
+      if (chunk !== undefined && chunk.usage !== null && typeof chunk.usage === 'object') this.hooks.usage(chunk.usage);
+      if (chunk !== undefined && mayBeLast(chunk)) {
+        this.held = { bytes: event, chunk };
+        return;
+      }
+    }
+    out.push(event);
+  }
+
+  private flushHeld(out: Buffer[]): void {
+    if (this.held === undefined) return;
+    out.push(this.held.bytes, ...this.heldTail);
+    this.held = undefined;
+    this.heldTail = [];
+  }
+
+  /**
+   * The bytes that end the stream, once `[DONE]` or the end came: the held chunk with the trace
+   * (when given and the upstream sent none), what waited with it, `[DONE]`, and anything after.
+   */
+  complete(trace: Record<string, unknown> | undefined): Buffer[] {
+    const out: Buffer[] = [];
+    if (this.held !== undefined) {
+      const withTrace = trace !== undefined && !carriesTrace(this.held.chunk) ? injectIntoEvent(this.held.bytes, asciiJson(trace)) : undefined;
+      out.push(withTrace ?? this.held.bytes, ...this.heldTail);
+    }
+    if (this.doneEvent !== undefined) out.push(this.doneEvent);
+    out.push(...this.after);
+    if (this.pending !== undefined) out.push(this.pending);
+    this.held = undefined;
+    this.heldTail = [];
+    this.doneEvent = undefined;
+    this.after = [];
+    this.pending = undefined;
+    this.completed = true;
+    return out;
+  }
+}
+
+/** The event with the trace added to its one data line's object; `undefined` when it is not that simple. */
+function injectIntoEvent(event: Buffer, traceJson: string): Buffer | undefined {
+  const view = event.toString('latin1');
+  const lines = [...view.matchAll(/^data:.*$/gm)];
+  if (lines.length !== 1) return undefined;
+  const line = lines[0]!;
+  const lineEnd = line.index + line[0].replace(/\r$/, '').length;
+  let close = lineEnd - 1;
+  while (close > line.index && (view[close] === ' ' || view[close] === '\t')) close--;
+  if (view[close] !== '}') return undefined;
+  let inner = close - 1;
+  while (inner > line.index && (view[inner] === ' ' || view[inner] === '\t')) inner--;
+  const member = `${view[inner] === '{' ? '' : ','}"${CARBON_TRACE_FIELD}":${traceJson}`;
+  return Buffer.concat([event.subarray(0, close), Buffer.from(member, 'latin1'), event.subarray(close)]);
 }

@@ -1,4 +1,3 @@
-import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
 import { isCount, JOULES_PER_KWH } from '../core/units';
 import { ENERGY_COMPONENTS, type RequestEnergy } from './types';
 
@@ -39,8 +38,10 @@ export function gramsOf(joules: number, grid: ResolvedGridIntensity): number {
 /**
  * The documented full `x_carbon_trace` record of one request — the wire format carbon-trace's
  * adapters and seeds-clients read — from the energy the meter attributed to it. Components no
- * source reports are left out, never written as 0. carbon-trace's own fields (`grid_…`,
- * `warnings`) are ignored by readers that do not know them.
+ * source reports are left out, never written as 0; when the meter has no figure for the request
+ * (a source could not be read during it), every energy and emissions field is left out and
+ * `warnings` says why. carbon-trace's own fields (`grid_…`, `warnings`) are ignored by readers
+ * that do not know them.
  *
  * @example
  * ```ts
@@ -51,48 +52,36 @@ export function gramsOf(joules: number, grid: ResolvedGridIntensity): number {
 export function carbonTraceRecord(
   energy: RequestEnergy,
   grid: ResolvedGridIntensity,
-  tokens: { prompt_tokens?: number; completion_tokens?: number } = {},
+  tokens: { prompt_tokens?: unknown; completion_tokens?: unknown } = {},
 ): Record<string, unknown> {
   const seconds = energy.durationSeconds;
-  const record: Record<string, unknown> = {
-    emissions_g_co2: gramsOf(energy.totalJoules, grid),
-    energy_consumed_wh: energy.totalJoules / JOULES_PER_WH,
-  };
-  for (const component of ENERGY_COMPONENTS) {
-    const joules = energy.joules[component];
-    if (joules === undefined) continue;
-    record[`${component}_energy_wh`] = joules / JOULES_PER_WH;
+  const record: Record<string, unknown> = {};
+  const known = energy.totalJoules !== undefined;
+  if (energy.totalJoules !== undefined) {
+    record.emissions_g_co2 = gramsOf(energy.totalJoules, grid);
+    record.energy_consumed_wh = energy.totalJoules / JOULES_PER_WH;
+    for (const component of ENERGY_COMPONENTS) {
+      const joules = energy.joules[component];
+      if (joules === undefined) continue;
+      record[`${component}_energy_wh`] = joules / JOULES_PER_WH;
+    }
   }
   record.duration_seconds = seconds;
-  for (const component of ENERGY_COMPONENTS) {
-    const joules = energy.joules[component];
-    if (joules === undefined || !(seconds > 0)) continue;
-    record[`${component}_power_watts`] = joules / seconds;
+  if (known) {
+    for (const component of ENERGY_COMPONENTS) {
+      const joules = energy.joules[component];
+      if (joules === undefined || !(seconds > 0)) continue;
+      record[`${component}_power_watts`] = joules / seconds;
+    }
+    record.measured = energy.measured;
   }
-  record.measured = energy.measured;
   record.tracking_active = true;
   if (isCount(tokens.prompt_tokens)) record.prompt_tokens = tokens.prompt_tokens;
   if (isCount(tokens.completion_tokens)) record.completion_tokens = tokens.completion_tokens;
-  record.grid_intensity_g_co2_per_kwh = grid.gCo2PerKwh;
-  record.grid_intensity_source = grid.source;
+  if (known) {
+    record.grid_intensity_g_co2_per_kwh = grid.gCo2PerKwh;
+    record.grid_intensity_source = grid.source;
+  }
   if (energy.warnings.length > 0) record.warnings = energy.warnings;
   return record;
-}
-
-/**
- * Adds `"x_carbon_trace": …` as the last member of a JSON object's text, leaving every other byte
- * as it was; `undefined` when the text is not an object.
- *
- * @example
- * ```ts
- * withTraceMember('{"id":"c1"}', { emissions_g_co2: 0.1 }); // '{"id":"c1","x_carbon_trace":{"emissions_g_co2":0.1}}'
- * ```
- */
-export function withTraceMember(json: string, trace: Record<string, unknown>): string | undefined {
-  const close = json.lastIndexOf('}');
-  if (close < 0 || json.slice(close + 1).trim() !== '') return undefined;
-  const open = json.indexOf('{');
-  if (open < 0 || json.slice(0, open).trim() !== '') return undefined;
-  const empty = json.slice(open + 1, close).trim() === '';
-  return `${json.slice(0, close)}${empty ? '' : ','}"${CARBON_TRACE_FIELD}":${JSON.stringify(trace)}${json.slice(close)}`;
 }

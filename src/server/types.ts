@@ -60,10 +60,13 @@ export type ComponentJoules = Partial<Record<EnergyComponent, number>>;
  * ```
  */
 export type RequestEnergy = {
-  /** Joules per component attributed to the request. Components no source reports are absent. */
+  /** Joules per component attributed to the request. Components no source reports are absent; all are absent when the figure is not known. */
   joules: ComponentJoules;
-  /** All components together, J. */
-  totalJoules: number;
+  /**
+   * All components together, J; `undefined` when the meter cannot be sure of the figure (a source
+   * could not be read during the request, or none can be read at all) — never a made-up 0.
+   */
+  totalJoules: number | undefined;
   /** From the request's first counter reading to its last, s. */
   durationSeconds: number;
   /** `true` only when every component with energy came from a measuring source. */

@@ -1,10 +1,14 @@
-import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
+import { Buffer } from 'node:buffer';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
-import { isFigure } from '../core/units';
+import { boundedName } from './books';
+import { gridSource, type GridIntensityOption } from './grid-source';
+import { asciiJson, canSplice, carriesTrace, readJsonObject, spliceTrace } from './json-splice';
 import type { EnergyMeter } from './meter';
+import type { BookedRequest } from './proxy';
+import { RequestFields } from './request-fields';
+import { EventTracer } from './sse-trace';
+import { carbonTraceRecord } from './trace-record';
 import type { RequestEnergy } from './types';
-import { traceEventStream } from './sse-trace';
-import { carbonTraceRecord, WORLD_AVERAGE_GRID, withTraceMember, type ResolvedGridIntensity } from './trace-record';
 
 /**
  * A Web-standard fetch handler: Hono, Next.js route handlers, Bun, Deno, Cloudflare Workers, or a
@@ -32,45 +36,35 @@ export type WithCarbonTraceOptions = {
    * The grid's carbon intensity, gCO2eq/kWh, or a zone (ISO 3166-1 country code or region; needs
    * `@tgwf/co2`). Default: the world average, 475 — stated in every trace.
    */
-  gridIntensity?: { gCo2PerKwh: number; source?: string } | { zone: string };
+  gridIntensity?: GridIntensityOption;
   /** Which requests get a trace. Default: `POST` to a path ending in `/chat/completions` or `/completions`. */
   traced?: (request: Request) => boolean;
+  /** The largest request body a traced request may have, bytes; a larger one is answered 413. Default 32 MiB. */
+  maxBodyBytes?: number;
   /** Where warnings go. Default: `console.warn`, once per distinct warning. */
   onWarning?: CarbonTraceWarningHandler;
   /** Told about every traced request once its books are closed: for dashboards and metrics. */
   onBooked?: (request: BookedRequest) => void;
 };
 
-/**
- * One request whose books are closed, as `onBooked` is told about it.
- *
- * @example
- * ```ts
- * const onBooked = (r: BookedRequest) => console.log(r.model, r.energy.totalJoules, r.trace?.emissions_g_co2);
- * ```
- */
-export type BookedRequest = {
-  model: string | undefined;
-  /** HTTP status the handler answered with. */
-  status: number;
-  streamed: boolean;
-  energy: RequestEnergy;
-  /** The trace added to the response; `undefined` when none could be (an error, a cut stream). */
-  trace: Record<string, unknown> | undefined;
-  /** The grid intensity the request's emissions were booked at. */
-  grid: ResolvedGridIntensity;
-};
+export type { BookedRequest };
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = any;
+const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+const isCountValue = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 /**
  * Wraps a fetch handler so that every chat completion it serves carries an `x_carbon_trace`: the
  * energy the meter attributed to that request (CPU, GPU, RAM), its duration, powers and
- * emissions at the grid's intensity. JSON responses get the field as their last member; streamed
- * responses get it on the last data chunk before `[DONE]`. Every other byte is what the handler
- * returned; errors, non-2xx responses and other routes pass through untouched (their energy is
- * still booked); a client that goes away cancels the upstream body and closes the books.
+ * emissions at the grid's intensity. JSON responses get the field as their last member, spliced
+ * into the bytes; streamed responses get it on the last data chunk before `[DONE]`. Every other
+ * byte is what the handler returned — a BOM, a charset, an array body; errors, non-2xx responses
+ * and other routes pass through untouched (their energy is still booked); a response that
+ * already carries `x_carbon_trace` keeps its own. A client that goes away cancels the upstream
+ * body and closes the books. Request bodies beyond `maxBodyBytes` are answered 413.
+ *
+ * The handler is asked for an uncompressed body (`accept-encoding: identity`), and the
+ * `content-encoding` and `content-length` of a body it rewrites are dropped: `fetch` decodes a
+ * compressed body and keeps the header, which would tell the client to decode it again.
  *
  * @example
  * ```ts
@@ -86,28 +80,41 @@ type Loose = any;
 export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceOptions): FetchHandler {
   const warn = createWarner(options.onWarning);
   const isTraced = options.traced ?? isCompletionRequest;
-  let grid: Promise<ResolvedGridIntensity> | undefined;
-  const gridIntensity = () => (grid ??= resolveGrid(options.gridIntensity, warn));
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  let grid: ReturnType<typeof gridSource> | undefined;
+  const gridNow = async () => {
+    grid ??= gridSource(options.gridIntensity, warn);
+    return grid.current() ?? (await grid.ready);
+  };
 
   return async (request) => {
     if (!isTraced(request)) return handler(request);
-    const bytes = await request.arrayBuffer();
-    const body = parseJson(new TextDecoder().decode(bytes));
-    const model = typeof body?.model === 'string' ? body.model : undefined;
+    const declared = Number(request.headers.get('content-length'));
+    if (Number.isFinite(declared) && declared > maxBodyBytes) return tooLarge(maxBodyBytes);
+    const fields = new RequestFields(['model', 'user']);
+    const body = await readBounded(request, maxBodyBytes, (chunk) => fields.write(chunk));
+    if (body === undefined) return tooLarge(maxBodyBytes);
+    const model = boundedName(fields.get('model'));
+    const headers = new Headers(request.headers);
+    headers.set('accept-encoding', 'identity');
     // The handler reads the same bytes the client sent.
-    const forwarded = new Request(request.url, { method: request.method, headers: request.headers, body: bytes, signal: request.signal });
+    const forwarded = new Request(request.url, { method: request.method, headers, body: body as BodyInit, signal: request.signal });
     const metered = options.meter.begin(model === undefined ? {} : { model });
-    const book = async (status: number, streamed: boolean, trace?: Record<string, unknown>, energy?: RequestEnergy) => {
-      const closed = energy ?? (await metered.end());
+    let booked = false;
+    const book = async (status: number, streamed: boolean, usage: BookedRequest['usage'] = {}, traced = false) => {
+      if (booked) return undefined;
+      booked = true;
+      const energy: RequestEnergy = await metered.end();
+      const g = await gridNow();
+      const trace = traced ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
       if (options.onBooked) {
-        const grid = await gridIntensity();
         try {
-          options.onBooked({ model, status, streamed, energy: closed, trace, grid });
+          options.onBooked({ model, status, streamed, energy, trace, grid: g, usage });
         } catch (error) {
           warn(`onBooked\0${String(error)}`, `onBooked threw: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
-      return closed;
+      return trace;
     };
 
     let response: Response;
@@ -118,49 +125,84 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       throw error;
     }
     const type = response.headers.get('content-type') ?? '';
-    if (!response.ok || response.body === null || !(type.includes('json') || type.includes('text/event-stream'))) {
+    const sse = type.includes('text/event-stream');
+    if (!response.ok || response.body === null || !(type.includes('json') || sse) || !canSplice(type)) {
       await book(response.status, false);
       return response;
     }
+    const out = withoutLengthAndEncoding(response.headers);
 
-    let tokens: { prompt_tokens?: number; completion_tokens?: number } = {};
-    if (type.includes('text/event-stream')) {
-      const stream = traceEventStream(response.body, {
-        token: () => metered.tokens(1),
-        usage: (usage) => (tokens = usage),
-        finish: async () => {
-          const energy = await metered.end();
-          const record = carbonTraceRecord(energy, await gridIntensity(), tokens);
-          await book(response.status, true, record, energy);
-          return record;
+    if (sse) {
+      const usage: BookedRequest['usage'] = {};
+      const tracer = new EventTracer({
+        tokens: (n) => metered.tokens(n),
+        usage: (u) => {
+          if (isCountValue(u.prompt_tokens)) usage.promptTokens = u.prompt_tokens;
+          if (isCountValue(u.completion_tokens)) usage.completionTokens = u.completion_tokens;
         },
-        abort: () => void book(response.status, true),
       });
-      return new Response(stream, { status: response.status, statusText: response.statusText, headers: withoutLength(response.headers) });
+      const reader = response.body.getReader();
+      const finish = async () => {
+        const trace = await book(response.status, true, usage, true);
+        if (tracer.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+        return tracer.complete(trace);
+      };
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          for (;;) {
+            let next: ReadableStreamReadResult<Uint8Array>;
+            try {
+              next = await reader.read();
+            } catch (error) {
+              // A cut upstream: close the books, and hand the client the same error.
+              await book(response.status, true);
+              throw error;
+            }
+            if (next.done) {
+              if (!tracer.isComplete) for (const chunk of await finish()) controller.enqueue(chunk);
+              controller.close();
+              return;
+            }
+            const { out: ready, done } = tracer.push(Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+            for (const chunk of ready) controller.enqueue(chunk);
+            if (done) for (const chunk of await finish()) controller.enqueue(chunk);
+            if (ready.length > 0 || done) return;
+          }
+        },
+        async cancel(reason) {
+          void book(response.status, true);
+          await reader.cancel(reason);
+        },
+      });
+      return new Response(stream, { status: response.status, statusText: response.statusText, headers: out });
     }
 
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await response.text();
+      bytes = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
       await book(response.status, false);
       throw error;
     }
-    const energy = await metered.end();
-    const parsed = parseJson(text);
-    if (parsed === undefined || Object.hasOwn(parsed, CARBON_TRACE_FIELD)) {
-      // Not a completion object, or the upstream measures itself: its bytes stay its own.
-      if (parsed !== undefined) warn('upstream-trace', 'the upstream response already carries x_carbon_trace: it is passed through unchanged');
-      await book(response.status, false, undefined, energy);
-      return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
+    const parsed = readJsonObject(bytes, type);
+    const usage: BookedRequest['usage'] = {};
+    if (isCountValue(parsed?.usage?.prompt_tokens)) usage.promptTokens = parsed.usage.prompt_tokens;
+    if (isCountValue(parsed?.usage?.completion_tokens)) usage.completionTokens = parsed.usage.completion_tokens;
+    const theirs = carriesTrace(parsed);
+    if (theirs) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+    const trace = await book(response.status, false, usage, parsed !== undefined && !theirs);
+    const spliced = trace !== undefined ? spliceTrace(bytes, asciiJson(trace)) : undefined;
+    if (spliced !== undefined) {
+      const etag = out.get('etag');
+      if (etag !== null && !etag.startsWith('W/')) out.set('etag', `W/${etag}`);
+      for (const name of ['content-md5', 'digest', 'content-digest', 'repr-digest']) out.delete(name);
     }
-    const usage = parsed.usage ?? {};
-    const record = carbonTraceRecord(energy, await gridIntensity(), { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens });
-    await book(response.status, false, record, energy);
-    const withTrace = withTraceMember(text, record) ?? text;
-    return new Response(withTrace, { status: response.status, statusText: response.statusText, headers: withoutLength(response.headers) });
+    return new Response((spliced ?? bytes) as BodyInit, { status: response.status, statusText: response.statusText, headers: out });
   };
 }
+
+// One rule for JSON and streams: a server that measures itself keeps its own trace.
+const UPSTREAM_TRACE_WARNING = 'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
 
 /**
  * The default of `traced`: a `POST` to an OpenAI-compatible completion route.
@@ -176,49 +218,34 @@ export function isCompletionRequest(request: Request): boolean {
   return path.endsWith('/chat/completions') || path.endsWith('/completions');
 }
 
-/**
- * The grid intensity `withCarbonTrace` books with, from its `gridIntensity` option: the world
- * average, with a warning and a `source` saying so, when the option is unusable.
- *
- * @example
- * ```ts
- * const grid = await resolveGrid({ zone: 'FR' }, warn);
- * ```
- */
-export async function resolveGrid(
-  option: WithCarbonTraceOptions['gridIntensity'],
-  warn: (key: string, message: string) => void,
-): Promise<ResolvedGridIntensity> {
-  if (option === undefined) return WORLD_AVERAGE_GRID;
-  if ('zone' in option) {
-    try {
-      const { gridIntensityOfZone } = await import('../grid/index');
-      const found = gridIntensityOfZone(option.zone);
-      if (found) return { gCo2PerKwh: found.gCo2PerKwh, source: found.source ?? `zone ${option.zone}` };
-      warn('grid-zone', `unknown grid zone ${JSON.stringify(option.zone)}: traces use the world average, 475 gCO2eq/kWh, and say so`);
-    } catch (error) {
-      warn('grid-zone', `grid zones need @tgwf/co2 (${(error as Error).message}): traces use the world average, 475 gCO2eq/kWh, and say so`);
+function tooLarge(limit: number): Response {
+  return Response.json({ error: { message: `request body larger than the limit of ${limit} bytes`, type: 'proxy_error' } }, { status: 413, headers: { connection: 'close' } });
+}
+
+/** The request's body, read up to `limit` bytes (`undefined` past it), each chunk shown to `see`. */
+async function readBounded(request: Request, limit: number, see: (chunk: Uint8Array) => void): Promise<Uint8Array | undefined> {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
     }
-    return { ...WORLD_AVERAGE_GRID, source: `${WORLD_AVERAGE_GRID.source}; zone ${JSON.stringify(option.zone)} unknown` };
+    see(value);
+    chunks.push(value);
   }
-  const g = option.gCo2PerKwh;
-  if (isFigure(g)) return { gCo2PerKwh: g, source: option.source ?? 'given' };
-  warn('grid-number', `grid intensity ${String(g)} is not a number of gCO2eq/kWh ≥ 0: traces use the world average, 475, and say so`);
-  return { ...WORLD_AVERAGE_GRID, source: `${WORLD_AVERAGE_GRID.source}; given intensity ${String(g)} unusable` };
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
 }
 
-function parseJson(text: string): Loose {
-  try {
-    const value = JSON.parse(text);
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The body changed length: let the server frame it (chunked), not the upstream's old length. */
-function withoutLength(headers: Headers): Headers {
+/** The body is the decoded one, maybe of another length: let the server frame it. */
+function withoutLengthAndEncoding(headers: Headers): Headers {
   const copy = new Headers(headers);
   copy.delete('content-length');
+  copy.delete('content-encoding');
   return copy;
 }

@@ -18,15 +18,17 @@ export type Loose = any;
 
 export type Major = {
   label: string;
+  /** The specifiers this major's `ai` and openai-compatible provider are imported by (npm aliases for older majors). */
+  packages: { ai: string; provider: string };
   ai: Loose;
   /** A chat model of the major's openai-compatible provider, against `baseURL`. */
   model(baseURL: string, modelId?: string): Loose;
 };
 
 export const MAJORS: Major[] = [
-  { label: 'ai@5', ai: ai5, model: (baseURL, id = 'fixture-model') => (createV1 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
-  { label: 'ai@6', ai: ai6, model: (baseURL, id = 'fixture-model') => (createV2 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
-  { label: 'ai@7', ai: ai7, model: (baseURL, id = 'fixture-model') => (createV3 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
+  { label: 'ai@5', packages: { ai: 'ai-v5', provider: 'ai-sdk-openai-compatible-v1' }, ai: ai5, model: (baseURL, id = 'fixture-model') => (createV1 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
+  { label: 'ai@6', packages: { ai: 'ai-v6', provider: 'ai-sdk-openai-compatible-v2' }, ai: ai6, model: (baseURL, id = 'fixture-model') => (createV2 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
+  { label: 'ai@7', packages: { ai: 'ai', provider: '@ai-sdk/openai-compatible' }, ai: ai7, model: (baseURL, id = 'fixture-model') => (createV3 as Loose)({ name: 'garden', baseURL, includeUsage: true })(id) },
 ];
 
 /** Reads a stream of parts to an array. */

@@ -108,8 +108,30 @@ describe('AI SDK middleware, estimate option', () => {
     const unknown = await generateText({ model: wrapLanguageModel({ model: openai().chat('gpt-unknown'), middleware }), prompt: 'hi' });
     expect(getCarbonEstimate(unknown)).toBeUndefined();
     expect(warnings.some((w) => /no EcoLogits estimate for openai\.chat\/gpt-unknown: EcoLogits 0\.9\.3 has no data/.test(w))).toBe(true);
-    // The no-trace warning says an estimate stands in, when one does.
-    expect(warnings.some((w) => /no x_carbon_trace in the response of openai\.chat\/gpt-4o-mini: .*EcoLogits estimate/.test(w))).toBe(true);
+  });
+
+  it('an estimated call raises no "no x_carbon_trace" warning, generated or streamed; a call it could not estimate still does', async () => {
+    const warnings: string[] = [];
+    const middleware = carbonTraceMiddleware({ estimate: true, onWarning: (m) => warnings.push(m) });
+    const model = wrapLanguageModel({ model: openai().chat('gpt-4o-mini'), middleware });
+    const generated = await generateText({ model, prompt: 'hi' });
+    expect(getCarbonEstimate(generated)?.inputs.modelId).toBe('gpt-4o-mini');
+    const streamed = streamText({ model, prompt: 'hi' });
+    expect(getCarbonEstimate(await streamed.providerMetadata)?.completionTokens).toBe(40);
+    expect(warnings).toEqual([]);
+
+    // The same server, a model EcoLogits does not know: no estimate, so the missing trace shows.
+    const unknown = await generateText({ model: wrapLanguageModel({ model: openai().chat('llama-local'), middleware }), prompt: 'hi' });
+    expect(getCarbonEstimate(unknown)).toBeUndefined();
+    expect(warnings.filter((w) => w.startsWith('no x_carbon_trace'))).toEqual(['no x_carbon_trace in the response of openai.chat/llama-local: no carbon metrics for this call']);
+    expect(warnings.some((w) => w.startsWith('no EcoLogits estimate for openai.chat/llama-local'))).toBe(true);
+  });
+
+  it('without the option, the missing trace warns', async () => {
+    const warnings: string[] = [];
+    const model = wrapLanguageModel({ model: openai().chat('gpt-4o-mini'), middleware: carbonTraceMiddleware({ onWarning: (m) => warnings.push(m) }) });
+    await generateText({ model, prompt: 'hi' });
+    expect(warnings).toEqual(['no x_carbon_trace in the response of openai.chat/gpt-4o-mini: no carbon metrics for this call']);
   });
 
   it('@ai-sdk/openai-compatible named "mistral": the provider id maps to EcoLogits\' mistralai', async () => {
@@ -178,6 +200,23 @@ describe('LangChain handler, estimate option', () => {
     expect(text).toBe('api answer');
     expect(handler.estimateTotals()).toMatchObject({ tracedCalls: 1, completionTokens: 40 });
     expect(handler.totals().tracedCalls).toBe(0);
+  });
+
+  it('an estimated run raises no "no x_carbon_trace" warning, invoked or streamed; a run it could not estimate still does', async () => {
+    const warnings: string[] = [];
+    const handler = new CarbonTraceCallbackHandler({ estimate: true, onWarning: (m) => warnings.push(m) });
+    const message = await chat(handler).invoke('hi', { callbacks: [handler] });
+    expect(getCarbonEstimate(message)?.inputs.modelId).toBe('gpt-4o-mini');
+    for await (const _chunk of await chat(handler, 'gpt-4o-mini', true).stream('hi', { callbacks: [handler] })) {
+      // drain
+    }
+    expect(handler.estimateTotals().tracedCalls).toBe(2);
+    expect(warnings).toEqual([]);
+
+    const unknown = await chat(handler, 'llama-local').invoke('hi', { callbacks: [handler] });
+    expect(getCarbonEstimate(unknown)).toBeUndefined();
+    expect(warnings.filter((w) => w.startsWith('no x_carbon_trace'))).toEqual(['no x_carbon_trace in the response of llama-local: no carbon metrics for this call']);
+    expect(warnings.some((w) => w.startsWith('no EcoLogits estimate for openai/llama-local'))).toBe(true);
   });
 
   it('a traced run is never estimated', async () => {

@@ -1,21 +1,11 @@
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runProcess } from '../setup/processes';
 
 const root = resolve(import.meta.dirname, '../..');
-const tsx = join(root, 'node_modules', '.bin', 'tsx');
-const run = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(tsx, ['examples/demo.ts', ...args], { cwd: root, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-};
+const run = (args: string[]) => runProcess(process.execPath, ['--import', 'tsx', 'examples/demo.ts', ...args], { cwd: root, timeoutMs: 30_000 });
 
 let closedPortUrl = '';
 beforeAll(async () => {

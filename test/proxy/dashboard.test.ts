@@ -6,10 +6,15 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startProxiedToyModel } from '../../examples/server/connection';
+import { describeWith, requireSystemTool } from '../setup/system-tools';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM = requireSystemTool(import.meta.filename, {
+  name: 'Chromium',
+  candidates: [...(process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : []), '/usr/bin/chromium'],
+  install: 'sudo apt-get install -y chromium',
+});
 let local: Awaited<ReturnType<typeof startProxiedToyModel>>;
 let browser: Browser;
 let page: Page;
@@ -23,7 +28,7 @@ const call = (i: number, stream: boolean) =>
   }).then((r) => r.text());
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
+  if (!CHROMIUM) return;
   local = await startProxiedToyModel({ gridIntensityGPerKwh: 56 });
   for (let i = 0; i < 12; i++) await Promise.all([call(i, i % 2 === 0), call(i + 100, true)]);
   browser = await chromium.launch({
@@ -44,7 +49,7 @@ afterAll(async () => {
 const rendered = () => page.evaluate(() => (window as unknown as { __carbonStats: Record<string, never> }).__carbonStats);
 const shown = (selector: string) => page.$eval(selector, (el) => Number((el as HTMLElement).dataset.value));
 
-describe('the dashboard at /carbon', () => {
+describeWith(CHROMIUM, 'the dashboard at /carbon, in Chromium', () => {
   it('loads, self-contained, with no console error, and shows what /carbon/stats serves', async () => {
     const requested: string[] = [];
     page.on('request', (r) => requested.push(r.url()));

@@ -3,11 +3,12 @@
  * in front of the loopback fixture server, with stub tools: it starts, its `meter:` line names the
  * tool, a completion's GPU energy comes from it, and a missing tool is one line and exit code 1.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
+import { spawnProcess, stopProcess } from '../setup/processes';
 import { alive, reapStubs, removeStubDirs, writeStub, type Stub } from '../server/tool-stubs';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -26,18 +27,9 @@ beforeAll(async () => {
   upstream = await startFixtureServer();
 }, 180_000);
 
-/** Stops a proxy as a user would (SIGTERM), then for sure (SIGKILL to its group). */
+/** Stops a proxy as a user would (SIGTERM), then its whole group for sure. */
 async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
-  }
-  try {
-    process.kill(-child.pid!, 'SIGKILL');
-  } catch {
-    // The group is gone.
-  }
+  await stopProcess(child, 5_000);
   children.delete(child);
 }
 
@@ -52,7 +44,7 @@ type Started = { child: ChildProcess; lines: string[]; url: string };
 
 /** Runs the CLI and resolves at its `meter:` line, or rejects with what it printed when it exits first. */
 function proxy(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Started> {
-  const child = spawn(process.execPath, [cli, 'proxy', '--upstream', new URL(upstream.baseURL).origin, '--port', '0', ...args], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnProcess(process.execPath, [cli, 'proxy', '--upstream', new URL(upstream.baseURL).origin, '--port', '0', ...args], { cwd: root, env });
   children.add(child);
   const lines: string[] = [];
   let stderr = '';

@@ -1,12 +1,13 @@
 /**
  * The `carbon-trace` command as users receive it: the package is packed with `npm pack`, unpacked
  * into a scratch project below the repository (so its dependencies resolve from the project's
- * node_modules, as they would from a user's), and run with `npx --no-install carbon-trace` as a
- * child process.
+ * node_modules, as they would from a user's), and its bin run by node as a child process — in its
+ * own process group, stopped whole (npx would leave the node below it running).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runProcess, spawnProcess, stopProcess } from '../setup/processes';
 
 const root = resolve(import.meta.dirname, '../..');
 
@@ -34,7 +35,7 @@ export function packedProject(name: string): string {
   rmSync(dir, { recursive: true, force: true });
   const installed = join(dir, 'node_modules', 'carbon-trace');
   mkdirSync(installed, { recursive: true });
-  const { filename } = (JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ filename: string }>)[0]!;
+  const { filename } = (JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ filename: string }>)[0]!;
   execFileSync('tar', ['-xzf', join(dir, filename), '-C', installed, '--strip-components=1']);
   // What npm does for a dependency's bin on install.
   mkdirSync(join(dir, 'node_modules', '.bin'), { recursive: true });
@@ -45,10 +46,13 @@ export function packedProject(name: string): string {
 
 export type RunningProxy = { url: string; lines: string[]; child: ChildProcess; stop(): Promise<void> };
 
-/** `npx carbon-trace proxy …` from the packed project; resolves once it prints where it listens. */
+/** The packed bin, as npm links it: `node_modules/.bin/carbon-trace`. */
+const bin = (project: string) => join(project, 'node_modules', '.bin', 'carbon-trace');
+
+/** `carbon-trace proxy …` from the packed project; resolves once it prints where it listens. */
 export function startPackedProxy(project: string, args: string[]): Promise<RunningProxy> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('npx', ['--no-install', 'carbon-trace', 'proxy', ...args], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnProcess(process.execPath, [bin(project), 'proxy', ...args], { cwd: project });
     const lines: string[] = [];
     let stderr = '';
     let settled = false;
@@ -62,12 +66,7 @@ export function startPackedProxy(project: string, args: string[]): Promise<Runni
           url: match[1]!,
           lines,
           child,
-          stop: () =>
-            new Promise<void>((done) => {
-              if (child.exitCode !== null) return done();
-              child.once('exit', () => done());
-              child.kill('SIGTERM');
-            }),
+          stop: () => stopProcess(child),
         });
       }
     });
@@ -79,12 +78,5 @@ export function startPackedProxy(project: string, args: string[]): Promise<Runni
 
 /** Runs the command to completion: exit code, stdout, stderr. */
 export function runPacked(project: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn('npx', ['--no-install', 'carbon-trace', ...args], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolvePromise({ code, stdout, stderr }));
-  });
+  return runProcess(process.execPath, [bin(project), ...args], { cwd: project, timeoutMs: 30_000 });
 }

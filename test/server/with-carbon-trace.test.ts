@@ -22,11 +22,17 @@ beforeAll(async () => {
 });
 afterAll(() => upstream.close());
 
-/** A machine drawing a constant 250 W (200 W GPU, 50 W CPU), measured. */
-function constantPower(): EnergySource {
+/**
+ * A machine drawing a constant 250 W (200 W GPU, 50 W CPU), measured, and the meter's clock: the
+ * source reports the energy at the moment the meter last read the clock (it reads it just before
+ * the sources), so powers come out exact however loaded the machine is.
+ */
+function constantPower(): { source: EnergySource; clock: () => number } {
   const start = performance.now();
-  const seconds = () => (performance.now() - start) / 1000;
-  return { name: 'constant 250 W', measured: true, read: () => ({ gpuJoules: 200 * seconds(), cpuJoules: 50 * seconds() }) };
+  let now = start;
+  const clock = () => (now = performance.now());
+  const seconds = () => (now - start) / 1000;
+  return { clock, source: { name: 'constant 250 W', measured: true, read: () => ({ gpuJoules: 200 * seconds(), cpuJoules: 50 * seconds() }) } };
 }
 
 type Proxy = { baseURL: string; meter: EnergyMeter; close(): Promise<void> };
@@ -36,8 +42,10 @@ afterEach(async () => {
   proxy = undefined;
 });
 
-async function startProxy(sources: EnergySource[] = [constantPower()], gridIntensity?: { gCo2PerKwh: number }): Promise<Proxy> {
-  const meter = createEnergyMeter({ sources, sampleIntervalMs: 20, onWarning: false });
+/** withCarbonTrace over the constant 250 W machine, and `more` sources beside it. */
+async function startProxy(more: EnergySource[] = [], gridIntensity?: { gCo2PerKwh: number }): Promise<Proxy> {
+  const constant = constantPower();
+  const meter = createEnergyMeter({ sources: [constant.source, ...more], clock: constant.clock, sampleIntervalMs: 20, onWarning: false });
   const origin = new URL(upstream.baseURL).origin;
   const forward = (request: Request) => {
     const url = new URL(request.url);
@@ -148,7 +156,7 @@ describe('withCarbonTrace', () => {
 
   it('a source whose read throws: the request completes, its trace says what is missing', async () => {
     const broken: EnergySource = { name: 'NVML', measured: true, read: () => Promise.reject(new Error('GPU is lost')) };
-    proxy = await startProxy([constantPower(), broken], { gCo2PerKwh: 56 });
+    proxy = await startProxy([broken], { gCo2PerKwh: 56 });
     upstream.reply = () => ({ content: 'still answered', latencyMs: 30 });
     const body = await (await post(proxy.baseURL, {})).json();
     expect(body.choices[0].message.content).toBe('still answered');
@@ -208,7 +216,8 @@ describe('createCarbonProxy before its first request', () => {
     const { createCarbonProxy } = await import('../../src/server/index');
     const { gridIntensityOfZone } = await import('../../src/grid/index');
     const gCo2PerKwh = expected ?? gridIntensityOfZone('FR')!.gCo2PerKwh;
-    const meter = createEnergyMeter({ sources: [constantPower()], sampleIntervalMs: 20, onWarning: false });
+    const constant = constantPower();
+    const meter = createEnergyMeter({ sources: [constant.source], clock: constant.clock, sampleIntervalMs: 20, onWarning: false });
     const proxy = createCarbonProxy({ upstream: upstream.baseURL.replace(/\/v1$/, ''), meter, gridIntensity, onWarning: false });
     await meter.ready;
     await new Promise((resolve) => setTimeout(resolve, 60));

@@ -1,0 +1,61 @@
+/**
+ * The plain `openai` SDK, as the README's quickstart uses it: the official client against the
+ * loopback fixture, the core reading the response and the chunks it hands over. Typed as a user's
+ * strict code is — no cast, no `any`.
+ */
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCarbonTraceAccumulator, extractCarbonMetrics, formatEmissions, formatEnergy } from '../../src/index';
+import { sampleTrace, startFixtureServer, type FixtureServer, type TracePlacement } from '../fixtures/openai-compatible-server';
+
+let server: FixtureServer;
+let client: OpenAI;
+beforeAll(async () => {
+  server = await startFixtureServer();
+  client = new OpenAI({ baseURL: server.baseURL, apiKey: 'not-needed', maxRetries: 0 });
+});
+afterAll(() => server.close());
+
+const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'hi' }];
+
+describe('openai SDK (plain), chat.completions.create', () => {
+  it('non-streaming: extractCarbonMetrics(response) reads the x_carbon_trace the SDK keeps', async () => {
+    server.reply = () => ({ content: 'traced answer', trace: sampleTrace(2) });
+    const response = await client.chat.completions.create({ model: 'fixture-model', messages });
+    expect(response.choices[0]?.message.content).toBe('traced answer');
+    const carbon = extractCarbonMetrics(response);
+    // sampleTrace(2): 0.2 g, 0.8 Wh.
+    expect(carbon).toMatchObject({ trackingMethod: 'codecarbon', measured: true, promptTokens: 20, completionTokens: 10 });
+    expect(carbon?.gwpKgco2eq).toBeCloseTo(0.0002, 12);
+    expect(carbon?.energyKwh).toBeCloseTo(0.0008, 12);
+    expect(`${formatEnergy(carbon?.energyKwh)}, ${formatEmissions(carbon?.gwpKgco2eq)}`).toBe('800 mWh, 200 mg CO2eq');
+  });
+
+  it.each<TracePlacement>(['finish', 'usage', 'every'])('streaming, trace on %s: the accumulator over the chunks gives the last trace', async (placement) => {
+    server.reply = () => ({ content: 'one two three', trace: sampleTrace(3), tracePlacement: placement, usage: { prompt_tokens: 7, completion_tokens: 3 } });
+    const stream = await client.chat.completions.create({ model: 'fixture-model', messages, stream: true, stream_options: { include_usage: true } });
+    const trace = createCarbonTraceAccumulator();
+    let text = '';
+    for await (const chunk of stream) {
+      trace.add(chunk);
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe('one two three');
+    expect(trace.build()?.gwpKgco2eq).toBeCloseTo(0.0003, 12);
+    expect(trace.build()?.promptTokens).toBe(30);
+  });
+
+  it('no trace: undefined, and the formatters show a dash rather than a zero', async () => {
+    server.reply = () => ({ content: 'untraced' });
+    const response = await client.chat.completions.create({ model: 'fixture-model', messages });
+    const carbon = extractCarbonMetrics(response);
+    expect(carbon).toBeUndefined();
+    expect(`${formatEnergy(carbon?.energyKwh)}, ${formatEmissions(carbon?.gwpKgco2eq)}`).toBe('—, —');
+
+    const stream = await client.chat.completions.create({ model: 'fixture-model', messages, stream: true });
+    const trace = createCarbonTraceAccumulator();
+    for await (const chunk of stream) trace.add(chunk);
+    expect(trace.hasTrace).toBe(false);
+    expect(trace.build()).toBeUndefined();
+  });
+});
