@@ -36,7 +36,7 @@ const expectations = {
   'carbon-trace/langchain': ['CarbonTraceCallbackHandler', 'getCarbonMetrics'],
   'carbon-trace/otel': ['createOtelCarbonRecorder', 'carbonSpanAttributes'],
   'carbon-trace/grid': ['withGridIntensity', 'gridIntensityOfZone', 'createElectricityMapsProvider', 'gridProviderFromOptions'],
-  'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'estimateSource', 'toNodeListener'],
+  'carbon-trace/server': ['withCarbonTrace', 'createEnergyMeter', 'raplSource', 'nvmlSource', 'amdSmiSource', 'powermetricsSource', 'estimateSource', 'toNodeListener'],
   'carbon-trace/estimate': ['estimateCallImpact', 'findEstimateModel', 'estimateProviders', 'getCarbonEstimate'],
 };
 

@@ -46,12 +46,14 @@ program
       return g;
     }),
   )
-  .addOption(new Option('--meter <source>', 'energy source: auto (RAPL and NVML where readable, else an estimate), rapl, nvml, estimate').choices(['auto', 'rapl', 'nvml', 'estimate']).default('auto'))
+  .addOption(new Option('--meter <source>', 'energy source: auto (RAPL, NVML or amd-smi where readable, powermetrics on macOS, else an estimate), rapl, nvml, amd-smi, powermetrics, estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
   .addOption(new Option('--sample-ms <ms>', 'how often the counters are read between requests').default(100).argParser(integer('--sample-ms', 10, 60_000)))
   .addOption(new Option('--idle <mode>', 'energy with no request in flight: exclude (report it apart) or share (give it to the next requests)').choices(['exclude', 'share']).default('exclude'))
   .addOption(new Option('--max-body-mb <mb>', 'the largest request body forwarded, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'where the RAPL powercap tree is', '/sys/class/powercap')
   .option('--nvidia-smi <path>', 'the nvidia-smi executable, when NVML has no energy counter', 'nvidia-smi')
+  .option('--amd-smi <path>', 'the amd-smi executable (AMD GPUs, ROCm 6 or later)', 'amd-smi')
+  .option('--powermetrics <path>', 'the powermetrics executable (Apple silicon; needs root: run as root, or allow it in sudoers)', 'powermetrics')
   .addHelpText(
     'after',
     '\nRoutes: every path passes through to --upstream; chat completions gain x_carbon_trace.\n' +
@@ -61,7 +63,7 @@ program
       '  GET /metrics                        Prometheus text\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; powercap: string; nvidiaSmi: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
@@ -83,7 +85,7 @@ program
 
     let chosen: Awaited<ReturnType<typeof autoSources>>;
     try {
-      chosen = await autoSources({ mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi } });
+      chosen = await autoSources({ mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi }, amdSmi: { executable: options.amdSmi }, powermetrics: { executable: options.powermetrics } });
     } catch (error) {
       fail(`--meter ${options.meter}: ${(error as Error).message}`);
     }

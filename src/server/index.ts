@@ -2,7 +2,10 @@ export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMe
 export { splitSlice, type SliceParticipant } from './attribution';
 export { raplSource, RaplUnavailableError, type RaplSourceOptions } from './sources/rapl';
 export { nvmlSource, type NvmlSourceOptions } from './sources/nvml';
-export { cpuTdpWatts, estimateSource, ramPowerWatts, type EstimateSourceOptions } from './sources/estimate';
+export { amdSmiSource, type AmdSmiSourceOptions } from './sources/amd-smi';
+export { powermetricsSource, type PowermetricsSourceOptions } from './sources/powermetrics';
+export type { ToolEnergySource, ToolStatus, ToolSupervisionOptions } from './sources/supervisor';
+export { cpuTdpWatts, estimateSource, ramPowerWatts, type CpuTimes, type EstimateSourceOptions } from './sources/estimate';
 export { autoSources, type AutoSourceOptions } from './sources/auto';
 export { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from './types';
 export { isCompletionRequest, withCarbonTrace, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';

@@ -239,7 +239,7 @@ describe('the command line', () => {
     [['proxy'], /^carbon-trace: required option '--upstream <url>' not specified/],
     [['proxy', '--upstream', 'ftp://x'], /^carbon-trace: --upstream takes an http\(s\) URL/],
     [['proxy', '--upstream', 'http://127.0.0.1:1', '--port', '99999'], /^carbon-trace: option '--port <port>' argument '99999' is invalid\. --port takes a whole number from 0 to 65535/],
-    [['proxy', '--upstream', 'http://127.0.0.1:1', '--meter', 'magic'], /^carbon-trace: option '--meter <source>' argument 'magic' is invalid\. Allowed choices are auto, rapl, nvml, estimate/],
+    [['proxy', '--upstream', 'http://127.0.0.1:1', '--meter', 'magic'], /^carbon-trace: option '--meter <source>' argument 'magic' is invalid\. Allowed choices are auto, rapl, nvml, amd-smi, powermetrics, estimate/],
     [['proxy', '--upstream', 'http://127.0.0.1:1', '--zone', 'Atlantis'], /^carbon-trace: unknown --zone "Atlantis"/],
     [['proxy', '--upstream', 'http://127.0.0.1:1', '--zone', 'FR', '--grid-intensity', '5'], /^carbon-trace: option '--zone <zone>' cannot be used with option '--grid-intensity <g>'/],
     [['proxy', '--upstream', 'http://admin:s3cret@127.0.0.1:1'], /^carbon-trace: --upstream must not carry credentials/],

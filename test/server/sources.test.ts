@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { autoSources, cpuTdpWatts, estimateSource, nvmlSource, raplSource, ramPowerWatts, RaplUnavailableError } from '../../src/server/index';
 
 const dirs: string[] = [];
@@ -31,7 +31,7 @@ function domain(root: string, entry: string, name: string, uj: number, maxUj = 2
 const setUj = (root: string, entry: string, uj: number) => writeFileSync(join(root, entry, 'energy_uj'), `${uj}\n`);
 
 describe('raplSource (fixture powercap trees)', () => {
-  it('sums the package domains, skips core/uncore/dram sub-domains, in joules', () => {
+  it('sums the package domains, skips core/uncore/dram sub-domains, in joules', async () => {
     const root = tempDir();
     domain(root, 'intel-rapl:0', 'package-0', 1_000_000);
     domain(root, 'intel-rapl:1', 'package-1', 5_000_000);
@@ -41,34 +41,37 @@ describe('raplSource (fixture powercap trees)', () => {
     expect(rapl.domains).toEqual(['package-0', 'package-1']);
     expect(rapl.name).toBe('RAPL package-0,1');
     expect(rapl.measured).toBe(true);
-    expect(rapl.read()).toEqual({ cpuJoules: 0 });
+    expect(await rapl.read()).toEqual({ cpuJoules: 0 });
     setUj(root, 'intel-rapl:0', 3_500_000); // +2.5 J
     setUj(root, 'intel-rapl:1', 6_000_000); // +1 J
     setUj(root, 'intel-rapl:0:0', 99_000_000); // a sub-domain: never counted
     setUj(root, 'intel-rapl:0:2', 99_000_000);
-    expect(rapl.read().cpuJoules).toBeCloseTo(3.5, 9);
+    expect((await rapl.read()).cpuJoules).toBeCloseTo(3.5, 9);
+    await rapl.close();
   });
 
-  it('corrects a counter that wrapped at max_energy_range_uj', () => {
+  it('corrects a counter that wrapped at max_energy_range_uj', async () => {
     const root = tempDir();
     domain(root, 'intel-rapl:0', 'package-0', 999_000, 1_000_000);
     const rapl = raplSource({ root });
-    rapl.read();
+    await rapl.read();
     setUj(root, 'intel-rapl:0', 500); // wrapped: 1,000 µJ to the top, then 500 µJ
-    expect(rapl.read().cpuJoules).toBeCloseTo(0.0015, 12);
+    expect((await rapl.read()).cpuJoules).toBeCloseTo(0.0015, 12);
     setUj(root, 'intel-rapl:0', 2_500);
-    expect(rapl.read().cpuJoules).toBeCloseTo(0.0035, 12);
+    expect((await rapl.read()).cpuJoules).toBeCloseTo(0.0035, 12);
+    await rapl.close();
   });
 
-  it('counts a top-level DRAM domain as RAM only when asked, as CodeCarbon', () => {
+  it('counts a top-level DRAM domain as RAM only when asked, as CodeCarbon', async () => {
     const root = tempDir();
     domain(root, 'intel-rapl:0', 'package-0', 0);
     domain(root, 'intel-rapl:1', 'dram', 0);
     expect(raplSource({ root }).domains).toEqual(['package-0']);
     const withDram = raplSource({ root, includeDram: true });
-    withDram.read();
+    await withDram.read();
     setUj(root, 'intel-rapl:1', 2_000_000);
-    expect(withDram.read()).toEqual({ cpuJoules: 0, ramJoules: 2 });
+    expect(await withDram.read()).toEqual({ cpuJoules: 0, ramJoules: 2 });
+    await withDram.close();
   });
 
   it('reads a domain exposed through MMIO and MSR once; uses psys only without packages', () => {
@@ -116,22 +119,36 @@ describe('raplSource (fixture powercap trees)', () => {
 });
 
 describe('estimateSource (CodeCarbon\'s model)', () => {
-  it('CPU: TDP × (0.1 + 0.9 × load³) integrated over time; RAM: constant', () => {
-    let now = 0;
-    let load = 0;
-    const source = estimateSource({ cpuModel: 'Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz', ramGb: 64, architecture: 'x86', cpuLoad: () => load, clock: () => now });
-    expect(source.cpuTdpWatts).toBe(150); // CodeCarbon's table
-    expect(source.ramWatts).toBe(20); // 64 GB → 4 DIMMs × 5 W
-    expect(source.measured).toBe(false);
-    expect(source.read()).toEqual({ cpuJoules: 0, ramJoules: 0 });
-    now += 10_000; // 10 s idle: 10% of TDP
-    expect(source.read()).toEqual({ cpuJoules: 150, ramJoules: 200 });
-    load = 0.5;
-    now += 2_000; // 2 s at 50%: 150 × (0.1 + 0.9 × 0.125) = 31.875 W
-    expect(source.read().cpuJoules).toBeCloseTo(150 + 63.75, 9);
-    load = 1;
-    now += 1_000;
-    expect(source.read().cpuJoules).toBeCloseTo(150 + 63.75 + 150, 9);
+  it('CPU: TDP × (0.1 + 0.9 × load³) of the load over the last second, sampled every 250 ms, integrated over time; RAM: constant', () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      // The machine's busy time: idle for 10 s, then 50 % until 13 s, then 100 %.
+      const busyMs = (t: number) => 0.5 * (Math.min(t, 13_000) - Math.min(t, 10_000)) + Math.max(0, t - 13_000);
+      const source = estimateSource({ cpuModel: 'Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz', ramGb: 64, architecture: 'x86', cpuTimes: () => ({ busy: busyMs(Date.now()), total: Date.now() }), clock: () => Date.now() });
+      expect(source.cpuTdpWatts).toBe(150); // CodeCarbon's table
+      expect(source.ramWatts).toBe(20); // 64 GB → 4 DIMMs × 5 W
+      expect(source.measured).toBe(false);
+      expect(source.read()).toEqual({ cpuJoules: 0, ramJoules: 0 });
+      vi.advanceTimersByTime(10_000); // 10 s idle: 10% of TDP
+      expect(source.read()).toEqual({ cpuJoules: 150, ramJoules: 200 });
+      // The window [9.5 s, 10.5 s] is half at 50 %: load 0.25, held from 10.5 s to the next sample.
+      vi.advanceTimersByTime(500);
+      const at10500 = source.read().cpuJoules!;
+      vi.advanceTimersByTime(250);
+      expect(source.read().cpuJoules! - at10500).toBeCloseTo(150 * (0.1 + 0.9 * 0.25 ** 3) * 0.25, 9);
+      // From 11 s the whole window is at 50 %: 150 × (0.1 + 0.9 × 0.125) = 31.875 W.
+      vi.advanceTimersByTime(250);
+      const at11 = source.read().cpuJoules!;
+      vi.advanceTimersByTime(2_000);
+      expect(source.read().cpuJoules! - at11).toBeCloseTo(31.875 * 2, 9);
+      vi.advanceTimersByTime(1_000);
+      const at14 = source.read().cpuJoules!;
+      vi.advanceTimersByTime(1_000);
+      expect(source.read().cpuJoules! - at14).toBeCloseTo(150, 9);
+      source.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('looks CPUs up as CodeCarbon does, and falls back to 4 W per thread', () => {

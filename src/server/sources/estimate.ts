@@ -3,6 +3,18 @@ import { arch, cpus, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CPU_POWER_CSV, CPU_POWER_SOURCE } from '../data/cpu-power';
 import type { EnergyReading, EnergySource } from '../types';
+import { kernelFileReader } from './file-reader';
+
+/**
+ * The machine's cumulative CPU time, all CPUs together: `busy` (user, nice, system, irq, softirq,
+ * steal) and `total` (busy plus idle and iowait), in any one unit (kernel ticks, ms).
+ *
+ * @example
+ * ```ts
+ * const times: CpuTimes = { busy: 1_520_400, total: 9_870_100 };
+ * ```
+ */
+export type CpuTimes = { busy: number; total: number };
 
 /**
  * Options of {@link estimateSource}. Everything defaults to what this machine reports.
@@ -25,8 +37,16 @@ export type EstimateSourceOptions = {
   ramGb?: number;
   /** `'arm'` or `'x86'`. Default: from `os.arch()`. */
   architecture?: 'arm' | 'x86';
-  /** The machine's CPU load since the last call, 0–1. Default: from `os.cpus()` times. */
-  cpuLoad?: () => number;
+  /**
+   * The machine's cumulative CPU times, sampled in the background every `loadSampleMs`. Default:
+   * the first line of /proc/stat, read asynchronously through a handle kept open (`os.cpus()`
+   * where there is no /proc/stat).
+   */
+  cpuTimes?: () => CpuTimes | Promise<CpuTimes>;
+  /** How often the CPU times are sampled, ms. Default 250. */
+  loadSampleMs?: number;
+  /** The window the load is averaged over, ms. Default 1,000: the load of the last second. */
+  loadWindowMs?: number;
   /** A monotonic clock in ms. Default `performance.now`. */
   clock?: () => number;
 };
@@ -43,13 +63,23 @@ const WATTS_PER_DIMM_ARM = 1.5;
  * looked up in CodeCarbon's CPU table (4 W per thread for a CPU it does not know); RAM power from
  * the DIMM count CodeCarbon v3 guesses from the installed memory. `measured: false`.
  *
+ * The load is the machine's, averaged over a fixed window: the CPU times are sampled in the
+ * background every 250 ms (`loadSampleMs`), and at each sample the load over the last 1 s
+ * (`loadWindowMs`) sets the power until the next sample. The energy is that step function
+ * integrated over time, so it does not depend on when or how often `read()` is called: a reader
+ * every 3 ms and one every 5 s see the same mean power. `read()` is synchronous and does no I/O;
+ * until the first load is known it reports 0 J, and the first load then covers the time since
+ * the source started. `close()` stops the sampling.
+ *
  * @example
  * ```ts
  * import { createEnergyMeter, estimateSource } from 'carbon-trace/server';
  * const meter = createEnergyMeter({ sources: [estimateSource()] });
  * ```
  */
-export function estimateSource(options: EstimateSourceOptions = {}): Omit<EnergySource, 'read'> & { cpuTdpWatts: number; ramWatts: number; read(): EnergyReading } {
+export function estimateSource(
+  options: EstimateSourceOptions = {},
+): Omit<EnergySource, 'read'> & { cpuTdpWatts: number; ramWatts: number; read(): EnergyReading; currentLoad(): number | undefined; close(): void } {
   const components = new Set(options.components ?? ['cpu', 'ram']);
   const clock = options.clock ?? (() => performance.now());
   const model = options.cpuModel ?? cpus()[0]?.model ?? 'unknown CPU';
@@ -59,14 +89,72 @@ export function estimateSource(options: EstimateSourceOptions = {}): Omit<Energy
   const ramGb = options.ramGb ?? totalmem() / 1024 ** 3;
   const architecture = options.architecture ?? (/^arm|^aarch/.test(arch()) ? 'arm' : 'x86');
   const ramWatts = ramPowerWatts(ramGb, architecture);
-  const cpuLoad = options.cpuLoad ?? machineLoad();
+  const sampleMs = positive(options.loadSampleMs, 250);
+  const windowMs = positive(options.loadWindowMs, 1_000);
 
-  let last = clock();
+  const startedAt = clock();
+  // The CPU power is a step function: `cpuWatts` from `cpuSince` on, `cpuJoules` before.
   let cpuJoules = 0;
-  let ramJoules = 0;
+  let cpuSince = startedAt;
+  let cpuWatts: number | undefined;
+  let load: number | undefined;
+  const history: Array<{ at: number; busy: number; total: number }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  let stopTimes: (() => void) | undefined;
+
   const parts: string[] = [];
-  if (components.has('cpu')) parts.push(`CPU modelled: TDP ${tdp} W × (0.1 + 0.9·load³) (${model}; TDP ${known})`);
+  if (components.has('cpu')) parts.push(`CPU modelled: TDP ${tdp} W × (0.1 + 0.9·load³), load over ${windowMs / 1000} s sampled every ${sampleMs} ms (${model}; TDP ${known})`);
   if (components.has('ram')) parts.push(`RAM modelled: ${round(ramWatts)} W (${round(ramGb)} GB, CodeCarbon v3 DIMM rule)`);
+
+  /** A background sample of the CPU times: the windowed load sets the power from now on. */
+  function sampled(times: CpuTimes, now: number): void {
+    if (!Number.isFinite(times?.busy) || !Number.isFinite(times?.total) || times.total < times.busy) return;
+    const last = history[history.length - 1];
+    // Counters that went back (a reset, another source): start the window again.
+    if (last !== undefined && (times.total < last.total || times.busy < last.busy || now < last.at)) history.length = 0;
+    history.push({ at: now, busy: times.busy, total: times.total });
+    // Keep one sample at or before the window's start, and everything after it.
+    while (history.length > 2 && history[1]!.at <= now - windowMs) history.shift();
+    const first = history[0]!;
+    const ticks = times.total - first.total;
+    // No tick in the window: the load is not known anew, the last one stands.
+    if (ticks > 0) load = Math.min(1, Math.max(0, (times.busy - first.busy) / ticks));
+    if (load === undefined) return;
+    // CodeCarbon, codecarbon/external/hardware.py (_get_power_from_cpu_load, machine mode).
+    const watts = tdp * (0.1 + 0.9 * load ** 3);
+    // The first known power also covers the time before it, since the source started.
+    cpuJoules += (cpuWatts ?? watts) * (Math.max(0, now - cpuSince) / 1000);
+    cpuSince = Math.max(cpuSince, now);
+    cpuWatts = watts;
+  }
+
+  if (components.has('cpu')) {
+    const source = options.cpuTimes !== undefined ? { read: options.cpuTimes, close: () => {} } : machineCpuTimes();
+    stopTimes = source.close;
+    let busy = false;
+    const tick = () => {
+      if (busy) return;
+      let times: CpuTimes | Promise<CpuTimes>;
+      try {
+        times = source.read();
+      } catch {
+        return;
+      }
+      if (typeof (times as Promise<CpuTimes>).then === 'function') {
+        busy = true;
+        (times as Promise<CpuTimes>).then(
+          (t) => ((busy = false), timer !== undefined && sampled(t, clock())),
+          () => (busy = false),
+        );
+      } else {
+        sampled(times as CpuTimes, clock());
+      }
+    };
+    timer = setInterval(tick, sampleMs);
+    // A sampler must never be what keeps a process alive.
+    timer.unref();
+    tick();
+  }
 
   return {
     name: parts.join('; '),
@@ -75,22 +163,23 @@ export function estimateSource(options: EstimateSourceOptions = {}): Omit<Energy
     ramWatts,
     read(): EnergyReading {
       const now = clock();
-      const seconds = Math.max(0, (now - last) / 1000);
-      last = now;
       const reading: EnergyReading = {};
-      if (components.has('cpu')) {
-        const load = Math.min(1, Math.max(0, cpuLoad()));
-        // CodeCarbon, codecarbon/external/hardware.py (_get_power_from_cpu_load, machine mode).
-        cpuJoules += tdp * (0.1 + 0.9 * load ** 3) * seconds;
-        reading.cpuJoules = cpuJoules;
-      }
-      if (components.has('ram')) {
-        ramJoules += ramWatts * seconds;
-        reading.ramJoules = ramJoules;
-      }
+      if (components.has('cpu')) reading.cpuJoules = cpuJoules + (cpuWatts ?? 0) * (Math.max(0, now - cpuSince) / 1000);
+      if (components.has('ram')) reading.ramJoules = ramWatts * (Math.max(0, now - startedAt) / 1000);
       return reading;
     },
+    currentLoad: () => load,
+    close() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      stopTimes?.();
+      stopTimes = undefined;
+    },
   };
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
 
 /**
@@ -164,41 +253,43 @@ function dimmCount(gb: number): number {
 }
 
 /**
- * The machine's CPU load between two calls, from the kernel's cumulative CPU times: the first
- * line of /proc/stat on Linux (a quarter of the cost of `os.cpus()`, which also parses
- * /proc/cpuinfo), `os.cpus()` elsewhere.
+ * The machine's cumulative CPU times: the first line of /proc/stat on Linux (a quarter of the cost
+ * of `os.cpus()`, which also parses /proc/cpuinfo), read asynchronously through one handle kept
+ * open; `os.cpus()` elsewhere.
  */
-function machineLoad(): () => number {
-  const fromProc = (): { busy: number; all: number } | undefined => {
-    try {
-      const fields = readFileSync('/proc/stat', 'utf8').slice(0, 256).split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-      // user nice system idle iowait irq softirq steal: idle and iowait are the not-busy ones.
-      const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
-      return { busy: user + nice + system + irq + softirq + steal, all: user + nice + system + idle + iowait + irq + softirq + steal };
-    } catch {
-      return undefined;
-    }
-  };
-  const fromOs = () => {
+function machineCpuTimes(): { read(): CpuTimes | Promise<CpuTimes>; close(): void } {
+  const fromOs = (): CpuTimes => {
     let busy = 0;
-    let all = 0;
+    let total = 0;
     for (const cpu of cpus()) {
       const { user, nice, sys, irq, idle } = cpu.times;
       busy += user + nice + sys + irq;
-      all += user + nice + sys + irq + idle;
+      total += user + nice + sys + irq + idle;
     }
-    return { busy, all };
+    return { busy, total };
   };
-  const useProc = fromProc() !== undefined;
-  const totals = () => (useProc ? (fromProc() ?? fromOs()) : fromOs());
-  let previous = totals();
-  return () => {
-    const current = totals();
-    const all = current.all - previous.all;
-    const load = all > 0 ? (current.busy - previous.busy) / all : 0;
-    previous = current;
-    return load;
+  let hasProc = true;
+  try {
+    readFileSync('/proc/stat', 'latin1');
+  } catch {
+    hasProc = false;
+  }
+  if (!hasProc) return { read: fromOs, close: () => {} };
+  const stat = kernelFileReader('/proc/stat', 512);
+  return {
+    read: async () => parseProcStat(await stat.read()) ?? fromOs(),
+    close: () => void stat.close(),
   };
+}
+
+/** The `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal (guest is inside user). */
+function parseProcStat(text: string): CpuTimes | undefined {
+  const line = text.split('\n', 1)[0] ?? '';
+  if (!line.startsWith('cpu ')) return undefined;
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  const total = busy + idle + iowait;
+  return Number.isFinite(total) ? { busy, total } : undefined;
 }
 
 type CpuTable = { byName: Map<string, number>; entries: Array<{ name: string; tdp: number; words: Set<string> }> };

@@ -1,16 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
 import type { EnergyReading, EnergySource } from '../types';
+import { superviseTool, type ToolFigure, type ToolParser, type ToolStatus, type ToolSupervisionOptions } from './supervisor';
 
 /**
- * Options of {@link nvmlSource}.
+ * Options of {@link nvmlSource}. The supervision options (`staleAfterMs`, `startTimeoutMs`,
+ * `restartDelayMs`, `clock`) apply to nvidia-smi.
  *
  * @example
  * ```ts
  * nvmlSource({ mode: 'nvidia-smi', sampleIntervalMs: 200 });
  * ```
  */
-export type NvmlSourceOptions = {
+export type NvmlSourceOptions = ToolSupervisionOptions & {
   /**
    * `'nvml'`: NVML's total-energy counter (Volta and newer) through `koffi`; `'nvidia-smi'`:
    * `nvidia-smi` in loop mode, integrating `power.draw`; `'auto'` (default): NVML, else nvidia-smi.
@@ -27,7 +27,7 @@ export type NvmlSourceOptions = {
 // NVML return codes (nvml.h).
 const NVML_SUCCESS = 0;
 
-type Backend = { name: string; read(): Promise<number>; close(): void };
+type Backend = { name: string; read(): Promise<number>; close(): void | Promise<void>; status?(): ToolStatus };
 
 let deviceTypeRegistered = false;
 
@@ -44,9 +44,19 @@ let deviceTypeRegistered = false;
  * const meter = createEnergyMeter({ sources: [nvmlSource(), estimateSource()] });
  * ```
  */
-export function nvmlSource(options: NvmlSourceOptions = {}): EnergySource & { backend(): Promise<string> } {
+export function nvmlSource(options: NvmlSourceOptions = {}): EnergySource & { backend(): Promise<string>; status(): ToolStatus; close(): Promise<void> } {
   let backend: Promise<Backend> | undefined;
-  const open = () => (backend ??= openBackend(options));
+  let opened: Backend | undefined;
+  let failure: string | undefined;
+  const since = new Date().toISOString();
+  const open = () =>
+    (backend ??= openBackend(options).then(
+      (b) => ((opened = b), b),
+      (error: unknown) => {
+        failure = (error as Error).message;
+        throw error;
+      },
+    ));
   return {
     name: 'NVML',
     measured: true,
@@ -56,8 +66,14 @@ export function nvmlSource(options: NvmlSourceOptions = {}): EnergySource & { ba
     async read(): Promise<EnergyReading> {
       return { gpuJoules: await (await open()).read() };
     },
+    status(): ToolStatus {
+      if (opened?.status) return opened.status();
+      if (opened) return { state: 'running', since, detail: opened.name, restarts: 0, samples: 0 };
+      if (failure !== undefined) return { state: 'failed', since, detail: failure, restarts: 0, samples: 0 };
+      return { state: backend ? 'starting' : 'idle', since, detail: backend ? 'NVML is starting' : 'NVML not started', restarts: 0, samples: 0 };
+    },
     async close() {
-      if (backend) (await backend.catch(() => undefined))?.close();
+      if (backend) await (await backend.catch(() => undefined))?.close();
     },
   };
 }
@@ -74,7 +90,7 @@ async function openBackend(options: NvmlSourceOptions): Promise<Backend> {
     }
   }
   try {
-    return await openNvidiaSmi(options.nvidiaSmi ?? 'nvidia-smi', options.sampleIntervalMs ?? 100);
+    return await openNvidiaSmi(options.nvidiaSmi ?? 'nvidia-smi', Math.max(10, Math.round(options.sampleIntervalMs ?? 100)), options);
   } catch (error) {
     const why = nvmlError === undefined ? '' : `NVML: ${(nvmlError as Error).message}; `;
     throw new Error(`no NVIDIA GPU energy: ${why}nvidia-smi: ${(error as Error).message}`);
@@ -131,55 +147,51 @@ async function openNvml(library: string): Promise<Backend> {
   }
 }
 
-/** nvidia-smi in loop mode: power per GPU every interval, integrated (trapezoids) into joules. */
-function openNvidiaSmi(executable: string, intervalMs: number): Promise<Backend> {
-  return new Promise((resolve, reject) => {
-    let child: ChildProcess;
-    try {
-      child = spawn(executable, ['--query-gpu=index,power.draw', '--format=csv,noheader,nounits', `-lms`, String(Math.max(10, Math.round(intervalMs)))], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    } catch (error) {
-      reject(error);
-      return;
-    }
-    const last = new Map<string, { at: number; watts: number }>();
-    let joules = 0;
-    let gpus = new Set<string>();
-    let pending = '';
-    let started = false;
-    let stderr = '';
-    const fail = (error: Error) => {
-      if (!started) reject(error);
-    };
-    child.on('error', (error) => fail(new Error(`${executable}: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
-    child.on('exit', (code) => fail(new Error(`${executable} exited with ${code}${stderr ? `: ${stderr.trim().split('\n')[0]}` : ''}`)));
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
-    child.stdout?.on('data', (data: Buffer) => {
-      pending += data.toString();
+/**
+ * nvidia-smi in loop mode (`-lms`), supervised: power per GPU every interval, each figure held
+ * until the next; a dying or silent nvidia-smi makes reads reject, and is restarted.
+ */
+async function openNvidiaSmi(executable: string, intervalMs: number, options: NvmlSourceOptions): Promise<Backend> {
+  const tool = superviseTool({
+    ...options,
+    tool: 'nvidia-smi',
+    command: executable,
+    args: ['--query-gpu=index,power.draw', '--format=csv,noheader,nounits', '-lms', String(intervalMs)],
+    intervalMs,
+    parser: nvidiaSmiParser,
+    install: 'install the NVIDIA driver (it brings nvidia-smi), or give its path (--nvidia-smi, or { nvidiaSmi })',
+  });
+  try {
+    await tool.start();
+  } catch (error) {
+    await tool.close();
+    throw error;
+  }
+  const gpus = tool.channels().length;
+  return {
+    name: `nvidia-smi power.draw every ${intervalMs} ms, ${gpus} GPU${gpus === 1 ? '' : 's'}`,
+    read: async () => tool.read().gpuJoules ?? 0,
+    status: () => tool.status(),
+    close: () => tool.close(),
+  };
+}
+
+/** `index, power.draw` lines (W); `[N/A]` where a GPU cannot report power. One sample per batch of lines. */
+function nvidiaSmiParser(): ToolParser {
+  let pending = '';
+  return {
+    push(text) {
+      pending += text;
       const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      const now = performance.now();
+      pending = (lines.pop() ?? '').slice(-4_096);
+      const figures: ToolFigure[] = [];
       for (const line of lines) {
         const [index, power] = line.split(',').map((s) => s.trim());
         const watts = Number(power);
-        if (!index || !Number.isFinite(watts) || watts < 0) continue; // "[N/A]" on GPUs that cannot report power
-        const previous = last.get(index);
-        if (previous) joules += ((previous.watts + watts) / 2) * ((now - previous.at) / 1000);
-        last.set(index, { at: now, watts });
-        gpus.add(index);
+        if (!index || power === undefined || power === '' || !Number.isFinite(watts) || watts < 0) continue;
+        figures.push({ component: 'gpu', device: index, watts });
       }
-      if (!started && gpus.size > 0) {
-        started = true;
-        resolve({
-          name: `nvidia-smi power.draw every ${intervalMs} ms, ${gpus.size} GPU${gpus.size === 1 ? '' : 's'}`,
-          read: async () => joules,
-          close: () => {
-            child.kill();
-            gpus = new Set();
-          },
-        });
-      }
-    });
-  });
+      return figures.length > 0 ? [figures] : [];
+    },
+  };
 }

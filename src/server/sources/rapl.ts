@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EnergyReading, EnergySource } from '../types';
+import { kernelFileReader, type KernelFileReader } from './file-reader';
 
 /**
  * Options of {@link raplSource}.
@@ -33,7 +34,10 @@ export class RaplUnavailableError extends Error {
   override name = 'RaplUnavailableError';
 }
 
-type Domain = { name: string; path: string; component: 'cpu' | 'ram'; maxUj: number; lastUj?: number; totalUj: number };
+type Domain = { name: string; path: string; component: 'cpu' | 'ram'; maxUj: number; lastUj?: number; totalUj: number; energy: KernelFileReader };
+
+// energy_uj is at most 20 digits and a newline.
+const ENERGY_UJ_BYTES = 32;
 
 // Since CVE-2020-8694 (the PLATYPUS power side channel) the counters are root-only on most
 // distributions; these are the two ways to open them to a service user.
@@ -49,6 +53,11 @@ const PERMISSION_FIX =
  * package domain, and top-level DRAM domains only with `includeDram`. A domain exposed both
  * through MMIO and MSR is read once. `measured: true`.
  *
+ * Reads are asynchronous and never block the event loop: each counter file stays open and is
+ * read again at position 0 on libuv's thread pool (on real RAPL that read is an MSR read, possibly
+ * on another CPU). A read called while one is in flight shares it. The probe at creation is
+ * synchronous, once.
+ *
  * Throws a {@link RaplUnavailableError} naming the fix when there is no domain, or when the
  * counters are not readable by this user.
  *
@@ -58,7 +67,7 @@ const PERMISSION_FIX =
  * const meter = createEnergyMeter({ sources: [raplSource(), estimateSource({ components: ['ram'] })] });
  * ```
  */
-export function raplSource(options: RaplSourceOptions = {}): Omit<EnergySource, 'read'> & { domains: string[]; read(): EnergyReading } {
+export function raplSource(options: RaplSourceOptions = {}): Omit<EnergySource, 'read'> & { domains: string[]; read(): Promise<EnergyReading>; close(): Promise<void> } {
   const root = options.root ?? '/sys/class/powercap';
   let entries: string[];
   try {
@@ -100,49 +109,76 @@ export function raplSource(options: RaplSourceOptions = {}): Omit<EnergySource, 
     ...(options.includeDram ? dram.map((d) => domain(d, 'ram')) : []),
   ];
   // The first reading must work, or the source is of no use.
-  for (const d of domains) readMicrojoules(d);
+  for (const d of domains) parseMicrojoules(d, readSync(d));
 
   const names = (component: 'cpu' | 'ram') => domains.filter((d) => d.component === component).map((d) => d.name);
   const cpuNames = names('cpu');
+  let inFlight: Promise<EnergyReading> | undefined;
   const label = `RAPL ${cpuNames.length > 1 ? `${cpuNames[0]!.replace(/-\d+$/, '')}-${cpuNames.map((n) => n.replace(/^.*-/, '')).join(',')}` : cpuNames[0]}${options.includeDram && names('ram').length > 0 ? ` + ${names('ram').join(',')}` : ''}`;
   return {
     name: label,
     measured: true,
     domains: domains.map((d) => d.name),
-    read(): EnergyReading {
-      const reading: EnergyReading = {};
-      for (const d of domains) {
-        const uj = readMicrojoules(d);
-        if (d.lastUj !== undefined) {
-          // The counter wraps at max_energy_range_uj back to 0.
-          d.totalUj += uj >= d.lastUj ? uj - d.lastUj : d.maxUj - d.lastUj + uj;
-        }
-        d.lastUj = uj;
-        const key = d.component === 'cpu' ? 'cpuJoules' : 'ramJoules';
-        reading[key] = (reading[key] ?? 0) + d.totalUj / 1e6;
-      }
-      return reading;
+    read(): Promise<EnergyReading> {
+      // One reading at a time: concurrent calls share it, so the wrap check sees readings in order.
+      inFlight ??= readAll().finally(() => (inFlight = undefined));
+      return inFlight;
+    },
+    async close() {
+      await Promise.all(domains.map((d) => d.energy.close()));
     },
   };
 
+  async function readAll(): Promise<EnergyReading> {
+    const values = await Promise.all(domains.map(readMicrojoules));
+    const reading: EnergyReading = {};
+    domains.forEach((d, i) => {
+      const uj = values[i]!;
+      if (d.lastUj !== undefined) {
+        // The counter wraps at max_energy_range_uj back to 0.
+        d.totalUj += uj >= d.lastUj ? uj - d.lastUj : d.maxUj - d.lastUj + uj;
+      }
+      d.lastUj = uj;
+      const key = d.component === 'cpu' ? 'cpuJoules' : 'ramJoules';
+      reading[key] = (reading[key] ?? 0) + d.totalUj / 1e6;
+    });
+    return reading;
+  }
+
   function domain(d: { name: string; path: string }, component: 'cpu' | 'ram'): Domain {
     const max = Number(readText(join(d.path, 'max_energy_range_uj')));
-    return { name: d.name, path: d.path, component, maxUj: Number.isFinite(max) && max > 0 ? max : 2 ** 32, totalUj: 0 };
+    return { name: d.name, path: d.path, component, maxUj: Number.isFinite(max) && max > 0 ? max : 2 ** 32, totalUj: 0, energy: kernelFileReader(join(d.path, 'energy_uj'), ENERGY_UJ_BYTES) };
   }
 }
 
-function readMicrojoules(d: Domain): number {
+async function readMicrojoules(d: Domain): Promise<number> {
   let text: string;
   try {
-    text = readFileSync(join(d.path, 'energy_uj'), 'utf8');
+    text = await d.energy.read();
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new RaplUnavailableError(
-      code === 'EACCES' || code === 'EPERM' ? `RAPL counter ${d.name} is not readable by this user: ${PERMISSION_FIX}` : `RAPL counter ${d.name} could not be read (${code ?? String(error)})`,
-    );
+    throw unreadable(d, error);
   }
+  return parseMicrojoules(d, text);
+}
+
+function readSync(d: Domain): string {
+  try {
+    return readFileSync(join(d.path, 'energy_uj'), 'utf8');
+  } catch (error) {
+    throw unreadable(d, error);
+  }
+}
+
+function unreadable(d: Domain, error: unknown): RaplUnavailableError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return new RaplUnavailableError(
+    code === 'EACCES' || code === 'EPERM' ? `RAPL counter ${d.name} is not readable by this user: ${PERMISSION_FIX}` : `RAPL counter ${d.name} could not be read (${code ?? String(error)})`,
+  );
+}
+
+function parseMicrojoules(d: Domain, text: string): number {
   const value = Number(text.trim());
-  if (!Number.isFinite(value) || value < 0) throw new RaplUnavailableError(`RAPL counter ${d.name} gave ${JSON.stringify(text.trim())}`);
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0) throw new RaplUnavailableError(`RAPL counter ${d.name} gave ${JSON.stringify(text.trim())}`);
   return value;
 }
 
