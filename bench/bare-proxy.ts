@@ -1,30 +1,46 @@
 /**
  * A reference for the proxy benchmark: a bare pass-through proxy on the same stack as
- * `carbon-trace proxy` (`node:http` in, a keep-alive `http.Agent` out, bytes piped) but without
+ * `carbon-trace proxy` (`node:http` in, undici's keep-alive `Pool` out, bytes piped) but without
  * carbon-trace, in a process of its own. What it costs is the hop on Node itself, not
  * carbon-trace. Prints its origin; serves until stdin closes.
  *
  *   node --import tsx bench/bare-proxy.ts http://127.0.0.1:<upstream port>
  */
 import { once } from 'node:events';
-import { Agent, createServer, request } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Pool, type Dispatcher } from 'undici';
 
 const upstream = new URL(process.argv[2] ?? 'http://127.0.0.1:8000');
-const agent = new Agent({ keepAlive: true, scheduling: 'lifo' });
+const pool = new Pool(upstream.origin, { connections: null, pipelining: 1 });
 const server = createServer((req, res) => {
-  const headers = { ...req.headers, host: upstream.host };
-  delete headers.connection;
-  const out = request({ agent, host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (up) => {
-    const back = { ...up.headers };
-    delete back.connection;
-    delete back['keep-alive'];
-    delete back['transfer-encoding'];
-    res.writeHead(up.statusCode ?? 502, back);
-    up.pipe(res);
-  });
-  out.on('error', () => res.destroy());
-  req.pipe(out);
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && name !== 'connection' && name !== 'host' && name !== 'keep-alive') headers[name] = value;
+  pool.dispatch(
+    { path: req.url ?? '/', method: req.method as Dispatcher.HttpMethod, headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : req, headersTimeout: 0, bodyTimeout: 0 },
+    {
+      onRequestStart() {},
+      onResponseStart(_c, status, responseHeaders) {
+        const out = { ...responseHeaders };
+        delete out.connection;
+        delete out['keep-alive'];
+        delete out['transfer-encoding'];
+        res.writeHead(status, out);
+      },
+      onResponseData(c, chunk) {
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', () => c.resume());
+        }
+      },
+      onResponseEnd() {
+        res.end();
+      },
+      onResponseError() {
+        res.destroy();
+      },
+    },
+  );
 });
 server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1');

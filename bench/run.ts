@@ -294,47 +294,7 @@ const quiet = { onWarning: false as const };
   console.log(`meter CPU: ${(share * 100).toFixed(2)} % of one core (${(metered.share * 100).toFixed(2)} % with the meter, ${(baseline.share * 100).toFixed(2)} % with a bare timer)`);
 }
 
-// ---- 6. the proxy: a 2,000-chunk stream through it vs from the upstream directly; 200 streams ---
-{
-  // Three processes, as deployed: the model server, the proxy, and this client.
-  const upstream = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'upstream.ts'), '2000'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const [line] = (await once(upstream.stdout!, 'data')) as [Buffer];
-  const upstreamBase = line.toString().trim();
-  const cli = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli.ts'), 'proxy', '--upstream', new URL(upstreamBase).origin, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [first] = (await once(cli.stdout!, 'data')) as [Buffer];
-  const proxyBase = `${first.toString().match(/listening on (http:\/\/\S+)/)![1]}/v1`;
-  const stream = (base: string) =>
-    fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }) }).then((r) => r.text());
-  const n = quick ? 2 : 10;
-  const r = await abTest(() => times(n, () => stream(upstreamBase)), () => times(n, () => stream(proxyBase)), LANGCHAIN_SAMPLES);
-  ratioRow(`proxy, 2,000-chunk stream ×${n}, vs the upstream directly`, 'upstream', 'through the proxy', r, 1.1, n);
-  // What any proxy on this stack costs (fetch to the upstream, toNodeListener to serve), and so
-  // what of the above is carbon-trace's own.
-  const bare = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-proxy.ts'), new URL(upstreamBase).origin], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const [bareLine] = (await once(bare.stdout!, 'data')) as [Buffer];
-  const bareBase = bareLine.toString().trim();
-  const hop = await abTest(() => times(n, () => stream(upstreamBase)), () => times(n, () => stream(bareBase)), LANGCHAIN_SAMPLES);
-  ratioRow(`a bare pass-through proxy on the same stack, 2,000-chunk stream ×${n}, vs the upstream directly (reference)`, 'upstream', 'bare proxy', hop, Number.NaN, n);
-  const own = await abTest(() => times(n, () => stream(bareBase)), () => times(n, () => stream(proxyBase)), LANGCHAIN_SAMPLES);
-  ratioRow(`proxy, 2,000-chunk stream ×${n}, vs a bare pass-through proxy`, 'bare proxy', 'carbon-trace proxy', own, 1.05, n);
-  bare.stdin!.end();
-
-  // Throughput: 200 concurrent streams of 2,000 chunks, direct and through the proxy.
-  const concurrent = quick ? 20 : 200;
-  const wall = async (base: string) => {
-    const start = performance.now();
-    await Promise.all(Array.from({ length: concurrent }, () => stream(base)));
-    return performance.now() - start;
-  };
-  await wall(proxyBase); // warm
-  const direct = await wall(upstreamBase);
-  const proxied = await wall(proxyBase);
-  const rate = (ms: number) => `${Math.round((concurrent * 2000) / (ms / 1000)).toLocaleString('en')} chunks/s`;
-  rows.push({ name: `proxy throughput, ${concurrent} concurrent 2,000-chunk streams`, a: `upstream: ${rate(direct)}`, b: `proxy: ${rate(proxied)}`, value: `${(proxied / direct).toFixed(3)}× the time (${(proxied / 1000).toFixed(1)} s)`, target: '—', met: undefined });
-  console.log(`proxy throughput: ${rate(proxied)} through the proxy, ${rate(direct)} direct`);
-  cli.kill();
-  upstream.stdin!.end();
-}
+// The proxy's own benchmark, beside nginx, is bench/proxy.ts (`npm run bench:proxy`).
 
 await server.close();
 

@@ -18,9 +18,10 @@ export type EnergyMeterOptions = {
   /** How often the counters are read between request boundaries, ms. Default 100; 0 reads them at request boundaries only. */
   sampleIntervalMs?: number;
   /**
-   * Boundary readings closer together than this share one reading, ms. Default 0: one reading
-   * serves every request that begins or ends in the same turn of the event loop. A larger window
-   * reads less often under load, and moves a boundary by at most that much.
+   * One reading serves every request boundary within this many ms after it, ms. Default 1: under
+   * load the counters are read at most about once per millisecond, however many requests begin
+   * and end, and a boundary moves back by at most that much (the energy it moves stays in the
+   * books, with the requests beside it). A boundary with no reading that recent is read at once.
    */
   coalesceMs?: number;
   /**
@@ -210,6 +211,7 @@ type TokenSlice = { perToken: Vec; refs: number };
 
 const DEFAULT_SAMPLE_INTERVAL_MS = 100;
 const DEFAULT_READ_TIMEOUT_MS = 1_000;
+const DEFAULT_COALESCE_MS = 1;
 const POWER_WINDOW_MS = 1_000;
 const POWER_POINT_SPACING_MS = 50;
 const MAX_FAILURE_EVENTS = 256;
@@ -238,7 +240,7 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
   const clock = options.clock ?? (() => performance.now());
   const warn = createWarner(options.onWarning);
   const shareIdle = options.idle === 'share';
-  const coalesceMs = Math.max(0, options.coalesceMs ?? 0);
+  const coalesceMs = Math.max(0, options.coalesceMs ?? DEFAULT_COALESCE_MS);
   const readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
   const since = new Date().toISOString();
   let states: SourceState[] = [];
@@ -315,37 +317,53 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
 
   function schedule(): void {
     scheduled = true;
-    const wait = coalesceMs > 0 ? lastReadingAt + coalesceMs - clock() : 0;
-    if (wait > 0) setTimeout(run, Math.min(wait, coalesceMs));
-    else setImmediate(run);
+    setImmediate(run);
   }
 
   function run(): void {
     scheduled = false;
     if (reading || due === undefined) return;
+    if (!isReady) {
+      scheduled = true;
+      void ready.then(() => {
+        scheduled = false;
+        run();
+      });
+      return;
+    }
+    readNow();
+  }
+
+  /** Takes a reading now: done before this returns when every source answers at once. */
+  function readNow(): void {
     reading = true;
     const current = due;
     due = undefined;
     const done = () => {
       reading = false;
-      current.resolve();
+      current?.resolve();
       if (due !== undefined && !scheduled) schedule();
     };
-    const go = () => {
-      let result: void | Promise<void>;
-      try {
-        result = takeReading();
-      } catch (error) {
-        warn(`meter-bug\0${String(error)}`, `energy meter reading failed: ${error instanceof Error ? error.message : String(error)}`);
-        done();
-        return;
-      }
-      if (result instanceof Promise) result.then(done, done);
-      else done();
-    };
-    if (isReady) go();
-    else void ready.then(go);
+    let result: void | Promise<void>;
+    try {
+      result = takeReading();
+    } catch (error) {
+      warn(`meter-bug\0${String(error)}`, `energy meter reading failed: ${error instanceof Error ? error.message : String(error)}`);
+      done();
+      return;
+    }
+    if (result instanceof Promise) result.then(done, done);
+    else done();
   }
+
+  /** A request boundary: a reading now when none is under way, else the next one. */
+  function boundary(): void {
+    if (!reading && isReady) readNow();
+    else void requestReading();
+  }
+
+  /** Whether the last reading is recent enough to stand for a boundary now (within `coalesceMs`). */
+  const recentReading = () => isReady && !reading && readings > 0 && clock() - lastReadingAt <= coalesceMs;
 
   /** Reads every source: synchronously when they all answer at once (the usual case), else once the slow ones do. */
   function takeReading(): void | Promise<void> {
@@ -458,21 +476,23 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
     for (const request of closing_) finish(request, k, now);
     const starting = pending;
     pending = [];
-    for (const request of starting) {
-      request.state = 'active';
-      request.startReading = k;
-      request.startedAt = now;
-      request.equal0 = equal.slice();
-      request.gaps0 = gaps.slice();
-      request.failures0 = failures;
-      request.pendingSlice = -1;
-      activeSet.add(request);
-      active++;
-      if (!request.streaming) nonStreamingActive++;
-      // A request must span two readings, or it would get nothing: an early end waits for the next.
-      if (request.endRequested) ending.push(request);
-    }
+    for (const request of starting) activate(request, k, now);
     if (ending.length > 0) void requestReading();
+  }
+
+  function activate(request: Req, k: number, at: number): void {
+    request.state = 'active';
+    request.startReading = k;
+    request.startedAt = at;
+    request.equal0 = equal.slice();
+    request.gaps0 = gaps.slice();
+    request.failures0 = failures;
+    request.pendingSlice = -1;
+    activeSet.add(request);
+    active++;
+    if (!request.streaming) nonStreamingActive++;
+    // A request must span two readings, or it would get nothing: an early end waits for the next.
+    if (request.endRequested) ending.push(request);
   }
 
   function settle(request: Req): void {
@@ -487,6 +507,12 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
   }
 
   function finish(request: Req, k: number, now: number): void {
+    if (request.pendingSlice === readings) {
+      // Tokens after the reading that closes its books fall in a slice it is not part of.
+      sliceTokens -= request.pendingTokens;
+      sliceContributors--;
+      request.pendingTokens = 0;
+    }
     settle(request);
     activeSet.delete(request);
     active--;
@@ -606,9 +632,12 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
     };
     if (closing) {
       settle({ joules: {}, totalJoules: undefined, durationSeconds: 0, measured: false, warnings: ['no energy figure: the energy meter is closed'] });
+    } else if (pending.length === 0 && recentReading()) {
+      // One reading serves every boundary within `coalesceMs`: this one opens its books.
+      activate(request, readings - 1, lastReadingAt);
     } else {
       pending.push(request);
-      void requestReading();
+      boundary();
     }
     return {
       tokens(count = 1) {
@@ -632,8 +661,12 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
           request.endRequested = true;
           if (request.model === undefined && typeof endInfo?.model === 'string' && endInfo.model !== '') request.model = endInfo.model;
           if (request.state === 'active') {
-            ending.push(request);
-            void requestReading();
+            if (readings - 1 > request.startReading && recentReading()) {
+              finish(request, readings - 1, lastReadingAt);
+            } else {
+              ending.push(request);
+              boundary();
+            }
           }
           // A pending request is moved to `ending` when its first reading activates it.
         }

@@ -1,7 +1,8 @@
 import { Buffer } from 'node:buffer';
-import { Agent as HttpAgent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { Transform } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
 import { JOULES_PER_KWH } from '../core/units';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName, createRowBook, OTHER_ROW, type RowBook } from './books';
@@ -176,6 +177,7 @@ export type CarbonProxy = {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
+const SMALL_BODY_BYTES = 64 * 1024;
 const MAX_METRIC_MODELS = 100;
 const MAX_MODEL_GARDEN_NAMES = 10;
 // One rule for JSON and streams: a server that measures itself keeps its own trace.
@@ -209,10 +211,9 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   }
   const upstreamLabel = `${upstream.origin}${upstream.pathname.replace(/\/+$/, '')}`;
   const basePath = upstream.pathname.replace(/\/+$/, '');
-  const secure = upstream.protocol === 'https:';
-  const upstreamPort = Number(upstream.port || (secure ? 443 : 80));
-  const agent = secure ? new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }) : new HttpAgent({ keepAlive: true, scheduling: 'lifo' });
-  const send = secure ? httpsRequest : httpRequest;
+  const upstreamPort = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
+  // undici's pool: keep-alive connections to the upstream, at about twice the rate of http.Agent.
+  const pool = new Pool(upstream.origin, { connections: null, pipelining: 1 });
   const meter = options.meter;
   const warn = createWarner(options.onWarning);
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
@@ -460,18 +461,19 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     forward(req, res, target, req.method === 'POST' && isCompletionPath(path));
   }
 
+  type Close = (status: number, traced?: { usage: BookedRequest['usage'] }) => Promise<Record<string, unknown> | undefined>;
+
   function forward(req: IncomingMessage, res: ServerResponse, target: string, traced: boolean): void {
-    const headers = upstreamHeaders(req, traced);
-    const outgoing = send({ agent, host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstreamPort, method: req.method, path: `${basePath}${target}`, headers });
     const fields = traced ? new RequestFields(['model', 'user']) : undefined;
     const metered = traced ? meter.begin() : undefined;
-    let status = 0;
+    let status = 0; // the upstream's, once it answered
     let streamed = false;
-    let settled = false; // the request's books are closed (or being closed)
-    let received = 0;
-    let finished = false;
+    let settled = false; // the request's books are closed, or closing
+    let finished = false; // the client has the whole response
+    let abandoned = false; // the upstream exchange was ended here, not by the upstream
+    let controller: Dispatcher.DispatchController | undefined;
 
-    const close = async (clientStatus: number, trace?: { usage: BookedRequest['usage'] }): Promise<Record<string, unknown> | undefined> => {
+    const close: Close = async (clientStatus, trace) => {
       if (!metered || settled) return undefined;
       settled = true;
       const model = boundedName(fields?.get('model'));
@@ -482,193 +484,201 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       book({ model, status: clientStatus, streamed, energy, trace: record, grid: g, usage });
       return record;
     };
+    const abandon = (reason: string) => {
+      abandoned = true;
+      controller?.abort(new Error(reason));
+    };
 
-    let abandoned = false; // we ended the upstream request ourselves
     res.once('close', () => {
-      if (!finished) {
-        // The client went away first: stop the upstream work, close the books.
-        abandoned = true;
-        outgoing.destroy();
-        void close(499);
-      }
+      if (finished) return;
+      // The client went away first: stop the upstream work, close the books.
+      abandon('the client went away');
+      void close(499);
     });
     res.once('finish', () => (finished = true));
 
-    outgoing.once('error', (error: NodeJS.ErrnoException) => {
-      if (abandoned) return;
-      const code = error.code ?? error.message;
-      // No response came: the upstream could not be reached (or dropped the connection).
-      if (status === 0) setReachable(false, code);
-      if (res.headersSent) res.destroy();
-      else proxyError(res, 502, `upstream ${upstreamLabel} unreachable: ${code}`);
-      void close(res.headersSent ? status : 502);
-    });
-
-    // The body: streamed upstream as it comes, counted, and read for its model and user.
-    req.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > maxBodyBytes) {
-        req.pause();
-        abandoned = true;
-        outgoing.destroy();
-        proxyError(res, 413, `request body larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
-        req.socket.end();
-        void close(413);
-        return;
-      }
-      fields?.write(chunk);
-      if (!outgoing.write(chunk)) {
-        req.pause();
-        outgoing.once('drain', () => req.resume());
-      }
-    });
-    req.once('end', () => outgoing.end());
-    req.once('error', () => outgoing.destroy());
-
-    outgoing.once('response', (upstreamRes: IncomingMessage) => {
-      setReachable(true);
-      status = upstreamRes.statusCode ?? 502;
-      const type = String(upstreamRes.headers['content-type'] ?? '');
-      const encoding = String(upstreamRes.headers['content-encoding'] ?? 'identity').toLowerCase();
-      const ok = status >= 200 && status < 300;
-      const sse = type.includes('text/event-stream');
-      const json = type.includes('json');
-      if (!traced || !ok || !(sse || json) || (encoding !== 'identity' && encoding !== '') || !canSplice(type)) {
-        if (traced && ok && (sse || json)) warn(`untraceable\0${encoding}\0${type}`, `a completion came ${encoding !== 'identity' ? `encoded as ${encoding}` : `in ${type}`}: passed through without a trace`);
-        pipeThrough(upstreamRes, res, status, () => void close(status));
-        return;
-      }
-      streamed = sse;
-      if (sse) streamEvents(upstreamRes, res, status, close, (n) => metered!.tokens(n));
-      else bufferJson(upstreamRes, res, status, type, close);
-    });
-  }
-
-  function pipeThrough(from: IncomingMessage, to: ServerResponse, status: number, done: () => void): void {
-    to.writeHead(status, from.statusMessage, clientHeaders(from.headers, false));
-    from.on('data', (chunk: Buffer) => {
-      if (!to.write(chunk)) {
-        from.pause();
-        to.once('drain', () => from.resume());
-      }
-    });
-    from.once('end', () => {
-      to.end();
-      done();
-    });
-    // A cut upstream reaches the client as a cut.
-    from.once('close', () => {
-      if (from.complete) return;
-      to.destroy();
-      done();
-    });
-  }
-
-  type Close = (status: number, traced?: { usage: BookedRequest['usage'] }) => Promise<Record<string, unknown> | undefined>;
-
-  function streamEvents(from: IncomingMessage, to: ServerResponse, status: number, close: Close, tokens: (count: number) => void): void {
-    to.writeHead(status, from.statusMessage, clientHeaders(from.headers, true));
-    const usage: BookedRequest['usage'] = {};
-    // The request's tokens pace its share of the machine's energy.
-    const tracer = new EventTracer({
-      tokens,
-      usage: (u) => {
-        if (isCountValue(u.prompt_tokens)) usage.promptTokens = u.prompt_tokens;
-        if (isCountValue(u.completion_tokens)) usage.completionTokens = u.completion_tokens;
-      },
-    });
+    /** Writes to the client; a full socket pauses the upstream until it drains. */
     const write = (chunks: Buffer[]) => {
       let ok = true;
-      for (const chunk of chunks) ok = to.write(chunk) && ok;
-      if (!ok) {
-        from.pause();
-        to.once('drain', () => from.resume());
+      for (const chunk of chunks) ok = res.write(chunk) && ok;
+      if (!ok && controller && !controller.paused) {
+        controller.pause();
+        res.once('drain', () => controller?.resume());
       }
     };
+
+    let mode: 'pass' | 'sse' | 'json' = 'pass';
+    let tracer: EventTracer | undefined;
+    const usage: BookedRequest['usage'] = {};
+    const noteUsage = (u: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined) => {
+      if (isCountValue(u?.prompt_tokens)) usage.promptTokens = u.prompt_tokens;
+      if (isCountValue(u?.completion_tokens)) usage.completionTokens = u.completion_tokens;
+    };
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    let upstreamHeadersSeen: IncomingHttpHeaders = {};
+    let statusMessage: string | undefined;
+    let contentType = '';
     let completing: Promise<void> | undefined;
-    const complete = () =>
+    const completeStream = () =>
       (completing ??= close(status, { usage }).then((trace) => {
-        if (tracer.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-        if (!to.destroyed) write(tracer.complete(trace));
+        if (tracer!.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+        if (!res.destroyed) write(tracer!.complete(trace));
       }));
-    from.on('data', (chunk: Buffer) => {
-      const { out, done } = tracer.push(chunk);
-      if (out.length > 0) write(out);
-      if (done) {
-        // [DONE]: the books close now and the trace goes on the held chunk; the rest waits.
-        from.pause();
-        void complete().then(() => from.resume());
-      }
-    });
-    from.once('end', () => void complete().then(() => to.end()));
-    from.once('close', () => {
-      if (from.complete) return;
-      // A cut upstream reaches the client as a cut; the books close without a trace.
-      void close(status);
-      to.destroy();
-    });
-  }
 
-  function bufferJson(from: IncomingMessage, to: ServerResponse, status: number, type: string, close: Close): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let passing = false;
-    from.on('data', (chunk: Buffer) => {
-      if (passing) {
-        if (!to.write(chunk)) {
-          from.pause();
-          to.once('drain', () => from.resume());
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (abandoned) c.abort(new Error('the client went away'));
+      },
+      onResponseStart(_c, statusCode, headers, message) {
+        if (statusCode < 200) return; // informational
+        setReachable(true);
+        status = statusCode;
+        statusMessage = message;
+        upstreamHeadersSeen = headers;
+        contentType = String(headers['content-type'] ?? '');
+        const encoding = String(headers['content-encoding'] ?? 'identity').toLowerCase();
+        const ok = status >= 200 && status < 300;
+        const sse = contentType.includes('text/event-stream');
+        const json = contentType.includes('json');
+        if (!traced || !ok || !(sse || json) || (encoding !== 'identity' && encoding !== '') || !canSplice(contentType)) {
+          if (traced && ok && (sse || json)) warn(`untraceable\0${encoding}\0${contentType}`, `a completion came ${encoding !== 'identity' ? `encoded as ${encoding}` : `in ${contentType}`}: passed through without a trace`);
+          mode = 'pass';
+          res.writeHead(status, message, clientHeaders(headers, false));
+          return;
         }
-        return;
-      }
-      size += chunk.length;
-      chunks.push(chunk);
-      if (size > maxTracedResponseBytes) {
-        // Too large to hold: it passes untouched, without a trace.
-        passing = true;
-        warn('large-response', `a completion larger than ${maxTracedResponseBytes} bytes passed through without a trace`);
-        to.writeHead(status, from.statusMessage, clientHeaders(from.headers, false));
-        for (const c of chunks.splice(0)) to.write(c);
-      }
+        streamed = sse;
+        if (sse) {
+          mode = 'sse';
+          res.writeHead(status, message, clientHeaders(headers, true));
+          // The request's tokens pace its share of the machine's energy.
+          tracer = new EventTracer({ tokens: (n) => metered!.tokens(n), usage: noteUsage });
+        } else {
+          mode = 'json';
+        }
+      },
+      onResponseData(c, chunk) {
+        if (mode === 'pass') {
+          write([chunk]);
+        } else if (mode === 'sse') {
+          const { out, done } = tracer!.push(chunk);
+          if (out.length > 0) write(out);
+          if (done) {
+            // [DONE]: the books close now and the trace goes on the held chunk; the rest waits.
+            c.pause();
+            void completeStream().then(() => c.resume());
+          }
+        } else {
+          heldBytes += chunk.length;
+          held.push(chunk);
+          if (heldBytes > maxTracedResponseBytes) {
+            // Too large to hold: it passes untouched, without a trace.
+            warn('large-response', `a completion larger than ${maxTracedResponseBytes} bytes passed through without a trace`);
+            mode = 'pass';
+            res.writeHead(status, statusMessage, clientHeaders(upstreamHeadersSeen, false));
+            write(held);
+            held = [];
+          }
+        }
+      },
+      onResponseEnd() {
+        if (mode === 'pass') {
+          res.end();
+          void close(status);
+        } else if (mode === 'sse') {
+          void completeStream().then(() => res.end());
+        } else {
+          const body = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+          held = [];
+          const parsed = readJsonObject(body, contentType);
+          noteUsage(parsed?.usage);
+          const theirs = carriesTrace(parsed);
+          void close(status, { usage }).then((trace) => {
+            if (theirs) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+            const out = trace !== undefined && !theirs && parsed !== undefined ? spliceTrace(body, asciiJson(trace)) : undefined;
+            if (res.destroyed) return;
+            const headers = clientHeaders(upstreamHeadersSeen, out !== undefined);
+            const bytes = out ?? body;
+            headers['content-length'] = bytes.length;
+            res.writeHead(status, statusMessage, headers);
+            res.end(bytes);
+          });
+        }
+      },
+      onResponseError(_c, error) {
+        if (abandoned) return;
+        const code = (error as NodeJS.ErrnoException).code ?? error.message;
+        if (status === 0) {
+          // No answer came: the upstream could not be reached, or dropped the connection.
+          setReachable(false, code);
+          proxyError(res, 502, `upstream ${upstreamLabel} unreachable: ${code}`);
+          void close(502);
+        } else {
+          // A cut upstream reaches the client as a cut; the books close without a trace.
+          res.destroy();
+          void close(status);
+        }
+      },
+    };
+
+    const options = (body: Dispatcher.DispatchOptions['body']): Dispatcher.DispatchOptions => ({
+      path: `${basePath}${target}`,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: upstreamHeaders(req, traced),
+      body,
+      // The model's answer takes as long as it takes; the client decides when to give up.
+      headersTimeout: 0,
+      bodyTimeout: 0,
     });
-    from.once('end', () => {
-      if (passing) {
-        to.end();
-        void close(status);
-        return;
-      }
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-      const parsed = readJsonObject(body, type);
-      const usage: BookedRequest['usage'] = {};
-      if (isCountValue(parsed?.usage?.prompt_tokens)) usage.promptTokens = parsed.usage.prompt_tokens;
-      if (isCountValue(parsed?.usage?.completion_tokens)) usage.completionTokens = parsed.usage.completion_tokens;
-      const theirs = carriesTrace(parsed);
-      void close(status, { usage }).then((trace) => {
-        if (theirs) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-        const out = trace !== undefined && !theirs && parsed !== undefined ? spliceTrace(body, asciiJson(trace)) : undefined;
-        if (to.destroyed) return;
-        const headers = clientHeaders(from.headers, out !== undefined);
-        const bytes = out ?? body;
-        headers['content-length'] = bytes.length;
-        to.writeHead(status, from.statusMessage, headers);
-        to.end(bytes);
+
+    const declared = Number(req.headers['content-length']);
+    if (!req.headers['transfer-encoding'] && (Number.isNaN(declared) || declared === 0)) {
+      req.resume();
+      pool.dispatch(options(null), handler);
+    } else if (declared <= SMALL_BODY_BYTES) {
+      // A chat request is usually a few kB, often in the packet with its headers: gathered, it
+      // goes upstream in one write.
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.once('end', () => {
+        if (abandoned) return;
+        const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        fields?.write(body);
+        pool.dispatch(options(body), handler);
       });
-    });
-    from.once('close', () => {
-      if (from.complete) return;
-      void close(status);
-      to.destroy();
-    });
+    } else {
+      // Larger or of unknown length: streamed upstream as it comes, counted, read for model and user.
+      let received = 0;
+      const body = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          received += chunk.length;
+          if (received > maxBodyBytes) {
+            abandon('request body over the limit');
+            proxyError(res, 413, `request body larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
+            req.socket.end();
+            void close(413);
+            callback(new Error('request body over the limit'));
+            return;
+          }
+          fields?.write(chunk);
+          callback(null, chunk);
+        },
+      });
+      req.pipe(body);
+      req.once('error', (error) => body.destroy(error));
+      pool.dispatch(options(body), handler);
+    }
   }
 
-  function upstreamHeaders(req: IncomingMessage, traced: boolean): OutgoingHttpHeaders {
+  function upstreamHeaders(req: IncomingMessage, traced: boolean): Record<string, string | string[]> {
     const named = connectionNamed(req.headers);
-    const headers: OutgoingHttpHeaders = {};
+    const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || name === 'host') continue;
+      // The upstream's Host comes from its origin; 100-continue was answered here.
+      if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || name === 'host' || name === 'expect') continue;
       headers[name] = value;
     }
-    headers.host = upstream.host;
     const client = req.socket.remoteAddress ?? '';
     const prior = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${client}` : client;
@@ -701,7 +711,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      agent.destroy();
+      await pool.destroy().catch(() => undefined);
     },
   };
 }

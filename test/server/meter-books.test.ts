@@ -40,21 +40,35 @@ describe('attribution by running indexes equals a direct split of every slice', 
       fc.asyncProperty(
         fc.array(fc.tuple(fc.array(action, { maxLength: 6 }), fc.double({ min: 0, max: 1000, noNaN: true })), { minLength: 1, maxLength: 40 }),
         async (steps) => {
-          // The source gives the next scripted increment (CPU, and twice that on the GPU) at each reading.
-          let cpu = 0;
-          let increment = 0;
-          const source: EnergySource = { name: 'scripted', measured: true, read: () => ({ cpuJoules: (cpu += increment), gpuJoules: 2 * cpu }) };
+          // A machine whose counters move only when the test moves its clock: every boundary
+          // between two steps happens at one instant, and readings there see no new energy.
           let t = 0;
-          const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: () => (t += 10) });
+          let cpu = 0;
+          const source: EnergySource = { name: 'scripted', measured: true, read: () => ({ cpuJoules: cpu, gpuJoules: 2 * cpu }) };
+          const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: () => t });
           await meter.sample(); // the baseline
 
-          type Ref = { state: 'pending' | 'active' | 'done'; endRequested: boolean; streaming: boolean; sliceTokens: number; cpu: number; gpu: number; machine: number; done?: Promise<RequestEnergy> };
+          type Ref = { state: 'active' | 'done'; startReading: number; streaming: boolean; sliceTokens: number; cpu: number; gpu: number; machine: number; done?: Promise<RequestEnergy> };
           const refs: Ref[] = [];
           const handles: Array<ReturnType<typeof meter.begin>> = [];
+          let reading = 0;
+          // The reference: a slice of `joules` split directly among the requests active through it.
+          const slice = (joules: number) => {
+            const active = refs.map((r, id) => ({ r, id })).filter(({ r }) => r.state === 'active');
+            const shares = splitSlice({ cpu: joules, gpu: 2 * joules }, active.map(({ r, id }) => (r.streaming ? { id: String(id), tokens: r.sliceTokens } : { id: String(id) })));
+            for (const { r, id } of active) {
+              r.cpu += shares.get(String(id))?.cpu ?? 0;
+              r.gpu += shares.get(String(id))?.gpu ?? 0;
+              r.machine += 3 * joules;
+              r.sliceTokens = 0;
+            }
+            reading++;
+          };
           for (const [actions, joules] of steps) {
             for (const a of actions) {
               if (a.kind === 'begin') {
-                refs.push({ state: 'pending', endRequested: false, streaming: false, sliceTokens: 0, cpu: 0, gpu: 0, machine: 0 });
+                // A reading is recent (this instant): it opens the books at once.
+                refs.push({ state: 'active', startReading: reading, streaming: false, sliceTokens: 0, cpu: 0, gpu: 0, machine: 0 });
                 handles.push(meter.begin());
                 continue;
               }
@@ -65,35 +79,28 @@ describe('attribution by running indexes equals a direct split of every slice', 
               if (a.kind === 'tokens') {
                 handles[i]!.tokens(a.n);
                 ref.streaming = true;
-                if (ref.state === 'active') ref.sliceTokens += a.n; // before its first reading, tokens fall outside its slices
-              } else if (!ref.endRequested) {
-                ref.endRequested = true;
+                ref.sliceTokens += a.n;
+              } else {
                 ref.done = handles[i]!.end();
+                // Begun at the last reading: it must span two, so this end is read at once (no energy since).
+                if (ref.startReading === reading) slice(0);
+                ref.state = 'done';
               }
             }
-            increment = joules;
+            t += 10;
+            cpu += joules;
             await meter.sample();
-            // The reference: this slice split directly among the requests active through it.
-            const active = refs.map((r, id) => ({ r, id })).filter(({ r }) => r.state === 'active');
-            const shares = splitSlice({ cpu: joules, gpu: 2 * joules }, active.map(({ r, id }) => (r.streaming ? { id: String(id), tokens: r.sliceTokens } : { id: String(id) })));
-            for (const { r, id } of active) {
-              r.cpu += shares.get(String(id))?.cpu ?? 0;
-              r.gpu += shares.get(String(id))?.gpu ?? 0;
-              r.machine += 3 * joules;
-              r.sliceTokens = 0;
-              if (r.endRequested) r.state = 'done';
-            }
-            for (const r of refs) if (r.state === 'pending') r.state = 'active';
+            slice(joules);
           }
-          for (let i = 0; i < refs.length; i++) if (!refs[i]!.endRequested) refs[i]!.done = handles[i]!.end();
+          for (let i = 0; i < refs.length; i++) if (refs[i]!.state === 'active') refs[i]!.done = handles[i]!.end();
+          const closedInSteps = refs.map((r) => r.state === 'done');
           await meter.close();
           const energies = await Promise.all(refs.map((r) => r.done!));
           let attributed = 0;
           energies.forEach((energy, i) => {
             const ref = refs[i]!;
             const scale = Math.max(1, ref.machine);
-            if (ref.state === 'done') {
-              // Closed within the steps: compare with the reference split.
+            if (closedInSteps[i]) {
               expect(Math.abs(energy.joules.cpu! - ref.cpu)).toBeLessThanOrEqual(1e-9 * scale);
               expect(Math.abs(energy.joules.gpu! - ref.gpu)).toBeLessThanOrEqual(1e-9 * scale);
               expect(energy.totalJoules!).toBeLessThanOrEqual(ref.machine + 1e-9 * scale);
@@ -109,6 +116,24 @@ describe('attribution by running indexes equals a direct split of every slice', 
       ),
       { numRuns: NUM_RUNS },
     );
+  });
+
+  it('one reading serves every boundary within coalesceMs; a boundary with no recent reading reads at once', async () => {
+    const { time, source, clock } = machine({ cpu: 100 });
+    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock, coalesceMs: 1 });
+    await meter.sample();
+    const reads = time.reads;
+    time.nowMs = 0.5;
+    const requests = Array.from({ length: 50 }, () => meter.begin()); // all within 1 ms of the reading at 0
+    expect(time.reads).toBe(reads);
+    time.nowMs = 10; // 10 ms on: no recent reading, the first end reads, the others share it
+    const energies = await Promise.all(requests.map((r) => r.end()));
+    expect(time.reads).toBe(reads + 1);
+    for (const e of energies) {
+      expect(e.totalJoules).toBeCloseTo(1 / 50, 12); // 100 W × 10 ms, in 50 equal shares
+      expect(e.durationSeconds).toBeCloseTo(0.01, 12);
+    }
+    await meter.close();
   });
 });
 

@@ -109,29 +109,42 @@ describe('createEnergyMeter', () => {
     );
   });
 
+  /** A machine drawing `watts` (CPU, and twice that on the GPU) on a clock the test moves by hand. */
+  function handClock(watts = 100) {
+    const time = { nowMs: 0 };
+    const source: EnergySource = { name: 'hand', measured: true, read: () => ({ cpuJoules: (watts * time.nowMs) / 1000, gpuJoules: (2 * watts * time.nowMs) / 1000 }) };
+    const tick = async (ms = 1000) => {
+      time.nowMs += ms;
+      await meter.sample();
+    };
+    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: () => time.nowMs });
+    return { meter, tick, time };
+  }
+
   it('gives no request energy from before it began or after it ended: that is idle', async () => {
-    const { source } = scriptedSource([100]);
-    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: steppingClock() });
+    const { meter, tick } = handClock(100);
     await meter.sample(); // baseline
-    await meter.sample(); // 300 J idle (100 CPU + 200 GPU)
+    await tick(); // 300 J idle (100 CPU + 200 GPU)
     const a = meter.begin();
-    await meter.sample(); // a's begin
-    await meter.sample(); // 300 J to a
-    const energyA = await a.end(); // 300 J more to a
-    await meter.sample(); // 300 J idle
+    await tick(); // 300 J to a
+    await tick(); // 300 J to a
+    const energyA = await a.end();
+    await tick(); // 300 J idle
     expect(energyA.totalJoules).toBe(600);
     expect(energyA.joules).toEqual({ cpu: 200, gpu: 400 });
-    expect(meter.stats()).toMatchObject({ totalJoules: 1500, attributedJoules: 600, idleJoules: 900 });
+    expect(meter.stats()).toMatchObject({ totalJoules: 1200, attributedJoules: 600, idleJoules: 600 });
   });
 
   it("idle: 'share' allocates idle in the per-model views only, never onto a trace, and the books still balance", async () => {
-    const { source } = scriptedSource([100]);
-    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: steppingClock(), idle: 'share' });
+    const time = { nowMs: 0 };
+    const source: EnergySource = { name: 'hand', measured: true, read: () => ({ cpuJoules: (300 * time.nowMs) / 1000 }) };
+    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: () => time.nowMs, idle: 'share' });
     await meter.sample();
-    await meter.sample(); // 300 J with no request in flight
+    time.nowMs = 2000;
+    await meter.sample(); // 600 J with no request in flight
     const a = meter.begin({ model: 'a' });
-    await meter.sample(); // a's begin: the slice before it was idle
-    const energy = await a.end(); // a's own slice only
+    time.nowMs = 3000;
+    const energy = await a.end(); // a's own second only
     expect(energy.totalJoules).toBe(300);
     const stats = meter.stats();
     expect(stats).toMatchObject({ totalJoules: 900, attributedJoules: 300, idleJoules: 600, idleMode: 'share' });
@@ -139,14 +152,14 @@ describe('createEnergyMeter', () => {
   });
 
   it('fairness: two requests fully overlapping with equal tokens get equal shares', async () => {
-    const { source } = scriptedSource([10, 30, 20]);
-    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: steppingClock() });
+    const { meter, tick } = handClock(10);
+    await meter.sample();
     const a = meter.begin();
     const b = meter.begin();
     for (let i = 0; i < 6; i++) {
       a.tokens(2);
       b.tokens(2);
-      await meter.sample();
+      await tick(100 * (1 + (i % 3)));
     }
     const [ea, eb] = await Promise.all([a.end(), b.end()]);
     expect(ea!.totalJoules).toBeGreaterThan(0);
@@ -154,20 +167,18 @@ describe('createEnergyMeter', () => {
   });
 
   it('shares by tokens: the request that produced three times the tokens gets three times the energy', async () => {
-    const { source } = scriptedSource([40]);
-    const meter = createEnergyMeter({ sources: [source], sampleIntervalMs: 0, clock: steppingClock() });
+    const { meter, tick } = handClock(40);
+    await meter.sample();
     const a = meter.begin();
     const b = meter.begin();
-    await meter.sample(); // both active from here
     for (let i = 0; i < 4; i++) {
       a.tokens(3);
       b.tokens(1);
-      await meter.sample();
+      await tick();
     }
-    a.tokens(3);
-    b.tokens(1);
     const [ea, eb] = await Promise.all([a.end(), b.end()]);
     expect(ea!.totalJoules! / eb!.totalJoules!).toBeCloseTo(3, 9);
+    expect(ea!.totalJoules! + eb!.totalJoules!).toBeCloseTo(4 * 120, 9);
   });
 
   /** A constant-power source on a clock the test moves by hand: the meter and the source see one time. */
