@@ -49,6 +49,7 @@ program
   .addOption(new Option('--meter <source>', 'energy source: auto (RAPL, NVML or amd-smi where readable, powermetrics on macOS, else an estimate), rapl, nvml, amd-smi, powermetrics, estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
   .addOption(new Option('--sample-ms <ms>', 'how often the counters are read between requests').default(100).argParser(integer('--sample-ms', 10, 60_000)))
   .addOption(new Option('--idle <mode>', 'energy with no request in flight: exclude (report it apart) or share (give it to the next requests)').choices(['exclude', 'share']).default('exclude'))
+  .option('--ledger <file>', 'append a row per request to this CSV (CodeCarbon columns) and continue the books from it on restart')
   .addOption(new Option('--max-body-mb <mb>', 'the largest request body forwarded, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'where the RAPL powercap tree is', '/sys/class/powercap')
   .option('--nvidia-smi <path>', 'the nvidia-smi executable, when NVML has no energy counter', 'nvidia-smi')
@@ -63,7 +64,7 @@ program
       '  GET /metrics                        Prometheus text\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
@@ -103,20 +104,26 @@ program
     // Upstream news waits for the first lines, which say what the proxy is.
     let started = false;
     let held: string | undefined;
-    const proxy = createCarbonProxy({
-      upstream: upstream.href,
-      meter,
-      ...(gridIntensity ? { gridIntensity } : {}),
-      maxBodyBytes: options.maxBodyMb * 1024 * 1024,
-      onWarning: say,
-      // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
-      // until it answers, and say when that changes.
-      onUpstreamState: (state) => {
-        const line = state.reachable ? `upstream ${target} is reachable` : `upstream ${target} is not reachable${state.reason ? ` (${state.reason})` : ''}: answering 502 until it is`;
-        if (started) console.log(line);
-        else held = line;
-      },
-    });
+    let proxy: ReturnType<typeof createCarbonProxy>;
+    try {
+      proxy = createCarbonProxy({
+        upstream: upstream.href,
+        meter,
+        ...(gridIntensity ? { gridIntensity } : {}),
+        maxBodyBytes: options.maxBodyMb * 1024 * 1024,
+        ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
+        onWarning: say,
+        // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
+        // until it answers, and say when that changes.
+        onUpstreamState: (state) => {
+          const line = state.reachable ? `upstream ${target} is reachable` : `upstream ${target} is not reachable${state.reason ? ` (${state.reason})` : ''}: answering 502 until it is`;
+          if (started) console.log(line);
+          else held = line;
+        },
+      });
+    } catch (error) {
+      fail(`${options.ledger !== undefined ? `--ledger ${options.ledger}: ` : ''}${(error as Error).message}`);
+    }
     const server = proxy.server;
     server.on('error', (error: NodeJS.ErrnoException) => fail(`cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`));
     server.listen(options.port, options.host, () => {

@@ -119,8 +119,16 @@ function traceMethods(t: CarbonTotals): string {
   return kinds.join(';');
 }
 
-// RFC 4180 quoting; a leading =, +, - or @ is also quoted with a ' so spreadsheets do not run it.
-function csvField(value: string | number): string {
+/**
+ * One CSV field: RFC 4180 quoting; a leading =, +, - or @ is also quoted with a ' so spreadsheets
+ * do not run it; numbers to 12 significant digits.
+ *
+ * @example
+ * ```ts
+ * csvField('=HYPERLINK("x")'); // "'=HYPERLINK(""x"")"
+ * ```
+ */
+export function csvField(value: string | number): string {
   // 12 significant digits: float sums print noise (0.0000016000000000000001) beyond that.
   if (typeof value === 'number') return String(Number(value.toPrecision(12)));
   const safe = /^[=+\-@]/.test(value) ? `'${value}` : value;

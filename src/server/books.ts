@@ -67,6 +67,8 @@ export type RowBook<R> = {
   /** Every row, "other" last when it has anything; a prototype-free object. */
   rows(): Record<string, R>;
   entries(): IterableIterator<[string, R]>;
+  /** Puts back rows saved from `entries()` (least recent first), as they were. */
+  restore(entries: Iterable<[string, R]>): void;
   readonly size: number;
 };
 
@@ -82,6 +84,9 @@ export function createRowBook<R>(maxRows: number, spec: RowSpec<R>): RowBook<R> 
   // Insertion order is recency order: a used row is moved to the end.
   const rows = new Map<string, R>();
   let other: R | undefined;
+  // The row used last is already last in recency order: no need to move it.
+  let lastName: string | undefined;
+  let lastRow: R | undefined;
 
   function evictLeastActive(): void {
     let victim: string | undefined;
@@ -102,17 +107,22 @@ export function createRowBook<R>(maxRows: number, spec: RowSpec<R>): RowBook<R> 
 
   return {
     row(name, unknownName = '(unknown)') {
+      if (name !== undefined && name === lastName && lastRow !== undefined && rows.get(name) === lastRow) return lastRow;
       const key = boundedName(name) ?? unknownName;
       if (key === OTHER_ROW) return (other ??= spec.create());
       let row = rows.get(key);
       if (row !== undefined) {
         rows.delete(key);
         rows.set(key, row);
-        return row;
+      } else {
+        if (maxRows <= 0) return (other ??= spec.create());
+        if (rows.size >= maxRows) evictLeastActive();
+        rows.set(key, (row = spec.create()));
       }
-      if (maxRows <= 0) return (other ??= spec.create());
-      if (rows.size >= maxRows) evictLeastActive();
-      rows.set(key, (row = spec.create()));
+      if (key === name) {
+        lastName = key;
+        lastRow = row;
+      }
       return row;
     },
     rows() {
@@ -124,6 +134,13 @@ export function createRowBook<R>(maxRows: number, spec: RowSpec<R>): RowBook<R> 
     *entries() {
       yield* rows;
       if (other !== undefined) yield [OTHER_ROW, other];
+    },
+    restore(entries) {
+      for (const [name, row] of entries) {
+        if (name === OTHER_ROW) other = row;
+        else if (rows.size < maxRows) rows.set(name, row);
+        else spec.merge((other ??= spec.create()), row);
+      }
     },
     get size() {
       return rows.size + (other === undefined ? 0 : 1);

@@ -44,28 +44,163 @@ export function canSplice(contentType: string): boolean {
  * ```
  */
 export function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const json = isFlatRecord(value) ? flatJson(value) : JSON.stringify(value);
+  return NON_ASCII.test(json) ? json.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : json;
+}
+
+const NON_ASCII = /[\u007f-\uffff]/;
+
+// A trace record is one level of numbers, booleans and strings: written directly, it costs about
+// half of JSON.stringify, on every traced response. Same text: numbers print as JSON prints them.
+function isFlatRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+// The record's member names, quoted once: they are the same few on every trace.
+const KEY_JSON = new Map<string, string>();
+
+function flatJson(record: Record<string, unknown>): string {
+  let out = '{';
+  for (const key in record) {
+    const v = record[key];
+    if (v === undefined || typeof v === 'function') continue;
+    const text = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : typeof v === 'boolean' ? (v ? 'true' : 'false') : JSON.stringify(v);
+    let name = KEY_JSON.get(key);
+    if (name === undefined) {
+      name = JSON.stringify(key);
+      if (KEY_JSON.size < 64) KEY_JSON.set(key, name);
+    }
+    out += `${out.length === 1 ? '' : ','}${name}:${text}`;
+  }
+  return `${out}}`;
 }
 
 /**
- * A JSON body read for what carbon-trace needs (usage, whether it carries a trace): decoded in its
- * own charset, a UTF-8 BOM ignored; `undefined` unless it is a JSON object.
+ * What carbon-trace reads of a JSON completion: whether it is one JSON object at all (only then is a
+ * trace spliced in), whether it carries its own `x_carbon_trace`, and its top-level `usage`. Read
+ * by one pass over the bytes that jumps from quote to quote, without decoding or parsing the
+ * body (a completion can be large); only `usage`, a few bytes, is parsed.
  *
  * @example
  * ```ts
- * readJsonObject(body, 'application/json')?.usage;
+ * readCompletion(Buffer.from('{"id":"c","usage":{"completion_tokens":3}}')); // { object: true, traced: false, usage: { completion_tokens: 3 } }
  * ```
  */
-export function readJsonObject(body: Uint8Array, contentType: string): Loose {
+export function readCompletion(body: Uint8Array): { object: boolean; traced: boolean; usage: Loose } {
   const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const utf8 = /^utf-?8$/.test(charsetOf(contentType));
-  const start = utf8 && bytes[0] === BOM[0] && bytes[1] === BOM[1] && bytes[2] === BOM[2] ? 3 : 0;
-  try {
-    const value = JSON.parse(bytes.toString(utf8 ? 'utf8' : 'latin1', start));
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
+  const members = topLevelMembers(bytes, WANTED_MEMBERS);
+  if (members === undefined) return { object: false, traced: false, usage: undefined };
+  const at = members.get('usage');
+  let usage: Loose;
+  if (at !== undefined) {
+    try {
+      usage = JSON.parse(bytes.toString('latin1', at[0], at[1]));
+    } catch {
+      usage = undefined;
+    }
   }
+  return { object: true, traced: members.has(CARBON_TRACE_FIELD), usage: usage !== null && typeof usage === 'object' ? usage : undefined };
+}
+
+const WANTED_MEMBERS = new Set(['usage', CARBON_TRACE_FIELD]);
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** The index just past the string that opens at `open` (a quote), or -1. */
+function endOfString(bytes: Buffer, open: number): number {
+  for (let q = bytes.indexOf(QUOTE, open + 1); q >= 0; q = bytes.indexOf(QUOTE, q + 1)) {
+    let backslashes = 0;
+    for (let j = q - 1; j > open && bytes[j] === BACKSLASH; j--) backslashes++;
+    if (backslashes % 2 === 0) return q + 1;
+  }
+  return -1;
+}
+
+/** The index just past the value that starts at `i`, or -1 when it does not end. */
+function endOfValue(bytes: Buffer, i: number): number {
+  const first = bytes[i];
+  if (first === QUOTE) return endOfString(bytes, i);
+  if (first !== 0x7b && first !== 0x5b) {
+    // A number, true, false or null: up to the next delimiter.
+    while (i < bytes.length && bytes[i] !== 0x2c && bytes[i] !== 0x7d && bytes[i] !== 0x5d && !isSpace(bytes[i])) i++;
+    return i;
+  }
+  let depth = 0;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    if (b === QUOTE) {
+      i = endOfString(bytes, i);
+      if (i < 0) return -1;
+      continue;
+    }
+    if (b === 0x7b || b === 0x5b) depth++;
+    else if (b === 0x7d || b === 0x5d) {
+      depth--;
+      if (depth === 0) return i + 1;
+    }
+    i++;
+  }
+  return -1;
+}
+
+/** The member name between `from` and `to` when it is one of `wanted` (compared as bytes), else ''. */
+function keyOf(bytes: Buffer, from: number, to: number, wanted: ReadonlySet<string>): string {
+  for (const name of wanted) {
+    if (name.length !== to - from) continue;
+    let same = true;
+    for (let j = 0; j < name.length && same; j++) same = bytes[from + j] === name.charCodeAt(j);
+    if (same) return name;
+  }
+  return '';
+}
+
+/**
+ * Where the values of the `wanted` top-level members of a JSON object are (byte offsets), or
+ * `undefined` when the bytes are not one object (an array, a truncated or garbled body).
+ */
+function topLevelMembers(bytes: Buffer, wanted: ReadonlySet<string>): Map<string, [number, number]> | undefined {
+  let i = bytes[0] === BOM[0] && bytes[1] === BOM[1] && bytes[2] === BOM[2] ? 3 : 0;
+  const skip = () => {
+    while (isSpace(bytes[i])) i++;
+  };
+  skip();
+  if (bytes[i] !== 0x7b) return undefined;
+  i++;
+  const members = new Map<string, [number, number]>();
+  skip();
+  if (bytes[i] === 0x7d) {
+    i++;
+  } else {
+    for (;;) {
+      skip();
+      if (bytes[i] !== QUOTE) return undefined;
+      const keyEnd = endOfString(bytes, i);
+      if (keyEnd < 0) return undefined;
+      const key = keyOf(bytes, i + 1, keyEnd - 1, wanted);
+      i = keyEnd;
+      skip();
+      if (bytes[i] !== 0x3a) return undefined;
+      i++;
+      skip();
+      const start = i;
+      const end = endOfValue(bytes, i);
+      if (end < 0 || end === start) return undefined;
+      if (wanted.has(key)) members.set(key, [start, end]);
+      i = end;
+      skip();
+      if (bytes[i] === 0x2c) {
+        i++;
+        continue;
+      }
+      if (bytes[i] === 0x7d) {
+        i++;
+        break;
+      }
+      return undefined;
+    }
+  }
+  skip();
+  return i === bytes.length ? members : undefined;
 }
 
 /**

@@ -1,20 +1,22 @@
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Transform } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { JOULES_PER_KWH } from '../core/units';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
-import { boundedName, createRowBook, OTHER_ROW, type RowBook } from './books';
+import { boundedName } from './books';
 import { dashboardHtml } from './dashboard';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import { canSplice, carriesTrace, asciiJson, readJsonObject, spliceTrace } from './json-splice';
-import type { EnergyMeter, MeterStats } from './meter';
-import { Exposition, PROMETHEUS_CONTENT_TYPE } from './prometheus';
+import { asciiJson, canSplice, readCompletion, spliceTrace } from './json-splice';
+import type { EnergyMeter } from './meter';
+import { PROMETHEUS_CONTENT_TYPE } from './prometheus';
+import { createProxyBooks, modelGardenStats, type BookedRequest, type BookRow, type CombinedStats, type RecentRequest } from './proxy-books';
+
+export type { BookedRequest, BookRow, RecentRequest };
 import { RequestFields } from './request-fields';
 import { EventTracer } from './sse-trace';
 import { carbonTraceRecord, gramsOf, type ResolvedGridIntensity } from './trace-record';
-import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from './types';
 
 /**
  * Options of {@link createCarbonProxy}.
@@ -45,6 +47,13 @@ export type CarbonProxyOptions = {
   upstreamProbeMs?: number;
   /** Told about every traced request once its books are closed. */
   onBooked?: (request: BookedRequest) => void;
+  /**
+   * A file to keep every request's row in (CodeCarbon's emissions.csv columns and carbon-trace's),
+   * appended as each closes; the books continue from it on restart. Default: none, books in memory.
+   */
+  ledger?: string;
+  /** `project_name` of the ledger's rows. Default `'carbon-trace proxy'`. */
+  projectName?: string;
 };
 
 /**
@@ -58,95 +67,27 @@ export type CarbonProxyOptions = {
 export type UpstreamState = { reachable: boolean; reason?: string };
 
 /**
- * One traced request whose books are closed.
- *
- * @example
- * ```ts
- * const onBooked = (r: BookedRequest) => console.log(r.model, r.energy.totalJoules, r.trace?.emissions_g_co2);
- * ```
- */
-export type BookedRequest = {
-  model: string | undefined;
-  /** HTTP status the client got (499: the client went away first; 502: the upstream could not be reached). */
-  status: number;
-  streamed: boolean;
-  energy: RequestEnergy;
-  /** The trace added to the response; `undefined` when none was (an error, a cut stream, the upstream's own trace). */
-  trace: Record<string, unknown> | undefined;
-  /** The grid intensity the request's emissions were booked at. */
-  grid: ResolvedGridIntensity;
-  /** Token counts, as the response's usage gave them. */
-  usage: { promptTokens?: number; completionTokens?: number };
-};
-
-/**
- * One recent request, as `/carbon/stats` lists it for the dashboard.
- *
- * @example
- * ```ts
- * const last: RecentRequest = (await (await fetch('/carbon/stats')).json()).recent.at(-1);
- * ```
- */
-export type RecentRequest = {
-  /** When its books closed (ISO 8601). */
-  at: string;
-  model: string | null;
-  status: number;
-  streamed: boolean;
-  joules: ComponentJoules;
-  /** `null` when the meter had no figure for it. */
-  totalJoules: number | null;
-  emissionsGrams: number | null;
-  durationSeconds: number;
-  measured: boolean;
-  completionTokens: number | null;
-};
-
-/**
- * One row of the proxy's books (per model).
- *
- * @example
- * ```ts
- * const row: BookRow = (await proxy.stats()).byModel['llama-3.1-8b']!;
- * ```
- */
-export type BookRow = {
-  /** Requests whose books are closed. */
-  requests: number;
-  /** Of those, the ones with a measured energy figure. */
-  measuredRequests: number;
-  /** Of those, the ones that got no energy figure. */
-  requestsWithoutFigure: number;
-  /** Per HTTP status the client got. */
-  byStatus: Record<string, number>;
-  joules: number;
-  byComponent: ComponentJoules;
-  emissionsGrams: number;
-  /** With `idle: 'share'` only: this row's part of the idle energy, in proportion to `joules`. */
-  idleShareJoules?: number;
-  /** Token counts of the requests whose usage reported them; `requestsWithUsage` says how many those are. */
-  promptTokens: number;
-  completionTokens: number;
-  requestsWithUsage: number;
-};
-
-/**
- * What `GET /carbon/stats` answers: the meter's books, the proxy's per-model rows, and where the
- * numbers come from. Every view adds up: `attributedJoules + inFlightJoules + idleJoules +
- * unattributedJoules = totalJoules`, and the rows of `byModel` add up to `attributedJoules`.
+ * What `GET /carbon/stats` answers: the meter's books (with what earlier runs left in the ledger),
+ * the proxy's rows per model, API key and user, and where the numbers come from. Every view adds
+ * up: `attributedJoules + inFlightJoules + idleJoules + unattributedJoules = totalJoules`, and the
+ * rows of `byModel`, `byApiKey` and `byUser` each add up to `attributedJoules`.
  *
  * @example
  * ```ts
  * const { totalJoules, byModel, grid } = await proxy.stats();
  * ```
  */
-export type ProxyStats = Omit<MeterStats, 'byModel'> & {
+export type ProxyStats = CombinedStats & {
   meter: string;
   upstream: string;
   upstreamReachable: boolean;
   grid: ResolvedGridIntensity;
   emissionsGrams: { total: number; attributed: number; inFlight: number; idle: number; unattributed: number };
   byModel: Record<string, BookRow>;
+  /** Per API key, as a one-way id (`sha256:` + 12 hex of the bearer token): the key itself is kept nowhere. */
+  byApiKey: Record<string, BookRow>;
+  /** Per end user: the request's OpenAI `user` field, or its `X-Carbon-Trace-User` header. */
+  byUser: Record<string, BookRow>;
   /** Token counts of the requests whose usage reported them. */
   tokens: { prompt: number; completion: number; requestsWithUsage: number };
   /** The completion tokens of `tokens`, kept for readers of earlier versions. */
@@ -178,8 +119,6 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'p
 const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
 const SMALL_BODY_BYTES = 64 * 1024;
-const MAX_METRIC_MODELS = 100;
-const MAX_MODEL_GARDEN_NAMES = 10;
 // One rule for JSON and streams: a server that measures itself keeps its own trace.
 const UPSTREAM_TRACE_WARNING = 'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
 
@@ -218,81 +157,17 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const warn = createWarner(options.onWarning);
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxTracedResponseBytes = options.maxTracedResponseBytes ?? DEFAULT_MAX_TRACED_RESPONSE_BYTES;
-  const keepRecent = options.recentRequests ?? 60;
   const grid = gridSource(options.gridIntensity, warn);
 
-  // The books: per model (stats and dashboard) and a smaller table for Prometheus labels.
-  const rowSpec = {
-    create: (): BookRow => ({ requests: 0, measuredRequests: 0, requestsWithoutFigure: 0, byStatus: Object.create(null), joules: 0, byComponent: {}, emissionsGrams: 0, promptTokens: 0, completionTokens: 0, requestsWithUsage: 0 }),
-    merge: mergeRows,
-    requests: (row: BookRow) => row.requests,
-  };
-  const byModel: RowBook<BookRow> = createRowBook(options.maxModels ?? 1000, rowSpec);
-  const metricModels = createRowBook<MetricRow>(MAX_METRIC_MODELS, {
-    create: () => ({ requests: 0, measuredRequests: 0, joules: {}, grams: {} }),
-    merge: (into, from) => {
-      into.requests += from.requests;
-      into.measuredRequests += from.measuredRequests;
-      addInto(into.joules, from.joules);
-      addInto(into.grams, from.grams);
-    },
-    requests: (row) => row.requests,
+  const books = createProxyBooks({
+    warn,
+    recentRequests: options.recentRequests ?? 60,
+    ...(options.maxModels !== undefined ? { maxRows: options.maxModels } : {}),
+    ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
+    ...(options.projectName !== undefined ? { projectName: options.projectName } : {}),
   });
-  const recent: RecentRequest[] = [];
-  const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0 };
-  // Idle emissions accrue at the intensity of their time.
-  let idleGrams = 0;
-  let idleJoulesSeen = 0;
-  const accrueIdle = (stats: MeterStats, g: ResolvedGridIntensity) => {
-    const delta = stats.idleJoules - idleJoulesSeen;
-    if (delta > 0) idleGrams += gramsOf(delta, g);
-    idleJoulesSeen = stats.idleJoules;
-  };
-
-  function book(booked: BookedRequest): void {
-    const { energy } = booked;
-    const known = energy.totalJoules !== undefined;
-    const grams = known ? gramsOf(energy.totalJoules!, booked.grid) : 0;
-    const row = byModel.row(booked.model);
-    row.requests++;
-    row.byStatus[String(booked.status)] = (row.byStatus[String(booked.status)] ?? 0) + 1;
-    if (known) {
-      row.joules += energy.totalJoules!;
-      addInto(row.byComponent, energy.joules);
-      row.emissionsGrams += grams;
-      if (energy.measured) row.measuredRequests++;
-    } else {
-      row.requestsWithoutFigure++;
-    }
-    const { promptTokens, completionTokens } = booked.usage;
-    if (promptTokens !== undefined || completionTokens !== undefined) {
-      row.promptTokens += promptTokens ?? 0;
-      row.completionTokens += completionTokens ?? 0;
-      row.requestsWithUsage++;
-      tokens.prompt += promptTokens ?? 0;
-      tokens.completion += completionTokens ?? 0;
-      tokens.requestsWithUsage++;
-    }
-    const metric = metricModels.row(booked.model);
-    metric.requests++;
-    if (known) {
-      if (energy.measured) metric.measuredRequests++;
-      addInto(metric.joules, energy.joules);
-      for (const [component, joules] of Object.entries(energy.joules)) metric.grams[component as EnergyComponent] = (metric.grams[component as EnergyComponent] ?? 0) + gramsOf(joules ?? 0, booked.grid);
-    }
-    recent.push({
-      at: new Date().toISOString(),
-      model: booked.model ?? null,
-      status: booked.status,
-      streamed: booked.streamed,
-      joules: energy.joules,
-      totalJoules: energy.totalJoules ?? null,
-      emissionsGrams: known ? grams : null,
-      durationSeconds: energy.durationSeconds,
-      measured: energy.measured,
-      completionTokens: completionTokens ?? null,
-    });
-    if (recent.length > keepRecent) recent.shift();
+  const book = (booked: BookedRequest) => {
+    books.book(booked);
     if (options.onBooked) {
       try {
         options.onBooked(booked);
@@ -300,7 +175,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         warn(`onBooked\0${String(error)}`, `onBooked threw: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-  }
+  };
 
   // Reachability of the upstream: learned from every request, probed while it is down.
   let reachable: boolean | undefined;
@@ -344,61 +219,28 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
   async function stats(): Promise<ProxyStats> {
     const g = grid.current() ?? (await grid.ready);
-    const m = meter.stats();
-    accrueIdle(m, g);
-    const toGrams = (joules: number) => gramsOf(joules, g);
-    const rows = Object.create(null) as Record<string, BookRow>;
-    let attributedGrams = 0;
-    for (const [name, row] of byModel.entries()) {
-      rows[name] = { ...row, byStatus: { ...row.byStatus }, byComponent: { ...row.byComponent } };
-      attributedGrams += row.emissionsGrams;
-      if (m.idleMode === 'share') rows[name]!.idleShareJoules = m.attributedJoules > 0 ? (m.idleJoules * row.joules) / m.attributedJoules : 0;
-    }
-    const inFlight = toGrams(m.inFlightJoules);
-    const unattributed = toGrams(m.unattributedJoules);
+    const c = books.combine(meter.stats(), g);
+    const v = books.views(c);
+    const inFlight = gramsOf(c.inFlightJoules, g);
     return {
-      ...m,
+      ...c,
       meter: meter.describe(),
       upstream: upstreamLabel,
       upstreamReachable: reachable !== false,
       grid: g,
-      emissionsGrams: { total: attributedGrams + inFlight + idleGrams + unattributed, attributed: attributedGrams, inFlight, idle: idleGrams, unattributed },
-      byModel: rows,
-      tokens: { ...tokens },
-      completionTokens: tokens.completion,
-      recent: [...recent],
+      emissionsGrams: { total: v.attributedGrams + inFlight + v.idleGrams + v.unattributedGrams, attributed: v.attributedGrams, inFlight, idle: v.idleGrams, unattributed: v.unattributedGrams },
+      byModel: v.byModel,
+      byApiKey: v.byApiKey,
+      byUser: v.byUser,
+      tokens: v.tokens,
+      completionTokens: v.tokens.completion,
+      recent: v.recent,
     };
   }
 
   async function metrics(): Promise<string> {
     const g = grid.current() ?? (await grid.ready);
-    const m = meter.stats();
-    accrueIdle(m, g);
-    const text = new Exposition();
-    const rows = [...metricModels.entries()];
-    text.family('carbon_trace_energy_joules_total', 'counter', 'Energy attributed to requests whose books are closed, J');
-    for (const [model, row] of rows) for (const [component, joules] of Object.entries(row.joules)) text.sample({ component, model }, joules ?? 0);
-    text.family('carbon_trace_emissions_grams_total', 'counter', 'Emissions attributed to requests whose books are closed, gCO2eq');
-    for (const [model, row] of rows) for (const [component, grams] of Object.entries(row.grams)) text.sample({ component, model }, grams ?? 0);
-    text.family('carbon_trace_requests_total', 'counter', 'Requests whose books are closed; measured="false" includes those with no energy figure');
-    for (const [model, row] of rows) {
-      text.sample({ model, measured: 'true' }, row.measuredRequests);
-      text.sample({ model, measured: 'false' }, row.requests - row.measuredRequests);
-    }
-    const perComponent = (name: string, type: 'counter' | 'gauge', help: string, pick: (c: NonNullable<MeterStats['byComponent'][EnergyComponent]>) => number) => {
-      text.family(name, type, help);
-      for (const component of ENERGY_COMPONENTS) {
-        const c = m.byComponent[component];
-        if (c) text.sample({ component }, pick(c));
-      }
-    };
-    perComponent('carbon_trace_idle_energy_joules_total', 'counter', 'Energy with no request in flight, J', (c) => c.idleJoules);
-    perComponent('carbon_trace_unattributed_energy_joules_total', 'counter', 'Energy the meter could not place (a source could not be read), J', (c) => c.unattributedJoules);
-    perComponent('carbon_trace_in_flight_energy_joules', 'gauge', 'Energy given so far to requests still in flight, J', (c) => c.inFlightJoules);
-    perComponent('carbon_trace_meter_energy_joules_total', 'counter', 'Energy the meter measured in all: attributed + in flight + idle + unattributed, J', (c) => c.totalJoules);
-    text.family('carbon_trace_power_watts', 'gauge', 'Power the machine draws now, per component, W');
-    for (const [component, watts] of Object.entries(m.powerWatts)) text.sample({ component }, watts ?? 0);
-    return text.render();
+    return books.prometheus(books.combine(meter.stats(), g), g);
   }
 
   const respondJson = (res: ServerResponse, status: number, body: unknown, extra: OutgoingHttpHeaders = {}) => {
@@ -469,7 +311,6 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     let status = 0; // the upstream's, once it answered
     let streamed = false;
     let settled = false; // the request's books are closed, or closing
-    let finished = false; // the client has the whole response
     let abandoned = false; // the upstream exchange was ended here, not by the upstream
     let controller: Dispatcher.DispatchController | undefined;
 
@@ -481,7 +322,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       const g = grid.current() ?? (await grid.ready);
       const usage = trace?.usage ?? {};
       const record = trace ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
-      book({ model, status: clientStatus, streamed, energy, trace: record, grid: g, usage });
+      const user = boundedName(fields?.get('user')) ?? boundedName(headerValue(req.headers['x-carbon-trace-user']));
+      book({ model, apiKeyId: apiKeyIdOf(req.headers.authorization), user, status: clientStatus, streamed, energy, trace: record, grid: g, usage });
       return record;
     };
     const abandon = (reason: string) => {
@@ -490,12 +332,11 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     };
 
     res.once('close', () => {
-      if (finished) return;
+      if (res.writableFinished) return;
       // The client went away first: stop the upstream work, close the books.
       abandon('the client went away');
       void close(499);
     });
-    res.once('finish', () => (finished = true));
 
     /** Writes to the client; a full socket pauses the upstream until it drains. */
     const write = (chunks: Buffer[]) => {
@@ -591,12 +432,11 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         } else {
           const body = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
           held = [];
-          const parsed = readJsonObject(body, contentType);
-          noteUsage(parsed?.usage);
-          const theirs = carriesTrace(parsed);
+          const completion = readCompletion(body);
+          noteUsage(completion.usage);
           void close(status, { usage }).then((trace) => {
-            if (theirs) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-            const out = trace !== undefined && !theirs && parsed !== undefined ? spliceTrace(body, asciiJson(trace)) : undefined;
+            if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+            const out = trace !== undefined && completion.object && !completion.traced ? spliceTrace(body, asciiJson(trace)) : undefined;
             if (res.destroyed) return;
             const headers = clientHeaders(upstreamHeadersSeen, out !== undefined);
             const bytes = out ?? body;
@@ -712,27 +552,26 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         server.closeAllConnections();
       });
       await pool.destroy().catch(() => undefined);
+      books.close();
     },
   };
 }
 
-type MetricRow = { requests: number; measuredRequests: number; joules: ComponentJoules; grams: ComponentJoules };
+const headerValue = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
-function mergeRows(into: BookRow, from: BookRow): void {
-  into.requests += from.requests;
-  into.measuredRequests += from.measuredRequests;
-  into.requestsWithoutFigure += from.requestsWithoutFigure;
-  for (const [status, n] of Object.entries(from.byStatus)) into.byStatus[status] = (into.byStatus[status] ?? 0) + n;
-  into.joules += from.joules;
-  addInto(into.byComponent, from.byComponent);
-  into.emissionsGrams += from.emissionsGrams;
-  into.promptTokens += from.promptTokens;
-  into.completionTokens += from.completionTokens;
-  into.requestsWithUsage += from.requestsWithUsage;
-}
-
-function addInto(into: ComponentJoules, from: ComponentJoules): void {
-  for (const [component, joules] of Object.entries(from)) into[component as EnergyComponent] = (into[component as EnergyComponent] ?? 0) + (joules ?? 0);
+/**
+ * The one-way id books keep for an API key: `sha256:` and the first 12 hex digits of the SHA-256 of
+ * the bearer token. The same key gives the same id on every proxy of a fleet; the key itself is
+ * kept nowhere — not in stats, metrics, the ledger or logs.
+ *
+ * @example
+ * ```ts
+ * apiKeyIdOf('Bearer sk-live-123'); // 'sha256:…'
+ * ```
+ */
+export function apiKeyIdOf(authorization: string | undefined): string | undefined {
+  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+  return match ? `sha256:${createHash('sha256').update(match[1]!).digest('hex').slice(0, 12)}` : undefined;
 }
 
 const isCountValue = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
@@ -743,9 +582,12 @@ function isCompletionPath(path: string): boolean {
   return trimmed.endsWith('/chat/completions') || trimmed.endsWith('/completions');
 }
 
-function connectionNamed(headers: IncomingHttpHeaders): Set<string> {
+const NONE: ReadonlySet<string> = new Set();
+
+function connectionNamed(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const value = headers.connection;
-  if (!value) return new Set();
+  // keep-alive and close are hop-by-hop already: only other names need a set.
+  if (!value || value === 'keep-alive' || value === 'close') return NONE;
   return new Set(String(value).split(',').map((token) => token.trim().toLowerCase()).filter(Boolean));
 }
 
@@ -762,40 +604,3 @@ function clientHeaders(headers: IncomingHttpHeaders, changed: boolean): Outgoing
   return out;
 }
 
-/**
- * The proxy's totals in the shape Model Garden's `/api/v1/carbon/inference/stats` has, so
- * seeds-clients' `ModelGardenClient.get_carbon_stats()` reads them unchanged. As there, the
- * totals are the whole session's, idle time included. Tokens are prompt + completion as the
- * responses' usage gave them, and `null` (unknown) when a request reported no usage.
- */
-function modelGardenStats(stats: ProxyStats): Record<string, unknown> {
-  const seconds = (Date.now() - Date.parse(stats.since)) / 1000;
-  const requestCount = stats.requests;
-  const tokensKnown = stats.tokens.requestsWithUsage === requestCount;
-  const totalTokens = tokensKnown ? stats.tokens.prompt + stats.tokens.completion : null;
-  const kg = stats.emissionsGrams.total / 1000;
-  const kwh = stats.totalJoules / JOULES_PER_KWH;
-  const models = Object.keys(stats.byModel).filter((m) => m !== OTHER_ROW);
-  const shown = models.slice(0, MAX_MODEL_GARDEN_NAMES);
-  const more = models.length - shown.length + (Object.hasOwn(stats.byModel, OTHER_ROW) ? 1 : 0);
-  return {
-    tracking: true,
-    model_name: models.length === 0 ? null : `${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
-    request_count: requestCount,
-    total_tokens: totalTokens,
-    requests_with_usage: stats.tokens.requestsWithUsage,
-    duration_seconds: seconds,
-    requests_per_second: seconds > 0 ? requestCount / seconds : 0,
-    tokens_per_second: totalTokens !== null && seconds > 0 ? totalTokens / seconds : null,
-    emissions_kg_co2: kg,
-    emissions_g_co2: kg * 1000,
-    energy_consumed_kwh: kwh,
-    energy_kwh: kwh,
-    ...(requestCount > 0 ? { emissions_per_request_g: (kg * 1000) / requestCount, energy_per_request_wh: (kwh * 1000) / requestCount } : {}),
-    ...(totalTokens ? { emissions_per_1k_tokens_g: (kg * 1e6) / totalTokens } : {}),
-    attributed_energy_kwh: stats.attributedJoules / JOULES_PER_KWH,
-    idle_energy_kwh: stats.idleJoules / JOULES_PER_KWH,
-    unattributed_energy_kwh: stats.unattributedJoules / JOULES_PER_KWH,
-    measured: Object.values(stats.byComponent).every((c) => c?.measured),
-  };
-}

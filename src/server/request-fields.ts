@@ -158,6 +158,8 @@ function trailingBackslashes(chunk: Uint8Array, from: number): number {
 
 /** The JSON string body's text (escapes resolved), `undefined` when it is not valid. */
 function decode(bytes: number[]): string | undefined {
+  // Most names have no escape: their bytes are their text.
+  if (!bytes.includes(BACKSLASH)) return Buffer.from(bytes).toString('utf8');
   try {
     const text = JSON.parse(`"${Buffer.from(bytes).toString('utf8')}"`);
     return typeof text === 'string' ? text : undefined;

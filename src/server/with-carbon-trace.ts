@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName } from './books';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import { asciiJson, canSplice, carriesTrace, readJsonObject, spliceTrace } from './json-splice';
+import { asciiJson, canSplice, readCompletion, spliceTrace } from './json-splice';
 import type { EnergyMeter } from './meter';
 import type { BookedRequest } from './proxy';
 import { RequestFields } from './request-fields';
@@ -184,13 +184,12 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       await book(response.status, false);
       throw error;
     }
-    const parsed = readJsonObject(bytes, type);
+    const completion = readCompletion(bytes);
     const usage: BookedRequest['usage'] = {};
-    if (isCountValue(parsed?.usage?.prompt_tokens)) usage.promptTokens = parsed.usage.prompt_tokens;
-    if (isCountValue(parsed?.usage?.completion_tokens)) usage.completionTokens = parsed.usage.completion_tokens;
-    const theirs = carriesTrace(parsed);
-    if (theirs) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-    const trace = await book(response.status, false, usage, parsed !== undefined && !theirs);
+    if (isCountValue(completion.usage?.prompt_tokens)) usage.promptTokens = completion.usage.prompt_tokens;
+    if (isCountValue(completion.usage?.completion_tokens)) usage.completionTokens = completion.usage.completion_tokens;
+    if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+    const trace = await book(response.status, false, usage, completion.object && !completion.traced);
     const spliced = trace !== undefined ? spliceTrace(bytes, asciiJson(trace)) : undefined;
     if (spliced !== undefined) {
       const etag = out.get('etag');

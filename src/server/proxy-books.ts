@@ -1,0 +1,487 @@
+import { JOULES_PER_KWH } from '../core/units';
+import { createRowBook, OTHER_ROW, type RowBook } from './books';
+import { openLedger, readSnapshot, writeSnapshot, type Ledger, type LedgerEntry } from './ledger';
+import type { MeterStats } from './meter';
+import { Exposition } from './prometheus';
+import { gramsOf, type ResolvedGridIntensity } from './trace-record';
+import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent } from './types';
+
+/**
+ * One traced request whose books are closed.
+ *
+ * @example
+ * ```ts
+ * const onBooked = (r: BookedRequest) => console.log(r.model, r.energy.totalJoules, r.trace?.emissions_g_co2);
+ * ```
+ */
+export type BookedRequest = Omit<LedgerEntry, 'at'> & {
+  /** The trace added to the response; `undefined` when none was (an error, a cut stream, the upstream's own trace). */
+  trace: Record<string, unknown> | undefined;
+};
+
+/**
+ * One recent request, as `/carbon/stats` lists it for the dashboard.
+ *
+ * @example
+ * ```ts
+ * const last: RecentRequest = (await (await fetch('/carbon/stats')).json()).recent.at(-1);
+ * ```
+ */
+export type RecentRequest = {
+  /** When its books closed (ISO 8601). */
+  at: string;
+  model: string | null;
+  apiKeyId: string | null;
+  user: string | null;
+  status: number;
+  streamed: boolean;
+  joules: ComponentJoules;
+  /** `null` when the meter had no figure for it. */
+  totalJoules: number | null;
+  emissionsGrams: number | null;
+  durationSeconds: number;
+  measured: boolean;
+  completionTokens: number | null;
+};
+
+/**
+ * One row of the proxy's books (per model, API key or user).
+ *
+ * @example
+ * ```ts
+ * const row: BookRow = (await proxy.stats()).byModel['llama-3.1-8b']!;
+ * ```
+ */
+export type BookRow = {
+  /** Requests whose books are closed. */
+  requests: number;
+  /** Of those, the ones with a measured energy figure. */
+  measuredRequests: number;
+  /** Of those, the ones that got no energy figure. */
+  requestsWithoutFigure: number;
+  /** Per HTTP status the client got. */
+  byStatus: Record<string, number>;
+  joules: number;
+  byComponent: ComponentJoules;
+  emissionsGrams: number;
+  /** The same per component, gCO2eq. */
+  emissionsGramsByComponent: ComponentJoules;
+  /** With `idle: 'share'` only: this row's part of the idle energy, in proportion to `joules`. */
+  idleShareJoules?: number;
+  /** Token counts of the requests whose usage reported them; `requestsWithUsage` says how many those are. */
+  promptTokens: number;
+  completionTokens: number;
+  requestsWithUsage: number;
+};
+
+/** Totals the meter of an earlier run of the proxy measured, carried over through the ledger's snapshot. */
+type Carried = {
+  since?: string;
+  requests: number;
+  requestsWithoutFigure: number;
+  total: ComponentJoules;
+  attributed: ComponentJoules;
+  idle: ComponentJoules;
+  unattributed: ComponentJoules;
+  idleGrams: number;
+  unattributedGrams: number;
+};
+
+/** The meter's books, with what an earlier run carried over added in. */
+export type CombinedStats = Omit<MeterStats, 'byModel'> & { carriedOver: boolean };
+
+type Snapshot = {
+  version: 1;
+  ledgerBytes: number;
+  carried: Carried;
+  tokens: { prompt: number; completion: number; requestsWithUsage: number };
+  byModel: Array<[string, BookRow]>;
+  byApiKey: Array<[string, BookRow]>;
+  byUser: Array<[string, BookRow]>;
+  metricModels: Array<[string, BookRow]>;
+  metricKeys: Array<[string, BookRow]>;
+  recent: RecentRequest[];
+};
+
+const MAX_METRIC_LABELS = 100;
+const SNAPSHOT_INTERVAL_MS = 5_000;
+
+const newRow = (): BookRow => ({
+  requests: 0,
+  measuredRequests: 0,
+  requestsWithoutFigure: 0,
+  byStatus: Object.create(null),
+  joules: 0,
+  byComponent: {},
+  emissionsGrams: 0,
+  emissionsGramsByComponent: {},
+  promptTokens: 0,
+  completionTokens: 0,
+  requestsWithUsage: 0,
+});
+
+function mergeRows(into: BookRow, from: BookRow): void {
+  into.requests += from.requests;
+  into.measuredRequests += from.measuredRequests;
+  into.requestsWithoutFigure += from.requestsWithoutFigure;
+  for (const [status, n] of Object.entries(from.byStatus)) into.byStatus[status] = (into.byStatus[status] ?? 0) + n;
+  into.joules += from.joules;
+  addInto(into.byComponent, from.byComponent);
+  into.emissionsGrams += from.emissionsGrams;
+  addInto(into.emissionsGramsByComponent, from.emissionsGramsByComponent);
+  into.promptTokens += from.promptTokens;
+  into.completionTokens += from.completionTokens;
+  into.requestsWithUsage += from.requestsWithUsage;
+}
+
+function addInto(into: ComponentJoules, from: ComponentJoules): void {
+  for (const [component, joules] of Object.entries(from)) into[component as EnergyComponent] = (into[component as EnergyComponent] ?? 0) + (joules ?? 0);
+}
+
+const sumOf = (joules: ComponentJoules) => Object.values(joules).reduce<number>((s, j) => s + (j ?? 0), 0);
+const rowSpec = { create: newRow, merge: mergeRows, requests: (row: BookRow) => row.requests };
+
+/**
+ * The proxy's books: per model, API key and user, bounded; the ledger that keeps them across
+ * restarts; and the views written from them (stats, Prometheus, Model Garden). Every view reads
+ * these books, so they cannot disagree.
+ *
+ * @example
+ * ```ts
+ * const books = createProxyBooks({ ledger: 'ledger.csv', warn });
+ * books.book({ … });
+ * ```
+ */
+export function createProxyBooks(options: { ledger?: string; maxRows?: number; recentRequests?: number; warn: (key: string, message: string) => void; projectName?: string }) {
+  const maxRows = options.maxRows ?? 1000;
+  const keepRecent = options.recentRequests ?? 60;
+  const byModel: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
+  const byApiKey: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
+  const byUser: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
+  // Prometheus labels are fewer: each is a time series on every scrape.
+  const metricModels: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
+  const metricKeys: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
+  let recent: RecentRequest[] = [];
+  const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0 };
+  const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
+  // Idle and unattributed emissions accrue at the intensity of their time.
+  let idleGrams = 0;
+  let unattributedGrams = 0;
+  let idleSeen = 0;
+  let unattributedSeen = 0;
+
+  function bookRow(row: BookRow, booked: BookedRequest, grams: number, status: string): void {
+    const { energy } = booked;
+    row.requests++;
+    row.byStatus[status] = (row.byStatus[status] ?? 0) + 1;
+    if (energy.totalJoules !== undefined) {
+      row.joules += energy.totalJoules;
+      row.emissionsGrams += grams;
+      for (const component of ENERGY_COMPONENTS) {
+        const joules = energy.joules[component];
+        if (joules === undefined) continue;
+        row.byComponent[component] = (row.byComponent[component] ?? 0) + joules;
+        row.emissionsGramsByComponent[component] = (row.emissionsGramsByComponent[component] ?? 0) + gramsOf(joules, booked.grid);
+      }
+      if (energy.measured) row.measuredRequests++;
+    } else {
+      row.requestsWithoutFigure++;
+    }
+    const { promptTokens, completionTokens } = booked.usage;
+    if (promptTokens !== undefined || completionTokens !== undefined) {
+      row.promptTokens += promptTokens ?? 0;
+      row.completionTokens += completionTokens ?? 0;
+      row.requestsWithUsage++;
+    }
+  }
+
+  /** Books a request into every table; `at` when it comes from the ledger. */
+  function bookInto(booked: BookedRequest, at: string): void {
+    const { energy } = booked;
+    const grams = energy.totalJoules !== undefined ? gramsOf(energy.totalJoules, booked.grid) : 0;
+    const status = String(booked.status);
+    bookRow(byModel.row(booked.model), booked, grams, status);
+    bookRow(byApiKey.row(booked.apiKeyId, '(none)'), booked, grams, status);
+    bookRow(byUser.row(booked.user, '(none)'), booked, grams, status);
+    bookRow(metricModels.row(booked.model), booked, grams, status);
+    bookRow(metricKeys.row(booked.apiKeyId, '(none)'), booked, grams, status);
+    const { promptTokens, completionTokens } = booked.usage;
+    if (promptTokens !== undefined || completionTokens !== undefined) {
+      tokens.prompt += promptTokens ?? 0;
+      tokens.completion += completionTokens ?? 0;
+      tokens.requestsWithUsage++;
+    }
+    recent.push({
+      at,
+      model: booked.model ?? null,
+      apiKeyId: booked.apiKeyId ?? null,
+      user: booked.user ?? null,
+      status: booked.status,
+      streamed: booked.streamed,
+      joules: energy.joules,
+      totalJoules: energy.totalJoules ?? null,
+      emissionsGrams: energy.totalJoules !== undefined ? grams : null,
+      durationSeconds: energy.durationSeconds,
+      measured: energy.measured,
+      completionTokens: completionTokens ?? null,
+    });
+    if (recent.length > keepRecent) recent.shift();
+  }
+
+  // The ledger: what an earlier run booked comes back first.
+  let ledger: Ledger | undefined;
+  let snapshotTimer: ReturnType<typeof setInterval> | undefined;
+  const snapshotPath = options.ledger === undefined ? undefined : `${options.ledger}.snapshot.json`;
+  let lastMeter: MeterStats | undefined;
+  if (options.ledger !== undefined) {
+    ledger = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
+    const snapshot = readSnapshot(snapshotPath!) as Snapshot | undefined;
+    let from = 0;
+    if (snapshot?.version === 1 && snapshot.ledgerBytes <= ledger.bytes) {
+      Object.assign(carried, snapshot.carried);
+      Object.assign(tokens, snapshot.tokens);
+      byModel.restore(snapshot.byModel);
+      byApiKey.restore(snapshot.byApiKey);
+      byUser.restore(snapshot.byUser);
+      metricModels.restore(snapshot.metricModels);
+      metricKeys.restore(snapshot.metricKeys);
+      recent = snapshot.recent.slice(-keepRecent);
+      from = snapshot.ledgerBytes;
+    } else if (snapshot !== undefined) {
+      options.warn('ledger-snapshot', `ledger ${options.ledger}: its snapshot does not match the file (rotated or replaced?); the books are rebuilt from the rows`);
+    }
+    // Rows written after the snapshot: their energy was measured, so it counts in the totals too.
+    const replayed = ledger.replay(from, (entry) => {
+      bookInto({ ...entry, trace: undefined }, entry.at);
+      carried.requests++;
+      if (entry.energy.totalJoules === undefined) carried.requestsWithoutFigure++;
+      addInto(carried.attributed, entry.energy.joules);
+      addInto(carried.total, entry.energy.joules);
+    });
+    carried.since ??= replayed.firstAt;
+    snapshotTimer = setInterval(() => saveSnapshot(), SNAPSHOT_INTERVAL_MS);
+    snapshotTimer.unref();
+  }
+
+  function saveSnapshot(): void {
+    if (!ledger || !snapshotPath) return;
+    const m = lastMeter;
+    const now: Carried = { ...carried, total: { ...carried.total }, attributed: { ...carried.attributed }, idle: { ...carried.idle }, unattributed: { ...carried.unattributed } };
+    if (m) {
+      now.requests += m.requests;
+      now.requestsWithoutFigure += m.requestsWithoutFigure;
+      for (const component of ENERGY_COMPONENTS) {
+        const c = m.byComponent[component];
+        if (!c) continue;
+        // What is in flight is not settled: it is carried over as unattributed.
+        now.total[component] = (now.total[component] ?? 0) + c.totalJoules;
+        now.attributed[component] = (now.attributed[component] ?? 0) + c.attributedJoules;
+        now.idle[component] = (now.idle[component] ?? 0) + c.idleJoules;
+        now.unattributed[component] = (now.unattributed[component] ?? 0) + c.unattributedJoules + c.inFlightJoules;
+      }
+      now.since ??= m.since;
+    }
+    now.idleGrams += idleGrams;
+    now.unattributedGrams += unattributedGrams;
+    const snapshot: Snapshot = {
+      version: 1,
+      ledgerBytes: ledger.bytes,
+      carried: now,
+      tokens: { ...tokens },
+      byModel: [...byModel.entries()],
+      byApiKey: [...byApiKey.entries()],
+      byUser: [...byUser.entries()],
+      metricModels: [...metricModels.entries()],
+      metricKeys: [...metricKeys.entries()],
+      recent,
+    };
+    try {
+      writeSnapshot(snapshotPath, snapshot);
+    } catch (error) {
+      options.warn('ledger-snapshot-write', `ledger snapshot ${snapshotPath} could not be written (${(error as Error).message}): a restart will read the whole ledger`);
+    }
+  }
+
+  /** The meter's books with the earlier runs' added; accrues idle and unattributed emissions at the grid of now. */
+  function combine(m: MeterStats, grid: ResolvedGridIntensity): CombinedStats {
+    lastMeter = m;
+    if (m.idleJoules > idleSeen) idleGrams += gramsOf(m.idleJoules - idleSeen, grid);
+    if (m.unattributedJoules > unattributedSeen) unattributedGrams += gramsOf(m.unattributedJoules - unattributedSeen, grid);
+    idleSeen = m.idleJoules;
+    unattributedSeen = m.unattributedJoules;
+    const byComponent: MeterStats['byComponent'] = {};
+    for (const component of ENERGY_COMPONENTS) {
+      const now = m.byComponent[component];
+      const before = { total: carried.total[component], attributed: carried.attributed[component], idle: carried.idle[component], unattributed: carried.unattributed[component] };
+      if (!now && before.total === undefined) continue;
+      byComponent[component] = {
+        totalJoules: (now?.totalJoules ?? 0) + (before.total ?? 0),
+        attributedJoules: (now?.attributedJoules ?? 0) + (before.attributed ?? 0),
+        inFlightJoules: now?.inFlightJoules ?? 0,
+        idleJoules: (now?.idleJoules ?? 0) + (before.idle ?? 0),
+        unattributedJoules: (now?.unattributedJoules ?? 0) + (before.unattributed ?? 0),
+        measured: now?.measured ?? false,
+        source: now?.source ?? 'an earlier run of the proxy',
+      };
+    }
+    const { byModel: _ignored, ...rest } = m;
+    void _ignored;
+    return {
+      ...rest,
+      since: carried.since ?? m.since,
+      totalJoules: m.totalJoules + sumOf(carried.total),
+      attributedJoules: m.attributedJoules + sumOf(carried.attributed),
+      idleJoules: m.idleJoules + sumOf(carried.idle),
+      unattributedJoules: m.unattributedJoules + sumOf(carried.unattributed),
+      requests: m.requests + carried.requests,
+      requestsWithoutFigure: m.requestsWithoutFigure + carried.requestsWithoutFigure,
+      byComponent,
+      carriedOver: carried.since !== undefined,
+    };
+  }
+
+  const rowsOf = (book: RowBook<BookRow>, share?: { idle: number; attributed: number }) => {
+    const out = Object.create(null) as Record<string, BookRow>;
+    for (const [name, row] of book.entries()) {
+      out[name] = { ...row, byStatus: { ...row.byStatus }, byComponent: { ...row.byComponent }, emissionsGramsByComponent: { ...row.emissionsGramsByComponent } };
+      if (share) out[name]!.idleShareJoules = share.attributed > 0 ? (share.idle * row.joules) / share.attributed : 0;
+    }
+    return out;
+  };
+
+  return {
+    book(booked: BookedRequest): void {
+      const at = new Date().toISOString();
+      // Written before the client gets the response it books: a row in the file is a request served.
+      ledger?.append({ at, model: booked.model, apiKeyId: booked.apiKeyId, user: booked.user, status: booked.status, streamed: booked.streamed, energy: booked.energy, grid: booked.grid, usage: booked.usage });
+      bookInto(booked, at);
+    },
+
+    combine,
+
+    /** The stats' books: rows per model, key and user, emissions, tokens, recent requests. */
+    views(c: CombinedStats) {
+      const share = c.idleMode === 'share' ? { idle: c.idleJoules, attributed: c.attributedJoules } : undefined;
+      let attributedGrams = 0;
+      for (const [, row] of byModel.entries()) attributedGrams += row.emissionsGrams;
+      return {
+        byModel: rowsOf(byModel, share),
+        byApiKey: rowsOf(byApiKey, share),
+        byUser: rowsOf(byUser, share),
+        attributedGrams,
+        idleGrams: idleGrams + carried.idleGrams,
+        unattributedGrams: unattributedGrams + carried.unattributedGrams,
+        tokens: { ...tokens },
+        recent: [...recent],
+      };
+    },
+
+    /** `/metrics`, written from the books. */
+    prometheus(c: CombinedStats, grid: ResolvedGridIntensity & { zone?: string; live?: boolean }): string {
+      const text = new Exposition();
+      const models = [...metricModels.entries()];
+      const keys = [...metricKeys.entries()];
+      text.family('carbon_trace_energy_joules_total', 'counter', 'Energy attributed to requests whose books are closed, J');
+      for (const [model, row] of models) for (const [component, joules] of Object.entries(row.byComponent)) text.sample({ component, model }, joules ?? 0);
+      text.family('carbon_trace_emissions_grams_total', 'counter', 'Emissions attributed to requests whose books are closed, gCO2eq');
+      for (const [model, row] of models) for (const [component, grams] of Object.entries(row.emissionsGramsByComponent)) text.sample({ component, model }, grams ?? 0);
+      text.family('carbon_trace_requests_total', 'counter', 'Requests whose books are closed; measured="false" includes those with no energy figure');
+      for (const [model, row] of models) {
+        text.sample({ model, measured: 'true' }, row.measuredRequests);
+        text.sample({ model, measured: 'false' }, row.requests - row.measuredRequests);
+      }
+      text.family('carbon_trace_responses_total', 'counter', 'Requests whose books are closed, by the HTTP status the client got (499: it went away; 502: the upstream could not be reached)');
+      for (const [model, row] of models) for (const [status, n] of Object.entries(row.byStatus)) text.sample({ model, status }, n);
+      text.family('carbon_trace_api_key_energy_joules_total', 'counter', 'Energy attributed to requests, per API key (a one-way id, never the key), J');
+      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.joules);
+      text.family('carbon_trace_api_key_emissions_grams_total', 'counter', 'Emissions attributed to requests, per API key (a one-way id), gCO2eq');
+      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.emissionsGrams);
+      text.family('carbon_trace_api_key_requests_total', 'counter', 'Requests whose books are closed, per API key (a one-way id)');
+      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.requests);
+      const perComponent = (name: string, type: 'counter' | 'gauge', help: string, pick: (component: NonNullable<CombinedStats['byComponent'][EnergyComponent]>) => number) => {
+        text.family(name, type, help);
+        for (const component of ENERGY_COMPONENTS) {
+          const entry = c.byComponent[component];
+          if (entry) text.sample({ component }, pick(entry));
+        }
+      };
+      perComponent('carbon_trace_idle_energy_joules_total', 'counter', 'Energy with no request in flight, J', (x) => x.idleJoules);
+      perComponent('carbon_trace_unattributed_energy_joules_total', 'counter', 'Energy the meter could not place (a source could not be read), J', (x) => x.unattributedJoules);
+      perComponent('carbon_trace_in_flight_energy_joules', 'gauge', 'Energy given so far to requests still in flight, J', (x) => x.inFlightJoules);
+      perComponent('carbon_trace_meter_energy_joules_total', 'counter', 'Energy the meter measured in all: attributed + in flight + idle + unattributed, J', (x) => x.totalJoules);
+      text.family('carbon_trace_idle_emissions_grams_total', 'counter', 'Emissions of the energy with no request in flight, gCO2eq');
+      text.sample({}, idleGrams + carried.idleGrams);
+      text.family('carbon_trace_unattributed_emissions_grams_total', 'counter', 'Emissions of the energy the meter could not place, gCO2eq');
+      text.sample({}, unattributedGrams + carried.unattributedGrams);
+      text.family('carbon_trace_power_watts', 'gauge', 'Power the machine draws now, per component, W');
+      for (const [component, watts] of Object.entries(c.powerWatts)) text.sample({ component }, watts ?? 0);
+      text.family('carbon_trace_grid_intensity_grams_per_kwh', 'gauge', 'The grid intensity emissions are booked at now, gCO2eq/kWh');
+      text.sample({ source: grid.source, ...(grid.zone ? { zone: grid.zone } : {}) }, grid.gCo2PerKwh);
+      text.family('carbon_trace_measured', 'gauge', 'Whether each component is measured by hardware (1) or estimated (0): an alert when a meter falls back');
+      for (const component of ENERGY_COMPONENTS) {
+        const entry = c.byComponent[component];
+        if (entry) text.sample({ component, source: entry.source }, entry.measured ? 1 : 0);
+      }
+      text.family('carbon_trace_source_errors', 'gauge', 'Energy sources that could not be read at the last reading');
+      text.sample({}, c.sourceErrors.length);
+      return text.render();
+    },
+
+    close(): void {
+      if (snapshotTimer) clearInterval(snapshotTimer);
+      saveSnapshot();
+      ledger?.close();
+    },
+  };
+}
+
+export type ProxyBooks = ReturnType<typeof createProxyBooks>;
+
+/**
+ * The proxy's totals in the shape Model Garden's `/api/v1/carbon/inference/stats` has, so
+ * seeds-clients' `ModelGardenClient.get_carbon_stats()` reads them unchanged. As there, the
+ * totals are the whole session's, idle time included. Tokens are prompt + completion as the
+ * responses' usage gave them, and `null` (unknown) when a request reported no usage.
+ */
+export function modelGardenStats(stats: {
+  since: string;
+  requests: number;
+  totalJoules: number;
+  attributedJoules: number;
+  idleJoules: number;
+  unattributedJoules: number;
+  emissionsGrams: { total: number };
+  tokens: { prompt: number; completion: number; requestsWithUsage: number };
+  byModel: Record<string, unknown>;
+  byComponent: Partial<Record<EnergyComponent, { measured: boolean }>>;
+}): Record<string, unknown> {
+  const seconds = (Date.now() - Date.parse(stats.since)) / 1000;
+  const requestCount = stats.requests;
+  const tokensKnown = stats.tokens.requestsWithUsage === requestCount;
+  const totalTokens = tokensKnown ? stats.tokens.prompt + stats.tokens.completion : null;
+  const kg = stats.emissionsGrams.total / 1000;
+  const kwh = stats.totalJoules / JOULES_PER_KWH;
+  const models = Object.keys(stats.byModel).filter((m) => m !== OTHER_ROW);
+  const shown = models.slice(0, 10);
+  const more = models.length - shown.length + (Object.hasOwn(stats.byModel, OTHER_ROW) ? 1 : 0);
+  return {
+    tracking: true,
+    model_name: models.length === 0 ? null : `${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
+    request_count: requestCount,
+    total_tokens: totalTokens,
+    requests_with_usage: stats.tokens.requestsWithUsage,
+    duration_seconds: seconds,
+    requests_per_second: seconds > 0 ? requestCount / seconds : 0,
+    tokens_per_second: totalTokens !== null && seconds > 0 ? totalTokens / seconds : null,
+    emissions_kg_co2: kg,
+    emissions_g_co2: kg * 1000,
+    energy_consumed_kwh: kwh,
+    energy_kwh: kwh,
+    ...(requestCount > 0 ? { emissions_per_request_g: (kg * 1000) / requestCount, energy_per_request_wh: (kwh * 1000) / requestCount } : {}),
+    ...(totalTokens ? { emissions_per_1k_tokens_g: (kg * 1e6) / totalTokens } : {}),
+    attributed_energy_kwh: stats.attributedJoules / JOULES_PER_KWH,
+    idle_energy_kwh: stats.idleJoules / JOULES_PER_KWH,
+    unattributed_energy_kwh: stats.unattributedJoules / JOULES_PER_KWH,
+    measured: Object.values(stats.byComponent).every((c) => c?.measured),
+  };
+}
