@@ -7,7 +7,7 @@ import { createCarbonProxy } from './server/proxy';
 
 const HOST_HELP =
   'address to listen on; 127.0.0.1 keeps the proxy to this machine. 0.0.0.0 listens on every interface: ' +
-  'anyone who can reach this machine can then call your model through the proxy, so put it behind your own authentication or firewall';
+  'anyone who can reach this machine can then call your model, so keep it behind a firewall';
 
 /** One line on stderr, and a non-zero exit: what a CLI owes a user who mistyped. */
 function fail(message: string): never {
@@ -46,15 +46,15 @@ program
       return g;
     }),
   )
-  .addOption(new Option('--meter <source>', 'energy source: auto (RAPL, NVML or amd-smi where readable, powermetrics on macOS, else an estimate), rapl, nvml, amd-smi, powermetrics, estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
-  .addOption(new Option('--sample-ms <ms>', 'how often the counters are read between requests').default(100).argParser(integer('--sample-ms', 10, 60_000)))
-  .addOption(new Option('--idle <mode>', 'energy with no request in flight: exclude (report it apart) or share (give it to the next requests)').choices(['exclude', 'share']).default('exclude'))
-  .option('--ledger <file>', 'append a row per request to this CSV (CodeCarbon columns) and continue the books from it on restart')
-  .addOption(new Option('--max-body-mb <mb>', 'the largest request body forwarded, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
-  .option('--powercap <dir>', 'where the RAPL powercap tree is', '/sys/class/powercap')
-  .option('--nvidia-smi <path>', 'the nvidia-smi executable, when NVML has no energy counter', 'nvidia-smi')
-  .option('--amd-smi <path>', 'the amd-smi executable (AMD GPUs, ROCm 6 or later)', 'amd-smi')
-  .option('--powermetrics <path>', 'the powermetrics executable (Apple silicon; needs root: run as root, or allow it in sudoers)', 'powermetrics')
+  .addOption(new Option('--meter <source>', 'energy source; auto: RAPL, NVML, amd-smi or powermetrics where readable, else an estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
+  .addOption(new Option('--sample-ms <ms>', 'ms between counter readings while no request begins or ends').default(100).argParser(integer('--sample-ms', 10, 60_000)))
+  .addOption(new Option('--idle <mode>', 'idle energy: reported apart, or also shared out in the per-model, key and user views').choices(['exclude', 'share']).default('exclude'))
+  .option('--ledger <file>', 'a CSV row per request (CodeCarbon columns); books continue from it')
+  .addOption(new Option('--max-body-mb <mb>', 'largest request body, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
+  .option('--powercap <dir>', 'RAPL powercap tree', '/sys/class/powercap')
+  .option('--nvidia-smi <path>', 'nvidia-smi, when NVML has no energy counter', 'nvidia-smi')
+  .option('--amd-smi <path>', 'amd-smi (AMD GPUs, ROCm 6 or later)', 'amd-smi')
+  .option('--powermetrics <path>', 'powermetrics (Apple silicon; needs root)', 'powermetrics')
   .addHelpText(
     'after',
     '\nRoutes: every path passes through to --upstream; chat completions gain x_carbon_trace.\n' +
