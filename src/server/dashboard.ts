@@ -1,7 +1,9 @@
 /**
  * The proxy's live dashboard: one self-contained page (no CDN, no build step — the GPU box may be
- * offline) that polls `/carbon/stats` every second and draws power now, energy per request, totals
- * per model, attributed versus idle energy, and what is measured versus estimated. Every number
+ * offline) that polls `/carbon/stats` every second and shows the requests' emissions first, then
+ * idle and the machine's total; power now; energy per request on a time axis and as a table;
+ * totals per model, API key and user; what is measured and what is estimated. One unit per
+ * column. Every number
  * it shows carries its raw value in `data-value`, so a test can hold the page to the JSON.
  *
  * @example
@@ -21,7 +23,7 @@ const PAGE = `<!doctype html>
 <title>carbon-trace</title>
 <link rel="icon" href="data:,">
 <style>
-  :root { --bg: #0f1412; --panel: #17201c; --line: #26332d; --text: #e4ece7; --muted: #8fa39a; --cpu: #5fb3f9; --gpu: #f2a541; --ram: #a98ff5; --idle: #3d4a44; --accent: #4cd39b; }
+  :root { --bg: #0f1412; --panel: #17201c; --line: #26332d; --text: #e4ece7; --muted: #8fa39a; --cpu: #5fb3f9; --gpu: #f2a541; --ram: #a98ff5; --idle: #3d4a44; --accent: #4cd39b; --warn: #e0795b; }
   * { box-sizing: border-box; }
   body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; background: var(--bg); color: var(--text); }
   header { padding: 18px 24px 12px; border-bottom: 1px solid var(--line); display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: baseline; }
@@ -37,6 +39,11 @@ const PAGE = `<!doctype html>
   .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
   .badge { font-size: 11px; padding: 1px 7px; border-radius: 9px; border: 1px solid var(--line); color: var(--muted); margin-left: 6px; }
   .badge.measured { color: var(--accent); border-color: #2f6b52; }
+  .badge.warn { color: var(--warn); border-color: #6b3a2f; }
+  .sub { color: var(--muted); font-size: 12px; margin: 2px 0 8px; }
+  .pair { display: flex; flex-wrap: wrap; gap: 16px 32px; } .pair > div { flex: 1 1 420px; }
+  td.left, th.left { text-align: left; }
+  .row.total { border-top: 1px solid var(--line); margin-top: 4px; padding-top: 6px; color: var(--muted); }
   .bar { display: flex; height: 12px; border-radius: 6px; overflow: hidden; background: var(--idle); margin: 8px 0 6px; }
   .bar div { height: 100%; }
   table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
@@ -58,39 +65,43 @@ const PAGE = `<!doctype html>
 </header>
 <main>
   <section>
-    <h2>Power now</h2>
-    <div class="big" id="power-total" data-value="0">—</div>
-    <div id="power"></div>
+    <h2>Emissions since start</h2>
+    <div class="big" id="emissions-requests" data-value="0">—</div>
+    <div class="sub">attributed to <span id="requests" data-value="0">—</span> requests</div>
+    <div class="row"><span><span class="swatch" style="background:var(--idle)"></span>idle (no request in flight)</span><span id="emissions-idle" data-value="0">—</span></div>
+    <div class="row" id="emissions-unattributed-row"><span><span class="swatch" style="background:var(--warn)"></span>unattributed (a source could not be read)</span><span id="emissions-unattributed" data-value="0">—</span></div>
+    <div class="row total"><span>the machine in all</span><span id="emissions-total" data-value="0">—</span></div>
   </section>
   <section>
     <h2>Energy since start</h2>
-    <div class="big" id="energy-total" data-value="0">—</div>
+    <div class="big" id="energy-attributed" data-value="0">—</div>
+    <div class="sub">to requests: <span id="energy-share" data-value="0">—</span> of what the machine drew</div>
     <div class="bar" id="split-bar"></div>
-    <div class="row"><span><span class="swatch" style="background:var(--accent)"></span>attributed to requests</span><span id="energy-attributed" data-value="0">—</span></div>
     <div class="row"><span><span class="swatch" style="background:var(--idle)"></span>idle</span><span id="energy-idle" data-value="0">—</span></div>
+    <div class="row total"><span>the machine in all</span><span id="energy-total" data-value="0">—</span></div>
   </section>
   <section>
-    <h2>Emissions since start</h2>
-    <div class="big" id="emissions-total" data-value="0">—</div>
-    <div class="row"><span>attributed to requests</span><span id="emissions-attributed" data-value="0">—</span></div>
-    <div class="row"><span>requests</span><span id="requests" data-value="0">—</span></div>
-    <div class="row"><span>in flight</span><span id="active" data-value="0">—</span></div>
-  </section>
-  <section>
-    <h2>Last request</h2>
-    <div class="big" id="last-energy" data-value="0">—</div>
-    <div class="row"><span>CO2eq</span><span id="last-emissions" data-value="0">—</span></div>
-    <div class="row"><span>duration</span><span id="last-duration" data-value="0">—</span></div>
-    <div class="row"><span id="last-model">—</span><span id="last-method">—</span></div>
+    <h2>Power now</h2>
+    <div class="big" id="power-total" data-value="0">—</div>
+    <div id="power"></div>
+    <div class="row"><span>requests in flight</span><span id="active" data-value="0">—</span></div>
   </section>
   <section class="wide">
-    <h2>Energy per request — most recent last</h2>
+    <h2>Energy per request, over time</h2>
     <div id="chart"></div>
     <div class="legend" id="legend"></div>
   </section>
   <section class="wide">
+    <h2>Recent requests — newest first</h2>
+    <div id="recent"></div>
+  </section>
+  <section class="wide">
     <h2>Per model</h2>
     <div id="models"></div>
+  </section>
+  <section class="wide">
+    <h2>Top API keys and users</h2>
+    <div class="pair"><div id="keys"></div><div id="users"></div></div>
   </section>
 </main>
 <footer id="updated">waiting for /carbon/stats…</footer>
@@ -99,87 +110,133 @@ const PAGE = `<!doctype html>
   const COMPONENTS = ['cpu', 'gpu', 'ram'];
   const $ = (id) => document.getElementById(id);
   const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-  const prefix = (value, unit) => {
-    if (!Number.isFinite(value) || value === 0) return '0 ' + unit;
-    const steps = [[1e3, 'k'], [1, ''], [1e-3, 'm'], [1e-6, 'µ'], [1e-9, 'n']];
-    const [scale, p] = steps.find(([s]) => Math.abs(value) >= s) || steps[steps.length - 1];
-    return (value / scale).toPrecision(3) + ' ' + p + unit;
+  const STEPS = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k'], [1, ''], [1e-3, 'm'], [1e-6, 'µ'], [1e-9, 'n']];
+  // One unit for a set of values (a column, a panel): the one that suits the largest of them.
+  const scaleFor = (values) => {
+    const max = Math.max(0, ...values.filter((v) => Number.isFinite(v)).map(Math.abs));
+    return max === 0 ? [1, ''] : STEPS.find(([s]) => max >= s * 0.9995) || STEPS[STEPS.length - 1];
   };
-  const wh = (joules) => prefix(joules / 3600, 'Wh');
-  const grams = (g) => prefix(g, 'g');
-  const watts = (w) => prefix(w, 'W');
+  const inUnit = (value, [scale, p], unit) => {
+    if (value == null || !Number.isFinite(value)) return '—';
+    if (value === 0) return '0 ' + p + unit;
+    const x = value / scale;
+    const digits = Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 3;
+    return x.toFixed(digits) + ' ' + p + unit;
+  };
+  const one = (value, unit) => inUnit(value, scaleFor([value]), unit);
+  const WH = (joules) => (joules == null ? null : joules / 3600);
   const set = (id, value, text) => { const el = $(id); el.dataset.value = String(value); el.textContent = text; };
+  const big = (id, value, text) => {
+    const el = $(id);
+    el.dataset.value = String(value);
+    const at = text.lastIndexOf(' ');
+    el.innerHTML = esc(text.slice(0, at)) + '<span class="unit">' + esc(text.slice(at + 1)) + '</span>';
+  };
+  const badge = (measured, known) => known === false ? '<span class="badge warn">no figure</span>' : '<span class="badge ' + (measured ? 'measured' : '') + '">' + (measured ? 'measured' : 'estimated') + '</span>';
 
   function render(s) {
     window.__carbonStats = s;
-    $('upstream').textContent = '→ ' + s.upstream;
+    $('upstream').textContent = '→ ' + s.upstream + (s.upstreamReachable === false ? ' (not reachable)' : '');
     $('meter').textContent = s.meter;
     $('grid').textContent = s.grid.gCo2PerKwh + ' gCO2eq/kWh (' + s.grid.source + ')';
 
-    const power = s.powerWatts || {};
-    const powerTotal = COMPONENTS.reduce((sum, c) => sum + (power[c] || 0), 0);
-    set('power-total', powerTotal, '');
-    $('power-total').innerHTML = esc(watts(powerTotal).replace(/ \\S+$/, '')) + '<span class="unit">' + esc(watts(powerTotal).split(' ')[1]) + '</span>';
-    $('power').innerHTML = COMPONENTS.filter((c) => s.byComponent[c]).map((c) => {
-      const comp = s.byComponent[c];
-      return '<div class="row"><span><span class="swatch" style="background:var(--' + c + ')"></span>' + c.toUpperCase() +
-        '<span class="badge ' + (comp.measured ? 'measured' : '') + '">' + (comp.measured ? 'measured' : 'estimated') + '</span></span>' +
-        '<span data-component="' + c + '" data-value="' + (power[c] || 0) + '">' + esc(watts(power[c] || 0)) + '</span></div>';
-    }).join('') || '<div class="empty">no energy source</div>';
-
-    set('energy-total', s.totalJoules, wh(s.totalJoules));
-    set('energy-attributed', s.attributedJoules, wh(s.attributedJoules));
-    set('energy-idle', s.idleJoules, wh(s.idleJoules));
-    const share = s.totalJoules > 0 ? (100 * s.attributedJoules) / s.totalJoules : 0;
-    $('split-bar').innerHTML = '<div style="width:' + share.toFixed(2) + '%;background:var(--accent)"></div>';
-    set('emissions-total', s.emissionsGrams.total, grams(s.emissionsGrams.total));
-    set('emissions-attributed', s.emissionsGrams.attributed, grams(s.emissionsGrams.attributed));
+    const e = s.emissionsGrams;
+    big('emissions-requests', e.attributed, one(e.attributed, 'g CO2eq'));
     set('requests', s.requests, String(s.requests));
+    const eScale = scaleFor([e.idle, e.unattributed, e.total]);
+    set('emissions-idle', e.idle, inUnit(e.idle, eScale, 'g'));
+    set('emissions-unattributed', e.unattributed, inUnit(e.unattributed, eScale, 'g'));
+    $('emissions-unattributed-row').style.display = e.unattributed > 0 ? '' : 'none';
+    set('emissions-total', e.total, inUnit(e.total, eScale, 'g'));
+
+    big('energy-attributed', s.attributedJoules, one(WH(s.attributedJoules), 'Wh'));
+    const share = s.totalJoules > 0 ? s.attributedJoules / s.totalJoules : 0;
+    set('energy-share', share, (100 * share).toFixed(1) + ' %');
+    $('split-bar').innerHTML = '<div style="width:' + (100 * share).toFixed(2) + '%;background:var(--accent)"></div>';
+    const jScale = scaleFor([WH(s.idleJoules), WH(s.totalJoules)]);
+    set('energy-idle', s.idleJoules, inUnit(WH(s.idleJoules), jScale, 'Wh'));
+    set('energy-total', s.totalJoules, inUnit(WH(s.totalJoules), jScale, 'Wh'));
+
+    const power = s.powerWatts || {};
+    const shown = COMPONENTS.filter((c) => s.byComponent[c]);
+    const powerTotal = shown.reduce((sum, c) => sum + (power[c] || 0), 0);
+    const pScale = scaleFor([powerTotal]);
+    big('power-total', powerTotal, inUnit(powerTotal, pScale, 'W'));
+    $('power').innerHTML = shown.map((c) => {
+      const comp = s.byComponent[c];
+      return '<div class="row"><span><span class="swatch" style="background:var(--' + c + ')"></span>' + c.toUpperCase() + badge(comp.measured) + '</span>' +
+        '<span data-component="' + c + '" data-value="' + (power[c] || 0) + '">' + esc(inUnit(power[c] || 0, pScale, 'W')) + '</span></div>';
+    }).join('') || '<div class="empty">no energy source</div>';
     set('active', s.activeRequests, String(s.activeRequests));
 
-    const last = s.recent[s.recent.length - 1];
-    if (last) {
-      set('last-energy', last.totalJoules, wh(last.totalJoules));
-      set('last-emissions', last.emissionsGrams, grams(last.emissionsGrams));
-      set('last-duration', last.durationSeconds, last.durationSeconds.toFixed(2) + ' s' + (last.completionTokens != null ? ' · ' + last.completionTokens + ' tokens' : ''));
-      $('last-model').textContent = last.model || 'unknown model';
-      $('last-method').innerHTML = '<span class="badge ' + (last.measured ? 'measured' : '') + '">' + (last.measured ? 'measured' : 'estimated') + '</span>';
-    }
-    $('legend').innerHTML = COMPONENTS.filter((c) => s.byComponent[c]).map((c) => '<span><span class="swatch" style="background:var(--' + c + ')"></span>' + c.toUpperCase() + '</span>').join('');
+    $('legend').innerHTML = shown.map((c) => '<span><span class="swatch" style="background:var(--' + c + ')"></span>' + c.toUpperCase() + '</span>').join('') +
+      '<span>one bar per request, as wide as it lasted; its height is its energy</span>';
     renderChart(s.recent);
-    renderModels(s);
+    renderRecent(s.recent);
+    $('models').innerHTML = table(s.byModel, 'model', 'no model called yet', s.attributedJoules);
+    $('keys').innerHTML = table(s.byApiKey, 'API key (one-way id)', 'no request yet', s.attributedJoules, 5);
+    $('users').innerHTML = table(s.byUser, 'user', 'no request yet', s.attributedJoules, 5);
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · since ' + new Date(s.since).toLocaleString() + ' · refreshes every second';
   }
 
+  // Requests on a time axis: each bar spans the request's own duration, so a short one is a thin
+  // but visible mark at its time, and a long stream is wide; bars never shrink below 2 px.
   function renderChart(recent) {
     if (recent.length === 0) { $('chart').innerHTML = '<div class="empty">no request yet — send a chat completion through the proxy</div>'; return; }
-    const width = Math.max(320, $('chart').clientWidth || 900), height = 180, left = 56, bottom = 20;
-    const max = Math.max(...recent.map((r) => r.totalJoules), 1e-12);
-    const slot = (width - left) / Math.max(recent.length, 20);
+    const width = Math.max(320, $('chart').clientWidth || 900), height = 190, left = 64, bottom = 22, top = 8;
+    const ends = recent.map((r) => Date.parse(r.at));
+    const starts = recent.map((r, i) => ends[i] - r.durationSeconds * 1000);
+    const first = Math.min(...starts), t1 = Math.max(...ends);
+    const t0 = first - Math.max(200, (t1 - first) * 0.02);
+    const x = (t) => left + ((t - t0) / (t1 - t0 || 1)) * (width - left - 8);
+    const max = Math.max(...recent.map((r) => r.totalJoules || 0), 1e-12);
+    const yScale = scaleFor([WH(max)]);
+    const plot = height - bottom - top;
     const bars = recent.map((r, i) => {
+      const x0 = x(starts[i]), w = Math.max(2, x(ends[i]) - x0);
       let y = height - bottom;
-      const x = left + i * slot + slot * 0.15;
-      const parts = COMPONENTS.filter((c) => r.joules[c] > 0).map((c) => {
-        const h = ((r.joules[c] / max) * (height - bottom - 10));
-        y -= h;
-        return '<rect x="' + x.toFixed(1) + '" y="' + y.toFixed(1) + '" width="' + (slot * 0.7).toFixed(1) + '" height="' + h.toFixed(1) + '" fill="var(--' + c + ')"></rect>';
-      }).join('');
-      const title = (r.model || 'unknown model') + ': ' + wh(r.totalJoules) + ', ' + grams(r.emissionsGrams) + ' in ' + r.durationSeconds.toFixed(2) + ' s' + (r.completionTokens != null ? ', ' + r.completionTokens + ' tokens' : '') + (r.measured ? ' (measured)' : ' (estimated)');
+      const parts = r.totalJoules == null ? '<rect x="' + x0.toFixed(1) + '" y="' + (height - bottom - 6) + '" width="' + w.toFixed(1) + '" height="6" fill="var(--warn)"></rect>' :
+        COMPONENTS.filter((c) => r.joules[c] > 0).map((c) => {
+          const h = Math.max(1, (r.joules[c] / max) * plot);
+          y -= h;
+          return '<rect x="' + x0.toFixed(1) + '" y="' + y.toFixed(1) + '" width="' + w.toFixed(1) + '" height="' + h.toFixed(1) + '" fill="var(--' + c + ')" fill-opacity="0.85"></rect>';
+        }).join('');
+      const title = (r.model || 'unknown model') + ' · ' + new Date(ends[i]).toLocaleTimeString() + ': ' + (r.totalJoules == null ? 'no energy figure' : one(WH(r.totalJoules), 'Wh') + ', ' + one(r.emissionsGrams, 'g CO2eq')) + ' in ' + r.durationSeconds.toFixed(2) + ' s';
       return '<g class="request" data-value="' + r.totalJoules + '"><title>' + esc(title) + '</title>' + parts + '</g>';
     }).join('');
-    const axis = '<text x="0" y="14">' + esc(wh(max)) + '</text><text x="0" y="' + (height - bottom) + '">0</text>' +
-      '<line x1="' + left + '" x2="' + width + '" y1="' + (height - bottom) + '" y2="' + (height - bottom) + '" stroke="var(--line)"></line>';
-    $('chart').innerHTML = '<svg width="100%" viewBox="0 0 ' + width + ' ' + height + '" role="img" aria-label="energy per request">' + axis + bars + '</svg>';
+    const ticks = [0, 0.5, 1].map((f) => {
+      const t = t0 + f * (t1 - t0);
+      return '<text x="' + x(t).toFixed(1) + '" y="' + (height - 4) + '" text-anchor="' + (f === 0 ? 'start' : f === 1 ? 'end' : 'middle') + '">' + esc(new Date(t).toLocaleTimeString()) + '</text>';
+    }).join('');
+    const axis = '<text x="0" y="' + (top + 10) + '">' + esc(inUnit(WH(max), yScale, 'Wh')) + '</text><text x="0" y="' + (height - bottom) + '">0</text>' +
+      '<line x1="' + left + '" x2="' + width + '" y1="' + (height - bottom) + '" y2="' + (height - bottom) + '" stroke="var(--line)"></line>' + ticks;
+    $('chart').innerHTML = '<svg width="100%" viewBox="0 0 ' + width + ' ' + height + '" role="img" aria-label="energy per request over time">' + axis + bars + '</svg>';
   }
 
-  function renderModels(s) {
-    const models = Object.entries(s.byModel);
-    if (models.length === 0) { $('models').innerHTML = '<div class="empty">no model called yet</div>'; return; }
-    const g = (joules) => (joules / 3.6e6) * s.grid.gCo2PerKwh;
-    $('models').innerHTML = '<table><thead><tr><th>model</th><th>requests</th><th>energy</th><th>CO2eq</th><th>per request</th></tr></thead><tbody>' +
-      models.map(([name, m]) => '<tr data-model="' + esc(name) + '"><td>' + esc(name) + '</td><td data-value="' + m.requests + '">' + m.requests +
-        '</td><td data-value="' + m.joules + '">' + esc(wh(m.joules)) + '</td><td data-value="' + g(m.joules) + '">' + esc(grams(g(m.joules))) +
-        '</td><td>' + esc(wh(m.requests > 0 ? m.joules / m.requests : 0)) + '</td></tr>').join('') + '</tbody></table>';
+  function renderRecent(recent) {
+    if (recent.length === 0) { $('recent').innerHTML = '<div class="empty">no request yet</div>'; return; }
+    const rows = recent.slice(-12).reverse();
+    const eScale = scaleFor(rows.map((r) => WH(r.totalJoules)));
+    const gScale = scaleFor(rows.map((r) => r.emissionsGrams));
+    $('recent').innerHTML = '<table><thead><tr><th>time</th><th class="left">model</th><th>status</th><th>energy</th><th>CO2eq</th><th>duration</th><th>tokens out</th><th>figure</th></tr></thead><tbody>' +
+      rows.map((r) => '<tr class="recent"><td>' + esc(new Date(r.at).toLocaleTimeString()) + '</td><td class="left">' + esc(r.model || '—') + (r.streamed ? ' <span class="badge">stream</span>' : '') +
+        '</td><td>' + r.status + '</td><td data-value="' + r.totalJoules + '">' + esc(inUnit(WH(r.totalJoules), eScale, 'Wh')) + '</td><td data-value="' + r.emissionsGrams + '">' + esc(inUnit(r.emissionsGrams, gScale, 'g')) +
+        '</td><td>' + r.durationSeconds.toFixed(3) + ' s</td><td>' + (r.completionTokens ?? '—') + '</td><td>' + badge(r.measured, r.totalJoules != null) + '</td></tr>').join('') + '</tbody></table>';
+  }
+
+  function table(book, label, empty, attributed, limit) {
+    let rows = Object.entries(book || {});
+    if (rows.length === 0) return '<div class="empty">' + empty + '</div>';
+    rows.sort((a, b) => b[1].joules - a[1].joules);
+    if (limit) rows = rows.slice(0, limit);
+    const eScale = scaleFor(rows.map(([, r]) => WH(r.joules)));
+    const gScale = scaleFor(rows.map(([, r]) => r.emissionsGrams));
+    const pScale = scaleFor(rows.map(([, r]) => WH(r.requests > 0 ? r.joules / r.requests : 0)));
+    const attr = label === 'model' ? 'data-model' : 'data-row';
+    return '<table><thead><tr><th>' + esc(label) + '</th><th>requests</th><th>energy</th><th>CO2eq</th><th>per request</th><th>share</th></tr></thead><tbody>' +
+      rows.map(([name, m]) => '<tr ' + attr + '="' + esc(name) + '"><td>' + esc(name) + '</td><td data-value="' + m.requests + '">' + m.requests +
+        '</td><td data-value="' + m.joules + '">' + esc(inUnit(WH(m.joules), eScale, 'Wh')) + '</td><td data-value="' + m.emissionsGrams + '">' + esc(inUnit(m.emissionsGrams, gScale, 'g')) +
+        '</td><td>' + esc(inUnit(WH(m.requests > 0 ? m.joules / m.requests : 0), pScale, 'Wh')) + '</td><td>' + (attributed > 0 ? (100 * m.joules / attributed).toFixed(1) + ' %' : '—') + '</td></tr>').join('') + '</tbody></table>';
   }
 
   async function refresh() {

@@ -100,6 +100,7 @@ type Snapshot = {
   byUser: Array<[string, BookRow]>;
   metricModels: Array<[string, BookRow]>;
   metricKeys: Array<[string, BookRow]>;
+  metricUsers: Array<[string, BookRow]>;
   recent: RecentRequest[];
 };
 
@@ -152,7 +153,16 @@ const rowSpec = { create: newRow, merge: mergeRows, requests: (row: BookRow) => 
  * books.book({ … });
  * ```
  */
-export function createProxyBooks(options: { ledger?: string; maxRows?: number; recentRequests?: number; warn: (key: string, message: string) => void; projectName?: string }) {
+export function createProxyBooks(options: {
+  ledger?: string;
+  maxRows?: number;
+  recentRequests?: number;
+  warn: (key: string, message: string) => void;
+  projectName?: string;
+  /** The meter's books now, and the grid of now, for the snapshot. */
+  meterStats?: () => MeterStats;
+  gridNow?: () => ResolvedGridIntensity | undefined;
+}) {
   const maxRows = options.maxRows ?? 1000;
   const keepRecent = options.recentRequests ?? 60;
   const byModel: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
@@ -161,6 +171,7 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
   // Prometheus labels are fewer: each is a time series on every scrape.
   const metricModels: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
   const metricKeys: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
+  const metricUsers: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
   let recent: RecentRequest[] = [];
   const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0 };
   const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
@@ -205,6 +216,7 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
     bookRow(byUser.row(booked.user, '(none)'), booked, grams, status);
     bookRow(metricModels.row(booked.model), booked, grams, status);
     bookRow(metricKeys.row(booked.apiKeyId, '(none)'), booked, grams, status);
+    bookRow(metricUsers.row(booked.user, '(none)'), booked, grams, status);
     const { promptTokens, completionTokens } = booked.usage;
     if (promptTokens !== undefined || completionTokens !== undefined) {
       tokens.prompt += promptTokens ?? 0;
@@ -232,7 +244,6 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
   let ledger: Ledger | undefined;
   let snapshotTimer: ReturnType<typeof setInterval> | undefined;
   const snapshotPath = options.ledger === undefined ? undefined : `${options.ledger}.snapshot.json`;
-  let lastMeter: MeterStats | undefined;
   if (options.ledger !== undefined) {
     ledger = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
     const snapshot = readSnapshot(snapshotPath!) as Snapshot | undefined;
@@ -245,6 +256,7 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
       byUser.restore(snapshot.byUser);
       metricModels.restore(snapshot.metricModels);
       metricKeys.restore(snapshot.metricKeys);
+      metricUsers.restore(snapshot.metricUsers);
       recent = snapshot.recent.slice(-keepRecent);
       from = snapshot.ledgerBytes;
     } else if (snapshot !== undefined) {
@@ -265,7 +277,9 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
 
   function saveSnapshot(): void {
     if (!ledger || !snapshotPath) return;
-    const m = lastMeter;
+    const m = options.meterStats?.();
+    const g = options.gridNow?.();
+    if (m && g) accrue(m, g);
     const now: Carried = { ...carried, total: { ...carried.total }, attributed: { ...carried.attributed }, idle: { ...carried.idle }, unattributed: { ...carried.unattributed } };
     if (m) {
       now.requests += m.requests;
@@ -293,6 +307,7 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
       byUser: [...byUser.entries()],
       metricModels: [...metricModels.entries()],
       metricKeys: [...metricKeys.entries()],
+      metricUsers: [...metricUsers.entries()],
       recent,
     };
     try {
@@ -303,12 +318,15 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
   }
 
   /** The meter's books with the earlier runs' added; accrues idle and unattributed emissions at the grid of now. */
-  function combine(m: MeterStats, grid: ResolvedGridIntensity): CombinedStats {
-    lastMeter = m;
+  function accrue(m: MeterStats, grid: ResolvedGridIntensity): void {
     if (m.idleJoules > idleSeen) idleGrams += gramsOf(m.idleJoules - idleSeen, grid);
     if (m.unattributedJoules > unattributedSeen) unattributedGrams += gramsOf(m.unattributedJoules - unattributedSeen, grid);
     idleSeen = m.idleJoules;
     unattributedSeen = m.unattributedJoules;
+  }
+
+  function combine(m: MeterStats, grid: ResolvedGridIntensity): CombinedStats {
+    accrue(m, grid);
     const byComponent: MeterStats['byComponent'] = {};
     for (const component of ENERGY_COMPONENTS) {
       const now = m.byComponent[component];
@@ -392,12 +410,20 @@ export function createProxyBooks(options: { ledger?: string; maxRows?: number; r
       }
       text.family('carbon_trace_responses_total', 'counter', 'Requests whose books are closed, by the HTTP status the client got (499: it went away; 502: the upstream could not be reached)');
       for (const [model, row] of models) for (const [status, n] of Object.entries(row.byStatus)) text.sample({ model, status }, n);
-      text.family('carbon_trace_api_key_energy_joules_total', 'counter', 'Energy attributed to requests, per API key (a one-way id, never the key), J');
-      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.joules);
-      text.family('carbon_trace_api_key_emissions_grams_total', 'counter', 'Emissions attributed to requests, per API key (a one-way id), gCO2eq');
-      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.emissionsGrams);
-      text.family('carbon_trace_api_key_requests_total', 'counter', 'Requests whose books are closed, per API key (a one-way id)');
-      for (const [apiKey, row] of keys) text.sample({ api_key: apiKey }, row.requests);
+      text.family('carbon_trace_tokens_total', 'counter', 'Tokens of the requests whose usage reported them (kind: prompt or completion)');
+      for (const [model, row] of models) {
+        text.sample({ model, kind: 'prompt' }, row.promptTokens);
+        text.sample({ model, kind: 'completion' }, row.completionTokens);
+      }
+      const users = [...metricUsers.entries()];
+      for (const [label, rows, what] of [['api_key', keys, 'API key (a one-way id, never the key)'], ['user', users, 'end user (the request\'s user field)']] as const) {
+        text.family(`carbon_trace_${label}_energy_joules_total`, 'counter', `Energy attributed to requests, per ${what}, J`);
+        for (const [name, row] of rows) text.sample({ [label]: name }, row.joules);
+        text.family(`carbon_trace_${label}_emissions_grams_total`, 'counter', `Emissions attributed to requests, per ${what}, gCO2eq`);
+        for (const [name, row] of rows) text.sample({ [label]: name }, row.emissionsGrams);
+        text.family(`carbon_trace_${label}_requests_total`, 'counter', `Requests whose books are closed, per ${what}`);
+        for (const [name, row] of rows) text.sample({ [label]: name }, row.requests);
+      }
       const perComponent = (name: string, type: 'counter' | 'gauge', help: string, pick: (component: NonNullable<CombinedStats['byComponent'][EnergyComponent]>) => number) => {
         text.family(name, type, help);
         for (const component of ENERGY_COMPONENTS) {

@@ -161,6 +161,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
   const books = createProxyBooks({
     warn,
+    meterStats: () => meter.stats(),
+    gridNow: () => grid.current(),
     recentRequests: options.recentRequests ?? 60,
     ...(options.maxModels !== undefined ? { maxRows: options.maxModels } : {}),
     ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),

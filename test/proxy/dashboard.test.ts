@@ -65,6 +65,12 @@ describeWith(CHROMIUM, 'the dashboard at /carbon, in Chromium', () => {
     expect(fresh.byModel).toEqual(stats.byModel);
 
     expect(await shown('#requests')).toBe(stats.requests);
+    // The headline is the requests' emissions; idle and the machine's total come after it.
+    const emissions = stats.emissionsGrams as unknown as { attributed: number; idle: number; total: number };
+    expect(await shown('#emissions-requests')).toBe(emissions.attributed);
+    expect(await shown('#emissions-idle')).toBe(emissions.idle);
+    expect(await page.$eval('main section:first-child h2', (el) => el.textContent)).toBe('Emissions since start');
+    expect(await page.$eval('main section:first-child .big', (el) => el.id)).toBe('emissions-requests');
     expect(await shown('#energy-total')).toBe(stats.totalJoules);
     expect(await shown('#energy-attributed')).toBe(stats.attributedJoules);
     expect(await shown('#energy-idle')).toBe(stats.idleJoules);
@@ -75,6 +81,19 @@ describeWith(CHROMIUM, 'the dashboard at /carbon, in Chromium', () => {
       expect(cells.slice(0, 2)).toEqual([totals.requests, totals.joules]);
       expect(cells[2]).toBeCloseTo((totals.joules / 3.6e6) * 56, 15);
     }
+    // One unit per column, in every table.
+    const columns = await page.$$eval('table', (tables) =>
+      tables.map((t) => [...t.querySelectorAll('tbody tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''))),
+    );
+    for (const rows of columns) {
+      for (let c = 0; c < (rows[0]?.length ?? 0); c++) {
+        const units = new Set(rows.map((r) => /\s([µmkMGn]?(?:Wh|g|W))$/.exec(r[c] ?? '')?.[1]).filter(Boolean));
+        expect(units.size).toBeLessThanOrEqual(1);
+      }
+    }
+    expect(await page.$$eval('tr.recent', (trs) => trs.length)).toBe(12);
+    expect(await page.$$eval('#keys tbody tr', (trs) => trs.length)).toBe(1); // no Authorization header: one (none) row
+    expect(await page.textContent('#keys')).toContain('(none)');
     const bars = await page.$$eval('#chart g.request', (gs) => gs.map((g) => Number((g as SVGGElement).dataset.value)));
     expect(bars).toEqual((stats.recent as unknown as Array<{ totalJoules: number }>).map((r) => r.totalJoules));
     expect(await page.textContent('#grid')).toBe('56 gCO2eq/kWh (given with --grid-intensity)');

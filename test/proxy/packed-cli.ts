@@ -44,7 +44,7 @@ export function packedProject(name: string): string {
   return dir;
 }
 
-export type RunningProxy = { url: string; lines: string[]; child: ChildProcess; stop(): Promise<void> };
+export type RunningProxy = { url: string; lines: string[]; child: ChildProcess; stderr(): string; stop(): Promise<void> };
 
 /** The packed bin, as npm links it: `node_modules/.bin/carbon-trace`. */
 const bin = (project: string) => join(project, 'node_modules', '.bin', 'carbon-trace');
@@ -66,6 +66,7 @@ export function startPackedProxy(project: string, args: string[]): Promise<Runni
           url: match[1]!,
           lines,
           child,
+          stderr: () => stderr,
           stop: () => stopProcess(child),
         });
       }
