@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { gridIntensityOfZone } from './grid/index';
+import { ELECTRICITY_MAPS_API_URL, ELECTRICITY_MAPS_TOKEN_VARIABLE, gridIntensityOfZone, gridProviderFromOptions, type GridIntensityProvider } from './grid/index';
 import { createEnergyMeter } from './server/meter';
 import { autoSources } from './server/sources/auto';
 import { createCarbonProxy } from './server/proxy';
 
-const HOST_HELP =
-  'address to listen on; 127.0.0.1 keeps the proxy to this machine. 0.0.0.0 listens on every interface: ' +
-  'anyone who can reach this machine can then call your model, so keep it behind a firewall';
+const HOST_HELP = 'address to listen on. 0.0.0.0 listens on every interface: anyone who can reach this machine can then call your model';
 
 /** One line on stderr, and a non-zero exit: what a CLI owes a user who mistyped. */
 function fail(message: string): never {
@@ -36,19 +34,22 @@ program
     'Put x_carbon_trace on every chat completion of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI…), and serve a live dashboard at /carbon.',
   )
   .requiredOption('--upstream <url>', 'the model server, e.g. http://127.0.0.1:8000')
-  .addOption(new Option('--port <port>', 'port to listen on; 0 picks a free one').default(8787).argParser(integer('--port', 0, 65535)))
+  .addOption(new Option('--port <port>', 'port; 0 picks a free one').default(8787).argParser(integer('--port', 0, 65535)))
   .option('--host <address>', HOST_HELP, '127.0.0.1')
-  .addOption(new Option('--zone <zone>', "grid zone for CO2: ISO country code ('FR', 'FRA') or region ('WORLD')").conflicts('gridIntensity'))
+  .addOption(new Option('--zone <zone>', "grid zone: ISO country code ('FR', 'FRA'), region ('WORLD'), or an Electricity Maps zone").conflicts('gridIntensity'))
   .addOption(
-    new Option('--grid-intensity <g>', 'grid intensity, gCO2eq per kWh (default: world average, 475)').argParser((value) => {
+    new Option('--grid-intensity <g>', 'gCO2eq per kWh (default: world average, 475)').argParser((value) => {
       const g = Number(value);
       if (value.trim() === '' || !Number.isFinite(g) || g < 0) throw new InvalidArgumentError('--grid-intensity takes gCO2eq per kWh, a number ≥ 0');
       return g;
     }),
   )
-  .addOption(new Option('--meter <source>', 'energy source; auto: RAPL, NVML, amd-smi or powermetrics where readable, else an estimate').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
+  .addOption(new Option('--grid-source <source>', `live figure for --zone; token in ${ELECTRICITY_MAPS_TOKEN_VARIABLE}`).choices(['electricitymaps']).conflicts('gridIntensity'))
+  .option('--grid-api-url <url>', 'Electricity Maps API', ELECTRICITY_MAPS_API_URL)
+  .addOption(new Option('--grid-refresh <seconds>', 'seconds between live grid figures').default(300).argParser(integer('--grid-refresh', 1, 86_400)))
+  .addOption(new Option('--meter <source>', 'energy source; auto picks what this machine can read').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
   .addOption(new Option('--sample-ms <ms>', 'ms between counter readings while no request begins or ends').default(100).argParser(integer('--sample-ms', 10, 60_000)))
-  .addOption(new Option('--idle <mode>', 'idle energy: reported apart, or also shared out in the per-model, key and user views').choices(['exclude', 'share']).default('exclude'))
+  .addOption(new Option('--idle <mode>', 'idle energy apart, or also shared out in the per-row views').choices(['exclude', 'share']).default('exclude'))
   .option('--ledger <file>', 'a CSV row per request (CodeCarbon columns); books continue from it')
   .addOption(new Option('--max-body-mb <mb>', 'largest request body, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'RAPL powercap tree', '/sys/class/powercap')
@@ -64,7 +65,7 @@ program
       '  GET /metrics                        Prometheus text\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; gridSource?: 'electricitymaps'; gridApiUrl: string; gridRefresh: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
@@ -75,8 +76,26 @@ program
     if (upstream.username !== '' || upstream.password !== '') {
       fail('--upstream must not carry credentials (user:password@): the client\'s own Authorization header is what reaches the model server');
     }
-    let gridIntensity: { gCo2PerKwh: number; source?: string } | undefined;
-    if (options.zone !== undefined) {
+    const say = (message: string) => process.stderr.write(`carbon-trace: ${message}\n`);
+    let gridIntensity: { gCo2PerKwh: number; source?: string } | GridIntensityProvider | undefined;
+    let gridLine: string | undefined;
+    if (options.gridSource !== undefined) {
+      if (options.zone === undefined) fail(`--grid-source ${options.gridSource} needs --zone, an Electricity Maps zone such as FR or US-CAL-CISO`);
+      try {
+        // Never blocks the start: until its first answer it books at the zone's yearly average.
+        gridIntensity = gridProviderFromOptions({
+          source: options.gridSource,
+          zone: options.zone,
+          token: process.env[ELECTRICITY_MAPS_TOKEN_VARIABLE],
+          apiUrl: options.gridApiUrl,
+          refreshSeconds: options.gridRefresh,
+          onWarning: say,
+        });
+      } catch (error) {
+        fail((error as Error).message);
+      }
+      gridLine = `live from Electricity Maps, zone ${options.zone}, every ${options.gridRefresh} s (until the first figure: ${gridIntensity.current().gCo2PerKwh} gCO2eq/kWh, the yearly average)`;
+    } else if (options.zone !== undefined) {
       const found = gridIntensityOfZone(options.zone);
       if (found === undefined) fail(`unknown --zone ${JSON.stringify(options.zone)}: use an ISO 3166-1 country code such as FR or FRA, or a region such as WORLD`);
       gridIntensity = { gCo2PerKwh: found.gCo2PerKwh, source: found.source ?? `zone ${options.zone}` };
@@ -99,7 +118,6 @@ program
     });
     await meter.ready;
 
-    const say = (message: string) => process.stderr.write(`carbon-trace: ${message}\n`);
     const target = `${upstream.origin}${upstream.pathname.replace(/\/$/, '')}`;
     // Upstream news waits for the first lines, which say what the proxy is.
     let started = false;
@@ -133,12 +151,13 @@ program
       const host = options.host.includes(':') ? `[${options.host}]` : options.host;
       console.log(`carbon-trace proxy listening on http://${host}:${port} → ${target}`);
       console.log(`meter: ${meter.describe()}`);
-      console.log(`grid: ${gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)'}`);
+      console.log(`grid: ${gridLine ?? (gridIntensity && 'gCo2PerKwh' in gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)')}`);
       console.log(`dashboard: http://${host}:${port}/carbon · stats: /carbon/stats · Prometheus: /metrics`);
       if (options.host === '0.0.0.0' || options.host === '::') console.log('note: listening on every interface — anyone who can reach this machine can call the model through the proxy');
       if (held !== undefined) console.log(held);
     });
     const stop = () => {
+      if (gridIntensity && 'current' in gridIntensity) gridIntensity.close();
       void proxy
         .close()
         .then(() => meter.close())

@@ -1,16 +1,23 @@
+import { isGridIntensityProvider, type GridIntensityProvider, type GridIntensityReading } from '../core/grid-intensity';
 import { isFigure } from '../core/units';
 import { WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
 
 /**
- * The grid's carbon intensity a producer books emissions with: gCO2eq/kWh, or a zone (ISO 3166-1
- * country code or region; needs `@tgwf/co2`).
+ * The grid's carbon intensity a producer books emissions with: gCO2eq/kWh, a zone (ISO 3166-1
+ * country code or region; needs `@tgwf/co2`), or a live provider (`carbon-trace/grid`'s Electricity
+ * Maps provider), read at every booking.
  *
  * @example
  * ```ts
  * const grid: GridIntensityOption = { zone: 'FR' };
  * ```
  */
-export type GridIntensityOption = { gCo2PerKwh: number; source?: string } | { zone: string };
+export type GridIntensityOption = { gCo2PerKwh: number; source?: string } | { zone: string } | GridIntensityProvider;
+
+/** A provider's reading as the books keep it: the figure, where it is from, and whether it is live. */
+function resolvedOf(reading: GridIntensityReading): ResolvedGridIntensity {
+  return { gCo2PerKwh: reading.gCo2PerKwh, source: reading.source, zone: reading.zone, live: reading.live, ...(reading.datetime ? { datetime: reading.datetime } : {}) };
+}
 
 /**
  * The grid intensity to book with, from a `gridIntensity` option: the world average, with a
@@ -23,6 +30,10 @@ export type GridIntensityOption = { gCo2PerKwh: number; source?: string } | { zo
  */
 export async function resolveGrid(option: GridIntensityOption | undefined, warn: (key: string, message: string) => void): Promise<ResolvedGridIntensity> {
   if (option === undefined) return WORLD_AVERAGE_GRID;
+  if (isGridIntensityProvider(option)) {
+    await option.ready;
+    return resolvedOf(option.current());
+  }
   if ('zone' in option) {
     try {
       const { gridIntensityOfZone } = await import('../grid/index');
@@ -51,6 +62,8 @@ export async function resolveGrid(option: GridIntensityOption | undefined, warn:
  * ```
  */
 export function gridSource(option: GridIntensityOption | undefined, warn: (key: string, message: string) => void): { ready: Promise<ResolvedGridIntensity>; current(): ResolvedGridIntensity | undefined } {
+  // A live provider is read at every booking; it never blocks (before its first figure it gives a stand-in).
+  if (isGridIntensityProvider(option)) return { ready: Promise.resolve(resolvedOf(option.current())), current: () => resolvedOf(option.current()) };
   let resolved: ResolvedGridIntensity | undefined = option === undefined ? WORLD_AVERAGE_GRID : undefined;
   const ready = resolveGrid(option, warn).then((grid) => (resolved = grid));
   return { ready, current: () => resolved };

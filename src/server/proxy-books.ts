@@ -395,7 +395,7 @@ export function createProxyBooks(options: {
     },
 
     /** `/metrics`, written from the books. */
-    prometheus(c: CombinedStats, grid: ResolvedGridIntensity & { zone?: string; live?: boolean }): string {
+    prometheus(c: CombinedStats, grid: ResolvedGridIntensity): string {
       const text = new Exposition();
       const models = [...metricModels.entries()];
       const keys = [...metricKeys.entries()];
@@ -442,7 +442,8 @@ export function createProxyBooks(options: {
       text.family('carbon_trace_power_watts', 'gauge', 'Power the machine draws now, per component, W');
       for (const [component, watts] of Object.entries(c.powerWatts)) text.sample({ component }, watts ?? 0);
       text.family('carbon_trace_grid_intensity_grams_per_kwh', 'gauge', 'The grid intensity emissions are booked at now, gCO2eq/kWh');
-      text.sample({ source: grid.source, ...(grid.zone ? { zone: grid.zone } : {}) }, grid.gCo2PerKwh);
+      // A live figure's source names its hour: the label says only what kind it is, so the series stays one.
+      text.sample({ source: grid.live === undefined ? grid.source : grid.live ? 'live' : 'yearly average', ...(grid.zone ? { zone: grid.zone } : {}) }, grid.gCo2PerKwh);
       text.family('carbon_trace_measured', 'gauge', 'Whether each component is measured by hardware (1) or estimated (0): an alert when a meter falls back');
       for (const component of ENERGY_COMPONENTS) {
         const entry = c.byComponent[component];

@@ -9,7 +9,16 @@ import { ENERGY_COMPONENTS, type RequestEnergy } from './types';
  * const grid: ResolvedGridIntensity = { gCo2PerKwh: 56, source: 'our supplier, 2025' };
  * ```
  */
-export type ResolvedGridIntensity = { gCo2PerKwh: number; source: string };
+export type ResolvedGridIntensity = {
+  gCo2PerKwh: number;
+  source: string;
+  /** The zone the figure is for, when it came from a provider. */
+  zone?: string;
+  /** `true` for a live figure, `false` for a yearly average standing in; absent for a fixed one. */
+  live?: boolean;
+  /** The hour a live figure is for (ISO 8601). */
+  datetime?: string;
+};
 
 /**
  * CodeCarbon's default when the location is unknown: the world average, gCO2eq/kWh.
@@ -81,6 +90,9 @@ export function carbonTraceRecord(
   if (known) {
     record.grid_intensity_g_co2_per_kwh = grid.gCo2PerKwh;
     record.grid_intensity_source = grid.source;
+    if (grid.zone !== undefined) record.grid_intensity_zone = grid.zone;
+    if (grid.live !== undefined) record.grid_intensity_live = grid.live;
+    if (grid.datetime !== undefined) record.grid_intensity_datetime = grid.datetime;
   }
   if (energy.warnings.length > 0) record.warnings = energy.warnings;
   return record;

@@ -50,9 +50,9 @@ export type RunningProxy = { url: string; lines: string[]; child: ChildProcess; 
 const bin = (project: string) => join(project, 'node_modules', '.bin', 'carbon-trace');
 
 /** `carbon-trace proxy …` from the packed project; resolves once it prints where it listens. */
-export function startPackedProxy(project: string, args: string[]): Promise<RunningProxy> {
+export function startPackedProxy(project: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawnProcess(process.execPath, [bin(project), 'proxy', ...args], { cwd: project });
+    const child = spawnProcess(process.execPath, [bin(project), 'proxy', ...args], { cwd: project, ...(options.env ? { env: options.env } : {}) });
     const lines: string[] = [];
     let stderr = '';
     let settled = false;
@@ -78,6 +78,6 @@ export function startPackedProxy(project: string, args: string[]): Promise<Runni
 }
 
 /** Runs the command to completion: exit code, stdout, stderr. */
-export function runPacked(project: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return runProcess(process.execPath, [bin(project), ...args], { cwd: project, timeoutMs: 30_000 });
+export function runPacked(project: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runProcess(process.execPath, [bin(project), ...args], { cwd: project, timeoutMs: 30_000, ...(options.env ? { env: options.env } : {}) });
 }
