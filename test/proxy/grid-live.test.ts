@@ -35,7 +35,8 @@ const start = (extra: string[] = [], token: string | undefined = TOKEN) =>
   });
 /** The trace of the first request that books at `g` (the provider takes in an answer a moment after the API sends it), within `tries`. */
 async function traceAt(proxy: RunningProxy, g: number, tries = 50) {
-  let last: Record<string, unknown> = {};
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let last: any = {};
   for (let i = 0; i < tries; i++) {
     last = await trace(proxy);
     if (last.grid_intensity_g_co2_per_kwh === g) return last;
