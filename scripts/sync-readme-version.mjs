@@ -1,6 +1,6 @@
-// Pins the README's links into the published package (the screenshot, served by jsDelivr from
-// the tarball) to package.json's version. Runs after `changeset version` (npm run
-// version-packages); test/readme/screenshot.test.ts fails if they ever disagree.
+// Pins the README's links into the published package (the screenshot and the docs/ pages, served
+// by jsDelivr from the tarball) to package.json's version. Runs after `changeset version` (npm run
+// version-packages); test/readme/screenshot.test.ts and readme.test.ts fail if they ever disagree.
 //   node scripts/sync-readme-version.mjs [README path]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';

@@ -13,7 +13,10 @@ import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type Ene
  * ```
  */
 export type EnergyMeterOptions = {
-  /** `'auto'` (default): RAPL and NVML where readable, CodeCarbon's estimate for the rest. Or your own sources. */
+  /**
+   * `'auto'` (default): what this machine can read — powermetrics on macOS; elsewhere RAPL, and NVML,
+   * nvidia-smi or amd-smi for GPUs — and CodeCarbon's estimate for the rest (see `auto`). Or your own sources.
+   */
   sources?: 'auto' | readonly EnergySource[];
   /** How often the counters are read between request boundaries, ms. Default 100; 0 reads them at request boundaries only. */
   sampleIntervalMs?: number;

@@ -39,7 +39,7 @@ export type CarbonProxyOptions = {
   maxBodyBytes?: number;
   /** The largest JSON completion a trace is spliced into, bytes; a larger one passes untouched. Default 64 MiB. */
   maxTracedResponseBytes?: number;
-  /** How many model names the books keep apart (the least active beyond fold into `(other)`). Default 1000; `/metrics` keeps 100. */
+  /** How many model names, API keys and users the books each keep apart (the least active beyond fold into `(other)`). Default 1000; `/metrics` keeps 100. */
   maxModels?: number;
   /** Told when the upstream becomes reachable or unreachable (also once at start). */
   onUpstreamState?: (state: UpstreamState) => void;
@@ -109,7 +109,7 @@ export type CarbonProxy = {
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   server: Server;
   stats(): Promise<ProxyStats>;
-  /** Stops the server, the probes and the upstream connections (not the meter, which is yours). */
+  /** Stops the server, the probes and the upstream connections, and closes the ledger (not the meter, which is yours). */
   close(): Promise<void>;
 };
 

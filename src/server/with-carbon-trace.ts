@@ -33,8 +33,9 @@ export type WithCarbonTraceOptions = {
   /** The meter that attributes energy to each request. */
   meter: EnergyMeter;
   /**
-   * The grid's carbon intensity, gCO2eq/kWh, or a zone (ISO 3166-1 country code or region; needs
-   * `@tgwf/co2`). Default: the world average, 475 — stated in every trace.
+   * The grid's carbon intensity, gCO2eq/kWh, a zone (ISO 3166-1 country code or region; needs
+   * `@tgwf/co2`), or a live provider (`createElectricityMapsProvider` from `carbon-trace/grid`),
+   * read as each request is booked. Default: the world average, 475 — stated in every trace.
    */
   gridIntensity?: GridIntensityOption;
   /** Which requests get a trace. Default: `POST` to a path ending in `/chat/completions` or `/completions`. */
