@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { requireSystemTool } from '../setup/system-tools';
 import { autoSources, cpuTdpWatts, estimateSource, nvmlSource, raplSource, ramPowerWatts, RaplUnavailableError } from '../../src/server/index';
 
 const dirs: string[] = [];
@@ -174,6 +175,10 @@ describe('estimateSource (CodeCarbon\'s model)', () => {
 });
 
 /** A stub NVML: GPUs whose energy counters advance by a fixed step on every read. */
+// The NVML stand-in is a small C library the tests compile: without a C compiler they do not run, and say so.
+const CC = requireSystemTool(import.meta.filename, { name: 'a C compiler', candidates: ['/usr/bin/cc', '/usr/bin/gcc', '/usr/local/bin/cc'], install: 'sudo apt-get install -y gcc' });
+const itWithCc = CC ? it : it.skip;
+
 function buildStubNvml(dir: string, gpus: number, stepMj: number, supported = true): string {
   const c = `
     #include <stdint.h>
@@ -191,12 +196,12 @@ function buildStubNvml(dir: string, gpus: number, stepMj: number, supported = tr
     }`;
   writeFileSync(join(dir, 'nvml.c'), c);
   const lib = join(dir, 'libnvidia-ml-stub.so');
-  execFileSync('cc', ['-shared', '-fPIC', '-o', lib, join(dir, 'nvml.c')]);
+  execFileSync(CC!, ['-shared', '-fPIC', '-o', lib, join(dir, 'nvml.c')]);
   return lib;
 }
 
 describe('nvmlSource (stand-ins)', () => {
-  it('reads NVML\'s total-energy counter of every GPU through koffi, in joules since it opened', async () => {
+  itWithCc('reads NVML\'s total-energy counter of every GPU through koffi, in joules since it opened', async () => {
     const lib = buildStubNvml(tempDir(), 2, 500);
     const nvml = nvmlSource({ library: lib, mode: 'nvml' });
     expect(await nvml.backend()).toBe('NVML energy counter, 2 GPUs');
@@ -206,7 +211,7 @@ describe('nvmlSource (stand-ins)', () => {
     await nvml.close?.();
   });
 
-  it('falls back to nvidia-smi when the counter is not supported (before Volta)', async () => {
+  itWithCc('falls back to nvidia-smi when the counter is not supported (before Volta)', async () => {
     const dir = tempDir();
     const lib = buildStubNvml(dir, 1, 1, false);
     const smi = join(dir, 'nvidia-smi');
@@ -232,7 +237,7 @@ describe('nvmlSource (stand-ins)', () => {
     expect(auto.sources.map((s) => s.measured)).toEqual([false]);
   });
 
-  it('auto picks RAPL and NVML where readable, the estimate for RAM', async () => {
+  itWithCc('auto picks RAPL and NVML where readable, the estimate for RAM', async () => {
     const root = tempDir();
     domain(root, 'intel-rapl:0', 'package-0', 0);
     const lib = buildStubNvml(tempDir(), 1, 100);
