@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
+import { isCount } from '../core/units';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -239,4 +240,37 @@ export function spliceTrace(body: Uint8Array, traceJson: string): Buffer | undef
   while (inner < close && isSpace(bytes[inner])) inner++;
   const member = `${inner === close ? '' : ','}"${CARBON_TRACE_FIELD}":${traceJson}`;
   return Buffer.concat([bytes.subarray(0, close), Buffer.from(member, 'latin1'), bytes.subarray(close)]);
+}
+
+/** The request bodies the proxy and `withCarbonTrace` take by default: chat requests with images fit. */
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+/** One rule for JSON and streams: a server that measures itself keeps its own trace. */
+export const UPSTREAM_TRACE_WARNING =
+  'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
+
+/**
+ * Copies a completion's `usage` token counts into `into`, when they are counts.
+ *
+ * @example
+ * ```ts
+ * noteUsage(usage, { prompt_tokens: 12, completion_tokens: 40 }); // usage: { promptTokens: 12, completionTokens: 40 }
+ * ```
+ */
+export function noteUsage(into: { promptTokens?: number; completionTokens?: number }, usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined): void {
+  if (isCount(usage?.prompt_tokens)) into.promptTokens = usage.prompt_tokens;
+  if (isCount(usage?.completion_tokens)) into.completionTokens = usage.completion_tokens;
+}
+
+/**
+ * Whether a path is an OpenAI-compatible completion route (`…/chat/completions`, `…/completions`).
+ *
+ * @example
+ * ```ts
+ * isCompletionPath('/v1/chat/completions/'); // true
+ * ```
+ */
+export function isCompletionPath(path: string): boolean {
+  const trimmed = path.replace(/\/+$/, '');
+  return trimmed.endsWith('/chat/completions') || trimmed.endsWith('/completions');
 }

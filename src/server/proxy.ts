@@ -8,7 +8,7 @@ import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName } from './books';
 import { dashboardHtml } from './dashboard';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import { asciiJson, canSplice, readCompletion, spliceTrace } from './json-splice';
+import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, isCompletionPath, noteUsage, readCompletion, spliceTrace, UPSTREAM_TRACE_WARNING } from './json-splice';
 import type { EnergyMeter } from './meter';
 import { PROMETHEUS_CONTENT_TYPE } from './prometheus';
 import { createProxyBooks, modelGardenStats, type BookedRequest, type BookRow, type CombinedStats, type RecentRequest } from './proxy-books';
@@ -116,11 +116,8 @@ export type CarbonProxy = {
 // Hop-by-hop headers (RFC 9110 §7.6.1): they belong to one connection and stop at the proxy, as
 // do the headers a `Connection` header names.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
 const SMALL_BODY_BYTES = 64 * 1024;
-// One rule for JSON and streams: a server that measures itself keeps its own trace.
-const UPSTREAM_TRACE_WARNING = 'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
 
 /**
  * An OpenAI-compatible reverse proxy that puts `x_carbon_trace` on every completion of the server
@@ -353,10 +350,6 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     let mode: 'pass' | 'sse' | 'json' = 'pass';
     let tracer: EventTracer | undefined;
     const usage: BookedRequest['usage'] = {};
-    const noteUsage = (u: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined) => {
-      if (isCountValue(u?.prompt_tokens)) usage.promptTokens = u.prompt_tokens;
-      if (isCountValue(u?.completion_tokens)) usage.completionTokens = u.completion_tokens;
-    };
     let held: Buffer[] = [];
     let heldBytes = 0;
     let upstreamHeadersSeen: IncomingHttpHeaders = {};
@@ -396,7 +389,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
           mode = 'sse';
           res.writeHead(status, message, clientHeaders(headers, true));
           // The request's tokens pace its share of the machine's energy.
-          tracer = new EventTracer({ tokens: (n) => metered!.tokens(n), usage: noteUsage });
+          tracer = new EventTracer({ tokens: (n) => metered!.tokens(n), usage: (u) => noteUsage(usage, u) });
         } else {
           mode = 'json';
         }
@@ -435,7 +428,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
           const body = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
           held = [];
           const completion = readCompletion(body);
-          noteUsage(completion.usage);
+          noteUsage(usage, completion.usage);
           void close(status, { usage }).then((trace) => {
             if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
             const out = trace !== undefined && completion.object && !completion.traced ? spliceTrace(body, asciiJson(trace)) : undefined;
@@ -574,14 +567,6 @@ const headerValue = (value: string | string[] | undefined) => (Array.isArray(val
 export function apiKeyIdOf(authorization: string | undefined): string | undefined {
   const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   return match ? `sha256:${createHash('sha256').update(match[1]!).digest('hex').slice(0, 12)}` : undefined;
-}
-
-const isCountValue = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-
-/** A `POST` to an OpenAI-compatible completion route gets a trace. */
-function isCompletionPath(path: string): boolean {
-  const trimmed = path.replace(/\/+$/, '');
-  return trimmed.endsWith('/chat/completions') || trimmed.endsWith('/completions');
 }
 
 const NONE: ReadonlySet<string> = new Set();

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName } from './books';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import { asciiJson, canSplice, readCompletion, spliceTrace } from './json-splice';
+import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, isCompletionPath, noteUsage, readCompletion, spliceTrace, UPSTREAM_TRACE_WARNING } from './json-splice';
 import type { EnergyMeter } from './meter';
 import type { BookedRequest } from './proxy';
 import { RequestFields } from './request-fields';
@@ -50,8 +50,6 @@ export type WithCarbonTraceOptions = {
 
 export type { BookedRequest };
 
-const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
-const isCountValue = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 /**
  * Wraps a fetch handler so that every chat completion it serves carries an `x_carbon_trace`: the
@@ -137,10 +135,7 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       const usage: BookedRequest['usage'] = {};
       const tracer = new EventTracer({
         tokens: (n) => metered.tokens(n),
-        usage: (u) => {
-          if (isCountValue(u.prompt_tokens)) usage.promptTokens = u.prompt_tokens;
-          if (isCountValue(u.completion_tokens)) usage.completionTokens = u.completion_tokens;
-        },
+        usage: (u) => noteUsage(usage, u),
       });
       const reader = response.body.getReader();
       const finish = async () => {
@@ -187,8 +182,7 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     }
     const completion = readCompletion(bytes);
     const usage: BookedRequest['usage'] = {};
-    if (isCountValue(completion.usage?.prompt_tokens)) usage.promptTokens = completion.usage.prompt_tokens;
-    if (isCountValue(completion.usage?.completion_tokens)) usage.completionTokens = completion.usage.completion_tokens;
+    noteUsage(usage, completion.usage);
     if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
     const trace = await book(response.status, false, usage, completion.object && !completion.traced);
     const spliced = trace !== undefined ? spliceTrace(bytes, asciiJson(trace)) : undefined;
@@ -201,8 +195,6 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
   };
 }
 
-// One rule for JSON and streams: a server that measures itself keeps its own trace.
-const UPSTREAM_TRACE_WARNING = 'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
 
 /**
  * The default of `traced`: a `POST` to an OpenAI-compatible completion route.
@@ -213,9 +205,7 @@ const UPSTREAM_TRACE_WARNING = 'the upstream response already carries x_carbon_t
  * ```
  */
 export function isCompletionRequest(request: Request): boolean {
-  if (request.method !== 'POST') return false;
-  const path = new URL(request.url).pathname.replace(/\/+$/, '');
-  return path.endsWith('/chat/completions') || path.endsWith('/completions');
+  return request.method === 'POST' && isCompletionPath(new URL(request.url).pathname);
 }
 
 function tooLarge(limit: number): Response {
