@@ -76,7 +76,14 @@ program
     if (upstream.username !== '' || upstream.password !== '') {
       fail('--upstream must not carry credentials (user:password@): the client\'s own Authorization header is what reaches the model server');
     }
-    const say = (message: string) => process.stderr.write(`carbon-trace: ${message}\n`);
+    // Each distinct warning once (a proxy repeats the same one at every request otherwise).
+    const said = new Set<string>();
+    const say = (message: string) => {
+      if (said.has(message)) return;
+      if (said.size >= 1000) said.clear();
+      said.add(message);
+      process.stderr.write(`carbon-trace: ${message}\n`);
+    };
     let gridIntensity: { gCo2PerKwh: number; source?: string } | GridIntensityProvider | undefined;
     let gridLine: string | undefined;
     if (options.gridSource !== undefined) {
@@ -114,7 +121,7 @@ program
       description: chosen.description,
       sampleIntervalMs: options.sampleMs,
       idle: options.idle,
-      onWarning: (message) => process.stderr.write(`carbon-trace: ${message}\n`),
+      onWarning: say,
     });
     await meter.ready;
 
@@ -130,6 +137,8 @@ program
         ...(gridIntensity ? { gridIntensity } : {}),
         maxBodyBytes: options.maxBodyMb * 1024 * 1024,
         ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
+        ...(process.env.CARBON_TRACE_ADMIN_TOKEN ? { adminToken: process.env.CARBON_TRACE_ADMIN_TOKEN } : {}),
+        ...(process.env.CARBON_TRACE_KEY_ID_SECRET ? { keyIdSecret: process.env.CARBON_TRACE_KEY_ID_SECRET } : {}),
         onWarning: say,
         // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
         // until it answers, and say when that changes.
@@ -162,8 +171,8 @@ program
         .close()
         .then(() => meter.close())
         .then(() => process.exit(0));
-      // A stuck close must not keep a service manager waiting.
-      setTimeout(() => process.exit(0), 5_000).unref();
+      // Requests in flight get 10 s to finish; a stuck close must not keep a service manager waiting.
+      setTimeout(() => process.exit(0), 15_000).unref();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -131,6 +131,7 @@ function traceMethods(t: CarbonTotals): string {
 export function csvField(value: string | number): string {
   // 12 significant digits: float sums print noise (0.0000016000000000000001) beyond that.
   if (typeof value === 'number') return String(Number(value.toPrecision(12)));
-  const safe = /^[=+\-@]/.test(value) ? `'${value}` : value;
+  // A leading ' is guarded too, so that reading back (one ' off) gives the value that was written.
+  const safe = /^['=+\-@]/.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(safe) || safe !== value ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -73,14 +73,18 @@ export type RowBook<R> = {
 };
 
 /**
- * Creates a {@link RowBook} of at most `maxRows` named rows plus "other".
+ * Creates a {@link RowBook} of at most `maxRows` named rows plus "other" (with `fold: false`, an
+ * evicted row is dropped rather than added to "other").
  *
  * @example
  * ```ts
  * const byModel = createRowBook(1000, spec);
  * ```
  */
-export function createRowBook<R>(maxRows: number, spec: RowSpec<R>): RowBook<R> {
+export function createRowBook<R>(maxRows: number, spec: RowSpec<R>, options: { fold?: boolean } = {}): RowBook<R> {
+  // Counters must never jump: a table that feeds Prometheus drops an evicted row instead of moving
+  // its history into "other" at once.
+  const fold = options.fold ?? true;
   // Insertion order is recency order: a used row is moved to the end.
   const rows = new Map<string, R>();
   let other: R | undefined;
@@ -101,7 +105,7 @@ export function createRowBook<R>(maxRows: number, spec: RowSpec<R>): RowBook<R> 
       }
     }
     if (victim === undefined) return;
-    spec.merge((other ??= spec.create()), rows.get(victim)!);
+    if (fold) spec.merge((other ??= spec.create()), rows.get(victim)!);
     rows.delete(victim);
   }
 

@@ -241,7 +241,9 @@ const PAGE = `<!doctype html>
 
   async function refresh() {
     try {
-      const response = await fetch('/carbon/stats', { cache: 'no-store' });
+      // With an admin token, the page is opened as /carbon?token=…: the stats need it too.
+      const token = new URLSearchParams(location.search).get('token');
+      const response = await fetch('/carbon/stats', { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
       if (response.ok) render(await response.json());
       else $('updated').textContent = '/carbon/stats answered ' + response.status;
     } catch (error) {

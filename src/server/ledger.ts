@@ -1,5 +1,6 @@
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, platform, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
 import { JOULES_PER_KWH } from '../core/units';
@@ -132,7 +133,7 @@ function parseCsvLine(line: string): string[] | undefined {
       field = line.slice(i, comma < 0 ? line.length : comma);
       i = comma < 0 ? line.length : comma;
     }
-    out.push(quoted && /^'[=+\-@]/.test(field) ? field.slice(1) : field);
+    out.push(quoted && /^'['=+\-@]/.test(field) ? field.slice(1) : field);
     i++;
   }
   return out;
@@ -236,9 +237,24 @@ export function openLedger(options: LedgerOptions): Ledger {
   const runId = randomUUID();
   const projectName = options.projectName ?? 'carbon-trace proxy';
   const header = `${LEDGER_COLUMNS.join(',')}\n`;
-  const fd = openSync(options.path, 'a+');
+  const release = lock(options.path);
+  let fd: number;
+  try {
+    fd = openSync(options.path, 'a+');
+  } catch (error) {
+    release();
+    throw error;
+  }
   let bytes = fstatSync(fd).size;
   if (bytes > 0) {
+    // Only a ledger is appended to: another file is not cut or written into.
+    const head = Buffer.alloc(Math.min(bytes, 4096));
+    const first = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('utf8').split('\n', 1)[0]!;
+    if (!first.startsWith('timestamp,project_name,run_id,') || !first.includes(',api_key_id,')) {
+      closeSync(fd);
+      release();
+      throw new Error(`${options.path} is not a carbon-trace ledger (its first line is not a ledger's header): give --ledger a new file`);
+    }
     // Where the last whole line ends.
     const tail = Buffer.alloc(Math.min(bytes, 64 * 1024));
     let end = bytes;
@@ -325,9 +341,57 @@ export function openLedger(options: LedgerOptions): Ledger {
         fsyncSync(fd);
       } finally {
         closeSync(fd);
+        release();
       }
     },
   };
+}
+
+/**
+ * Takes `<ledger>.lock` for this process, so that two proxies never write one ledger (their rows
+ * and snapshots would mix); a lock whose process is gone is taken over. Returns its release.
+ */
+function lock(path: string): () => void {
+  const lockPath = `${path}.lock`;
+  const key = resolve(path);
+  if (heldHere.has(key)) throw new Error(`${path} is in use by another carbon-trace proxy of this process; one proxy per ledger`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
+      heldHere.add(key);
+      const release = () => {
+        heldHere.delete(key);
+        process.off('exit', release);
+        try {
+          if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(lockPath);
+        } catch {
+          // Gone already.
+        }
+      };
+      process.once('exit', release);
+      return release;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number(readFileSync(lockPath, 'utf8').trim());
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+        throw new Error(`${path} is in use by another carbon-trace (pid ${holder}); one proxy per ledger`);
+      }
+      unlinkSync(lockPath); // left by a process that is gone (kill -9)
+    }
+  }
+  throw new Error(`${path}: its lock could not be taken`);
+}
+
+// Ledgers this process holds: another proxy in it must not take one over as if its lock were stale.
+const heldHere = new Set<string>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**

@@ -15,8 +15,10 @@ import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent } from '.
  * ```
  */
 export type BookedRequest = Omit<LedgerEntry, 'at'> & {
-  /** The trace added to the response; `undefined` when none was (an error, a cut stream, the upstream's own trace). */
+  /** The trace added to the response; `undefined` when none was (an error, a cut stream, the upstream's own trace, another route). */
   trace: Record<string, unknown> | undefined;
+  /** A completion answered 2xx: its usage should say its tokens (an unknown count then makes the total unknown). */
+  expectsUsage?: boolean;
 };
 
 /**
@@ -94,7 +96,7 @@ type Snapshot = {
   version: 1;
   ledgerBytes: number;
   carried: Carried;
-  tokens: { prompt: number; completion: number; requestsWithUsage: number };
+  tokens: { prompt: number; completion: number; requestsWithUsage: number; requestsExpectingUsage?: number };
   byModel: Array<[string, BookRow]>;
   byApiKey: Array<[string, BookRow]>;
   byUser: Array<[string, BookRow]>;
@@ -106,6 +108,7 @@ type Snapshot = {
 
 const MAX_METRIC_LABELS = 100;
 const SNAPSHOT_INTERVAL_MS = 5_000;
+const ACCRUE_INTERVAL_MS = 1_000;
 
 const newRow = (): BookRow => ({
   requests: 0,
@@ -169,11 +172,13 @@ export function createProxyBooks(options: {
   const byApiKey: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
   const byUser: RowBook<BookRow> = createRowBook(maxRows, rowSpec);
   // Prometheus labels are fewer: each is a time series on every scrape.
-  const metricModels: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
-  const metricKeys: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
-  const metricUsers: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec);
+  // An evicted label's series ends there (its history is not moved onto another label, which would
+  // read as a jump): the unlabeled families keep the whole books.
+  const metricModels: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec, { fold: false });
+  const metricKeys: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec, { fold: false });
+  const metricUsers: RowBook<BookRow> = createRowBook(MAX_METRIC_LABELS, rowSpec, { fold: false });
   let recent: RecentRequest[] = [];
-  const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0 };
+  const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0, requestsExpectingUsage: 0 };
   const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
   // Idle and unattributed emissions accrue at the intensity of their time.
   let idleGrams = 0;
@@ -218,6 +223,7 @@ export function createProxyBooks(options: {
     bookRow(metricKeys.row(booked.apiKeyId, '(none)'), booked, grams, status);
     bookRow(metricUsers.row(booked.user, '(none)'), booked, grams, status);
     const { promptTokens, completionTokens } = booked.usage;
+    if (booked.expectsUsage) tokens.requestsExpectingUsage++;
     if (promptTokens !== undefined || completionTokens !== undefined) {
       tokens.prompt += promptTokens ?? 0;
       tokens.completion += completionTokens ?? 0;
@@ -246,9 +252,10 @@ export function createProxyBooks(options: {
   const snapshotPath = options.ledger === undefined ? undefined : `${options.ledger}.snapshot.json`;
   if (options.ledger !== undefined) {
     ledger = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
-    const snapshot = readSnapshot(snapshotPath!) as Snapshot | undefined;
+    const read = readSnapshot(snapshotPath!);
+    const snapshot = validSnapshot(read);
     let from = 0;
-    if (snapshot?.version === 1 && snapshot.ledgerBytes <= ledger.bytes) {
+    if (snapshot !== undefined && snapshot.ledgerBytes <= ledger.bytes) {
       Object.assign(carried, snapshot.carried);
       Object.assign(tokens, snapshot.tokens);
       byModel.restore(snapshot.byModel);
@@ -259,8 +266,8 @@ export function createProxyBooks(options: {
       metricUsers.restore(snapshot.metricUsers);
       recent = snapshot.recent.slice(-keepRecent);
       from = snapshot.ledgerBytes;
-    } else if (snapshot !== undefined) {
-      options.warn('ledger-snapshot', `ledger ${options.ledger}: its snapshot does not match the file (rotated or replaced?); the books are rebuilt from the rows`);
+    } else if (read !== undefined) {
+      options.warn('ledger-snapshot', `ledger ${options.ledger}: its snapshot does not match the file (rotated, replaced or damaged); the books are rebuilt from the rows`);
     }
     // Rows written after the snapshot: their energy was measured, so it counts in the totals too.
     const replayed = ledger.replay(from, (entry) => {
@@ -274,6 +281,13 @@ export function createProxyBooks(options: {
     snapshotTimer = setInterval(() => saveSnapshot(), SNAPSHOT_INTERVAL_MS);
     snapshotTimer.unref();
   }
+  // Idle and unattributed emissions accrue at the grid of their time, not only when someone looks.
+  const accrueTimer = setInterval(() => {
+    const m = options.meterStats?.();
+    const g = options.gridNow?.();
+    if (m && g) accrue(m, g);
+  }, ACCRUE_INTERVAL_MS);
+  accrueTimer.unref();
 
   function saveSnapshot(): void {
     if (!ledger || !snapshotPath) return;
@@ -287,11 +301,12 @@ export function createProxyBooks(options: {
       for (const component of ENERGY_COMPONENTS) {
         const c = m.byComponent[component];
         if (!c) continue;
-        // What is in flight is not settled: it is carried over as unattributed.
-        now.total[component] = (now.total[component] ?? 0) + c.totalJoules;
+        // What is in flight is left out: a request that finishes later brings its whole energy in
+        // with its ledger row; one the crash cut has no row, and its energy is not carried over.
+        now.total[component] = (now.total[component] ?? 0) + c.totalJoules - c.inFlightJoules;
         now.attributed[component] = (now.attributed[component] ?? 0) + c.attributedJoules;
         now.idle[component] = (now.idle[component] ?? 0) + c.idleJoules;
-        now.unattributed[component] = (now.unattributed[component] ?? 0) + c.unattributedJoules + c.inFlightJoules;
+        now.unattributed[component] = (now.unattributed[component] ?? 0) + c.unattributedJoules;
       }
       now.since ??= m.since;
     }
@@ -403,6 +418,8 @@ export function createProxyBooks(options: {
       for (const [model, row] of models) for (const [component, joules] of Object.entries(row.byComponent)) text.sample({ component, model }, joules ?? 0);
       text.family('carbon_trace_emissions_grams_total', 'counter', 'Emissions attributed to requests whose books are closed, gCO2eq');
       for (const [model, row] of models) for (const [component, grams] of Object.entries(row.emissionsGramsByComponent)) text.sample({ component, model }, grams ?? 0);
+      text.family('carbon_trace_closed_requests_total', 'counter', 'Requests whose books are closed, all models');
+      text.sample({}, c.requests);
       text.family('carbon_trace_requests_total', 'counter', 'Requests whose books are closed; measured="false" includes those with no energy figure');
       for (const [model, row] of models) {
         text.sample({ model, measured: 'true' }, row.measuredRequests);
@@ -431,10 +448,12 @@ export function createProxyBooks(options: {
           if (entry) text.sample({ component }, pick(entry));
         }
       };
+      perComponent('carbon_trace_attributed_energy_joules_total', 'counter', 'Energy attributed to requests whose books are closed, all models, J (the per-model family keeps 100 labels)', (x) => x.attributedJoules);
       perComponent('carbon_trace_idle_energy_joules_total', 'counter', 'Energy with no request in flight, J', (x) => x.idleJoules);
       perComponent('carbon_trace_unattributed_energy_joules_total', 'counter', 'Energy the meter could not place (a source could not be read), J', (x) => x.unattributedJoules);
       perComponent('carbon_trace_in_flight_energy_joules', 'gauge', 'Energy given so far to requests still in flight, J', (x) => x.inFlightJoules);
-      perComponent('carbon_trace_meter_energy_joules_total', 'counter', 'Energy the meter measured in all: attributed + in flight + idle + unattributed, J', (x) => x.totalJoules);
+      // Settled energy only, so that it never goes back, even across a crash (in-flight energy is a gauge).
+      perComponent('carbon_trace_meter_energy_joules_total', 'counter', 'Energy the meter measured whose books are settled: attributed + idle + unattributed, J (requests still in flight: carbon_trace_in_flight_energy_joules)', (x) => x.totalJoules - x.inFlightJoules);
       text.family('carbon_trace_idle_emissions_grams_total', 'counter', 'Emissions of the energy with no request in flight, gCO2eq');
       text.sample({}, idleGrams + carried.idleGrams);
       text.family('carbon_trace_unattributed_emissions_grams_total', 'counter', 'Emissions of the energy the meter could not place, gCO2eq');
@@ -454,7 +473,11 @@ export function createProxyBooks(options: {
       return text.render();
     },
 
+    /** Writes the snapshot now: after a scrape, so that no counter it showed can come back lower after a crash. */
+    saveSnapshot,
+
     close(): void {
+      clearInterval(accrueTimer);
       if (snapshotTimer) clearInterval(snapshotTimer);
       saveSnapshot();
       ledger?.close();
@@ -478,13 +501,14 @@ export function modelGardenStats(stats: {
   idleJoules: number;
   unattributedJoules: number;
   emissionsGrams: { total: number };
-  tokens: { prompt: number; completion: number; requestsWithUsage: number };
+  tokens: { prompt: number; completion: number; requestsWithUsage: number; requestsExpectingUsage?: number };
   byModel: Record<string, unknown>;
   byComponent: Partial<Record<EnergyComponent, { measured: boolean }>>;
 }): Record<string, unknown> {
   const seconds = (Date.now() - Date.parse(stats.since)) / 1000;
   const requestCount = stats.requests;
-  const tokensKnown = stats.tokens.requestsWithUsage === requestCount;
+  // Unknown once a completion answered 2xx without saying its tokens; errors and other routes have none to say.
+  const tokensKnown = stats.tokens.requestsWithUsage >= (stats.tokens.requestsExpectingUsage ?? requestCount);
   const totalTokens = tokensKnown ? stats.tokens.prompt + stats.tokens.completion : null;
   const kg = stats.emissionsGrams.total / 1000;
   const kwh = stats.totalJoules / JOULES_PER_KWH;
@@ -511,4 +535,32 @@ export function modelGardenStats(stats: {
     unattributed_energy_kwh: stats.unattributedJoules / JOULES_PER_KWH,
     measured: Object.values(stats.byComponent).every((c) => c?.measured),
   };
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isJoules = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v) && Object.entries(v).every(([k, j]) => ENERGY_COMPONENTS.includes(k as EnergyComponent) && isNumber(j));
+const isRow = (v: unknown): v is BookRow => {
+  const r = v as BookRow;
+  return (
+    r !== null && typeof r === 'object' &&
+    [r.requests, r.measuredRequests, r.requestsWithoutFigure, r.joules, r.emissionsGrams, r.promptTokens, r.completionTokens, r.requestsWithUsage].every(isNumber) &&
+    isJoules(r.byComponent) && isJoules(r.emissionsGramsByComponent) &&
+    r.byStatus !== null && typeof r.byStatus === 'object' && Object.values(r.byStatus).every(isNumber)
+  );
+};
+const isRows = (v: unknown): v is Array<[string, BookRow]> => Array.isArray(v) && v.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && e[0].length <= 200 && isRow(e[1]));
+
+/** A snapshot as this version writes it, or `undefined`: a damaged or foreign one is not trusted in part. */
+function validSnapshot(value: unknown): Snapshot | undefined {
+  const s = value as Snapshot;
+  if (s === null || typeof s !== 'object' || s.version !== 1 || !isNumber(s.ledgerBytes)) return undefined;
+  const c = s.carried;
+  if (c === null || typeof c !== 'object' || ![c.requests, c.requestsWithoutFigure, c.idleGrams, c.unattributedGrams].every(isNumber)) return undefined;
+  if (![c.total, c.attributed, c.idle, c.unattributed].every(isJoules) || (c.since !== undefined && (typeof c.since !== 'string' || Number.isNaN(Date.parse(c.since))))) return undefined;
+  const t = s.tokens;
+  if (t === null || typeof t !== 'object' || ![t.prompt, t.completion, t.requestsWithUsage].every(isNumber)) return undefined;
+  if (![s.byModel, s.byApiKey, s.byUser, s.metricModels, s.metricKeys, s.metricUsers].every(isRows) || !Array.isArray(s.recent)) return undefined;
+  // Rows come back prototype-free, as the books keep them.
+  for (const rows of [s.byModel, s.byApiKey, s.byUser, s.metricModels, s.metricKeys, s.metricUsers]) for (const [, row] of rows) row.byStatus = Object.assign(Object.create(null), row.byStatus);
+  return { ...s, recent: s.recent.filter((r) => r !== null && typeof r === 'object').slice(-1000) };
 }

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Transform } from 'node:stream';
@@ -17,6 +18,7 @@ export type { BookedRequest, BookRow, RecentRequest };
 import { RequestFields } from './request-fields';
 import { EventTracer } from './sse-trace';
 import { carbonTraceRecord, gramsOf, type ResolvedGridIntensity } from './trace-record';
+import type { RequestEnergy } from './types';
 
 /**
  * Options of {@link createCarbonProxy}.
@@ -54,6 +56,20 @@ export type CarbonProxyOptions = {
   ledger?: string;
   /** `project_name` of the ledger's rows. Default `'carbon-trace proxy'`. */
   projectName?: string;
+  /**
+   * When set, `/carbon/stats`, `/metrics` and Model Garden's route answer only requests that bring
+   * it (`Authorization: Bearer <token>`, or `?token=` for the dashboard): they list the books per
+   * API key id and user. Default: none (anyone who can reach the proxy may read them).
+   */
+  adminToken?: string;
+  /**
+   * The secret API key ids are made with (HMAC-SHA-256): the same on every proxy of a fleet gives
+   * the same id for the same key. Default: one kept beside the ledger (`<ledger>.key-id-secret`),
+   * or, without a ledger, a new one per process.
+   */
+  keyIdSecret?: string;
+  /** How long `close()` waits for the requests in flight to finish before cutting them, ms. Default 10000. */
+  shutdownGraceMs?: number;
 };
 
 /**
@@ -118,6 +134,10 @@ export type CarbonProxy = {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
 const SMALL_BODY_BYTES = 64 * 1024;
+// Marks the requests this proxy sends, so that one that comes back to it is a loop, not a request.
+const HOP_HEADER = 'x-carbon-trace-proxy';
+// The failures that say the upstream cannot be reached (not that one answer went wrong).
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /**
  * An OpenAI-compatible reverse proxy that puts `x_carbon_trace` on every completion of the server
@@ -155,6 +175,33 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxTracedResponseBytes = options.maxTracedResponseBytes ?? DEFAULT_MAX_TRACED_RESPONSE_BYTES;
   const grid = gridSource(options.gridIntensity, warn);
+  const instanceId = randomUUID();
+  const adminToken = options.adminToken === '' ? undefined : options.adminToken;
+  const keyIds = createKeyIds(options.keyIdSecret ?? secretBeside(options.ledger));
+  // Requests in flight, for a shutdown that lets them finish and books them.
+  const exchanges = new Map<() => void, ServerResponse>();
+  const idleWaiters: Array<() => void> = [];
+  const makeExchange = (res: ServerResponse) => {
+    let done = false;
+    const settle = () => {
+      if (done) return;
+      done = true;
+      exchanges.delete(settle);
+      if (exchanges.size === 0) for (const wake of idleWaiters.splice(0)) wake();
+    };
+    exchanges.set(settle, res);
+    return settle;
+  };
+  /** Resolves when no request is in flight, or after `ms`. */
+  const allSettled = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (exchanges.size === 0) return resolve();
+      const timer = setTimeout(resolve, ms);
+      idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
 
   const books = createProxyBooks({
     warn,
@@ -239,7 +286,10 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
   async function metrics(): Promise<string> {
     const g = grid.current() ?? (await grid.ready);
-    return books.prometheus(books.combine(meter.stats(), g), g);
+    const text = books.prometheus(books.combine(meter.stats(), g), g);
+    // Saved before Prometheus sees them: after a crash the counters continue from at least these.
+    books.saveSnapshot();
+    return text;
   }
 
   const respondJson = (res: ServerResponse, status: number, body: unknown, extra: OutgoingHttpHeaders = {}) => {
@@ -274,67 +324,147 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     return true;
   }
 
-  function listener(req: IncomingMessage, res: ServerResponse): void {
+  /** What must be checked before a request's body is read: the target, our own routes, the body's size. */
+  function admit(req: IncomingMessage, res: ServerResponse): { target: string; path: string } | undefined {
     const target = req.url ?? '';
     // Only origin-form targets go upstream, joined onto its origin as a string: an absolute URL
     // (or anything else) could otherwise send the request, and its Authorization, elsewhere.
     if (!target.startsWith('/')) {
       req.resume();
       proxyError(res, 400, 'request target must be a path (origin-form, "/…")', { connection: 'close' });
-      return;
+      return undefined;
     }
     const query = target.indexOf('?');
-    const path = query < 0 ? target : target.slice(0, query);
+    const rawPath = query < 0 ? target : target.slice(0, query);
+    const path = decodedPath(rawPath);
+    // Dot segments could climb out of the upstream's base path once the upstream normalises them.
+    if (path === undefined || /(^|\/)\.\.?(\/|$)/.test(path)) {
+      req.resume();
+      proxyError(res, 400, 'request path must not hold "." or ".." segments', { connection: 'close' });
+      return undefined;
+    }
+    if (req.headers[HOP_HEADER] === instanceId) {
+      req.resume();
+      proxyError(res, 508, `the upstream ${upstreamLabel} sends requests back to this proxy: a loop`);
+      return undefined;
+    }
     if (req.method === 'GET' || req.method === 'HEAD') {
       if (path === '/carbon' || path === '/carbon/' || path === '/carbon/stats' || path === '/api/v1/carbon/inference/stats' || path === '/metrics') {
         req.resume();
+        if (path !== '/carbon' && path !== '/carbon/' && !adminAllowed(req, target)) {
+          proxyError(res, 401, 'this route needs the admin token: Authorization: Bearer <CARBON_TRACE_ADMIN_TOKEN>', { 'www-authenticate': 'Bearer' });
+          return undefined;
+        }
         ownRoute(path, res).catch((error: unknown) => proxyError(res, 500, `carbon-trace: ${error instanceof Error ? error.message : String(error)}`));
-        return;
+        return undefined;
       }
+    }
+    const coding = req.headers['transfer-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
+      // Node takes the chunks apart but not gzip or the like: passing on the rest would change it (RFC 9112 §6.1).
+      req.resume();
+      proxyError(res, 501, `transfer coding ${JSON.stringify(coding.slice(0, 100))} is not supported: only chunked`, { connection: 'close' });
+      return undefined;
     }
     const length = Number(req.headers['content-length']);
     if (Number.isFinite(length) && length > maxBodyBytes) {
       // Answered before reading past the limit; the connection cannot be reused.
       proxyError(res, 413, `request body of ${length} bytes is larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
       req.socket.end();
-      return;
+      return undefined;
     }
-    forward(req, res, target, req.method === 'POST' && isCompletionPath(path));
+    return { target, path };
   }
+
+  function listener(req: IncomingMessage, res: ServerResponse): void {
+    const admitted = admit(req, res);
+    if (admitted) forward(req, res, admitted.target, admitted.path);
+  }
+
+  /** `Expect: 100-continue`: the client waits for a go before sending its body — not when it would be refused. */
+  function checkContinue(req: IncomingMessage, res: ServerResponse): void {
+    const admitted = admit(req, res);
+    if (!admitted) return;
+    res.writeContinue();
+    forward(req, res, admitted.target, admitted.path);
+  }
+
+  const adminAllowed = (req: IncomingMessage, target: string): boolean => {
+    if (adminToken === undefined) return true;
+    const given = /^\s*bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1] ?? new URLSearchParams(target.slice(target.indexOf('?') + 1)).get('token') ?? '';
+    const a = createHash('sha256').update(given).digest();
+    const b = createHash('sha256').update(adminToken).digest();
+    return timingSafeEqual(a, b);
+  };
 
   type Close = (status: number, traced?: { usage: BookedRequest['usage'] }) => Promise<Record<string, unknown> | undefined>;
 
-  function forward(req: IncomingMessage, res: ServerResponse, target: string, traced: boolean): void {
-    const fields = traced ? new RequestFields(['model', 'user']) : undefined;
-    const metered = traced ? meter.begin() : undefined;
+  function forward(req: IncomingMessage, res: ServerResponse, target: string, path: string): void {
+    // Every request that may make the upstream work is metered, and booked per key and user; the
+    // completions also get a trace. GET, HEAD and OPTIONS only read.
+    const metering = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
+    const traced = req.method === 'POST' && isCompletionPath(path);
+    const encoded = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const fields = metering && (encoded === 'identity' || encoded === '') ? new RequestFields(['model', 'user']) : undefined;
+    // The request is in flight from when its body has arrived: a client that sends it slowly
+    // makes the machine do nothing meanwhile.
+    let metered: ReturnType<EnergyMeter['begin']> | undefined;
+    const startMetering = () => {
+      if (metering && metered === undefined && !settled) metered = meter.begin();
+    };
     let status = 0; // the upstream's, once it answered
     let streamed = false;
     let settled = false; // the request's books are closed, or closing
     let abandoned = false; // the upstream exchange was ended here, not by the upstream
     let controller: Dispatcher.DispatchController | undefined;
+    const settleExchange = makeExchange(res);
 
-    const close: Close = async (clientStatus, trace) => {
-      if (!metered || settled) return undefined;
+    const close: Close = async (upstreamStatus, trace) => {
+      if (!metering || settled) return undefined;
       settled = true;
+      // A response the client will not get is booked as such.
+      const clientStatus = res.destroyed && !res.writableFinished ? 499 : upstreamStatus;
       const model = boundedName(fields?.get('model'));
-      const energy = await metered.end(model === undefined ? {} : { model });
+      const energy: RequestEnergy = metered
+        ? await metered.end(model === undefined ? {} : { model })
+        : { joules: {}, totalJoules: undefined, durationSeconds: 0, measured: false, warnings: ['no energy figure: the request ended before its body had arrived'] };
       const g = grid.current() ?? (await grid.ready);
       const usage = trace?.usage ?? {};
-      const record = trace ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
+      const record = trace && traced ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
       const user = boundedName(fields?.get('user')) ?? boundedName(headerValue(req.headers['x-carbon-trace-user']));
-      book({ model, apiKeyId: apiKeyIdOf(req.headers.authorization), user, status: clientStatus, streamed, energy, trace: record, grid: g, usage });
+      const expectsUsage = traced && clientStatus >= 200 && clientStatus < 300;
+      book({ model, apiKeyId: keyIds.of(req.headers.authorization), user, status: clientStatus, streamed, energy, trace: record, grid: g, usage, expectsUsage });
       return record;
     };
+    // A shutdown waits for both: the response sent (or cut) and the books closed.
+    let responseDone = false;
+    let booksDone = !metering;
+    res.once('close', () => {
+      responseDone = true;
+      if (booksDone) settleExchange();
+    });
     const abandon = (reason: string) => {
       abandoned = true;
       controller?.abort(new Error(reason));
     };
+    /** Closes the books, then lets a shutdown waiting on this exchange go on. */
+    const closeThen = (upstreamStatus: number, trace?: { usage: BookedRequest['usage'] }) =>
+      close(upstreamStatus, trace).finally(() => {
+        booksDone = true;
+        if (responseDone) settleExchange();
+      });
+    // A throw while answering (a header the client socket refuses) must cut this response, never the process.
+    const guard = (promise: Promise<unknown>) =>
+      promise.catch((error: unknown) => {
+        warn(`answer\0${String(error)}`, `a response could not be written to the client: ${error instanceof Error ? error.message : String(error)}`);
+        res.destroy();
+      });
 
     res.once('close', () => {
       if (res.writableFinished) return;
       // The client went away first: stop the upstream work, close the books.
       abandon('the client went away');
-      void close(499);
+      void closeThen(499);
     });
 
     /** Writes to the client; a full socket pauses the upstream until it drains. */
@@ -353,43 +483,43 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     let held: Buffer[] = [];
     let heldBytes = 0;
     let upstreamHeadersSeen: IncomingHttpHeaders = {};
-    let statusMessage: string | undefined;
     let contentType = '';
     let completing: Promise<void> | undefined;
     const completeStream = () =>
-      (completing ??= close(status, { usage }).then((trace) => {
+      (completing ??= closeThen(status, { usage }).then((trace) => {
         if (tracer!.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
         if (!res.destroyed) write(tracer!.complete(trace));
       }));
 
+    // The upstream's reason phrase is not passed on: the client gets the standard one for the status
+    // (a phrase Node cannot write would otherwise fail the response).
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
         controller = c;
         if (abandoned) c.abort(new Error('the client went away'));
       },
-      onResponseStart(_c, statusCode, headers, message) {
+      onResponseStart(_c, statusCode, headers) {
         if (statusCode < 200) return; // informational
         setReachable(true);
         status = statusCode;
-        statusMessage = message;
         upstreamHeadersSeen = headers;
         contentType = String(headers['content-type'] ?? '');
         const encoding = String(headers['content-encoding'] ?? 'identity').toLowerCase();
         const ok = status >= 200 && status < 300;
         const sse = contentType.includes('text/event-stream');
         const json = contentType.includes('json');
+        streamed = sse;
         if (!traced || !ok || !(sse || json) || (encoding !== 'identity' && encoding !== '') || !canSplice(contentType)) {
           if (traced && ok && (sse || json)) warn(`untraceable\0${encoding}\0${contentType}`, `a completion came ${encoding !== 'identity' ? `encoded as ${encoding}` : `in ${contentType}`}: passed through without a trace`);
           mode = 'pass';
-          res.writeHead(status, message, clientHeaders(headers, false));
+          res.writeHead(status, clientHeaders(headers, false));
           return;
         }
-        streamed = sse;
         if (sse) {
           mode = 'sse';
-          res.writeHead(status, message, clientHeaders(headers, true));
+          res.writeHead(status, clientHeaders(headers, true));
           // The request's tokens pace its share of the machine's energy.
-          tracer = new EventTracer({ tokens: (n) => metered!.tokens(n), usage: (u) => noteUsage(usage, u) });
+          tracer = new EventTracer({ tokens: (n) => metered?.tokens(n), usage: (u) => noteUsage(usage, u) });
         } else {
           mode = 'json';
         }
@@ -400,10 +530,11 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         } else if (mode === 'sse') {
           const { out, done } = tracer!.push(chunk);
           if (out.length > 0) write(out);
+          if (tracer!.gaveUp) warn('sse-unframed', 'a stream sent more than 64 KiB without an event boundary: it is passed through as it comes, without a trace');
           if (done) {
             // [DONE]: the books close now and the trace goes on the held chunk; the rest waits.
             c.pause();
-            void completeStream().then(() => c.resume());
+            void guard(completeStream().then(() => c.resume()));
           }
         } else {
           heldBytes += chunk.length;
@@ -412,7 +543,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
             // Too large to hold: it passes untouched, without a trace.
             warn('large-response', `a completion larger than ${maxTracedResponseBytes} bytes passed through without a trace`);
             mode = 'pass';
-            res.writeHead(status, statusMessage, clientHeaders(upstreamHeadersSeen, false));
+            res.writeHead(status, clientHeaders(upstreamHeadersSeen, false));
             write(held);
             held = [];
           }
@@ -421,38 +552,40 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       onResponseEnd() {
         if (mode === 'pass') {
           res.end();
-          void close(status);
+          void closeThen(status);
         } else if (mode === 'sse') {
-          void completeStream().then(() => res.end());
+          void guard(completeStream().then(() => res.end()));
         } else {
           const body = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
           held = [];
           const completion = readCompletion(body);
           noteUsage(usage, completion.usage);
-          void close(status, { usage }).then((trace) => {
-            if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-            const out = trace !== undefined && completion.object && !completion.traced ? spliceTrace(body, asciiJson(trace)) : undefined;
-            if (res.destroyed) return;
-            const headers = clientHeaders(upstreamHeadersSeen, out !== undefined);
-            const bytes = out ?? body;
-            headers['content-length'] = bytes.length;
-            res.writeHead(status, statusMessage, headers);
-            res.end(bytes);
-          });
+          void guard(
+            closeThen(status, { usage }).then((trace) => {
+              if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+              const out = trace !== undefined && completion.object && !completion.traced ? spliceTrace(body, asciiJson(trace)) : undefined;
+              if (res.destroyed) return;
+              const headers = clientHeaders(upstreamHeadersSeen, out !== undefined);
+              const bytes = out ?? body;
+              headers['content-length'] = bytes.length;
+              res.writeHead(status, headers);
+              res.end(bytes);
+            }),
+          );
         }
       },
       onResponseError(_c, error) {
         if (abandoned) return;
         const code = (error as NodeJS.ErrnoException).code ?? error.message;
         if (status === 0) {
-          // No answer came: the upstream could not be reached, or dropped the connection.
-          setReachable(false, code);
-          proxyError(res, 502, `upstream ${upstreamLabel} unreachable: ${code}`);
-          void close(502);
+          // No answer came. Only a failure to connect says the upstream is down.
+          if (UNREACHABLE.has(code)) setReachable(false, code);
+          proxyError(res, 502, UNREACHABLE.has(code) ? `upstream ${upstreamLabel} unreachable: ${code}` : `upstream ${upstreamLabel} failed: ${code}`);
+          void closeThen(502);
         } else {
           // A cut upstream reaches the client as a cut; the books close without a trace.
           res.destroy();
-          void close(status);
+          void closeThen(status);
         }
       },
     };
@@ -470,6 +603,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     const declared = Number(req.headers['content-length']);
     if (!req.headers['transfer-encoding'] && (Number.isNaN(declared) || declared === 0)) {
       req.resume();
+      startMetering();
       pool.dispatch(options(null), handler);
     } else if (declared <= SMALL_BODY_BYTES) {
       // A chat request is usually a few kB, often in the packet with its headers: gathered, it
@@ -480,6 +614,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         if (abandoned) return;
         const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         fields?.write(body);
+        startMetering();
         pool.dispatch(options(body), handler);
       });
     } else {
@@ -492,12 +627,16 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
             abandon('request body over the limit');
             proxyError(res, 413, `request body larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
             req.socket.end();
-            void close(413);
+            void closeThen(413);
             callback(new Error('request body over the limit'));
             return;
           }
           fields?.write(chunk);
           callback(null, chunk);
+        },
+        flush(callback) {
+          startMetering();
+          callback();
         },
       });
       req.pipe(body);
@@ -515,16 +654,23 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       headers[name] = value;
     }
     const client = req.socket.remoteAddress ?? '';
+    const proto = 'encrypted' in req.socket ? 'https' : 'http';
     const prior = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${client}` : client;
-    headers['x-forwarded-proto'] = 'encrypted' in req.socket ? 'https' : 'http';
+    headers['x-forwarded-proto'] = proto;
     if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
+    // The client's own X-Real-IP or Forwarded could claim any address: ours says who connected.
+    headers['x-real-ip'] = client;
+    const forwarded = `for=${client.includes(':') ? `"[${client}]"` : client};proto=${proto}${req.headers.host ? `;host="${req.headers.host.replace(/["\\]/g, '')}"` : ''}`;
+    headers.forwarded = req.headers.forwarded ? `${req.headers.forwarded}, ${forwarded}` : forwarded;
+    headers[HOP_HEADER] = instanceId;
     // The trace is spliced into the bytes: ask for them uncompressed.
     if (traced) headers['accept-encoding'] = 'identity';
     return headers;
   }
 
   const server = createServer({ maxHeaderSize: 16 * 1024 }, listener);
+  server.on('checkContinue', checkContinue);
   // Slow or stalled clients hold only their own socket: headers within 10 s, a request body
   // within 5 min; the model's answer may take as long as it takes.
   server.headersTimeout = 10_000;
@@ -539,13 +685,18 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     server,
     stats,
     async close() {
+      if (closed) return;
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
-      await new Promise<void>((resolve) => {
-        if (!server.listening) return resolve();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      // No new connection; the requests in flight may finish (a stream to its end), for a while.
+      const stopped = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+      server.closeIdleConnections();
+      await allSettled(options.shutdownGraceMs ?? 10_000);
+      // The rest are cut, and booked as cut.
+      for (const res of exchanges.values()) res.destroy();
+      await allSettled(2_000);
+      server.closeAllConnections();
+      await stopped;
       await pool.destroy().catch(() => undefined);
       books.close();
     },
@@ -554,20 +705,6 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
 const headerValue = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
-/**
- * The one-way id books keep for an API key: `sha256:` and the first 12 hex digits of the SHA-256 of
- * the bearer token. The same key gives the same id on every proxy of a fleet; the key itself is
- * kept nowhere — not in stats, metrics, the ledger or logs.
- *
- * @example
- * ```ts
- * apiKeyIdOf('Bearer sk-live-123'); // 'sha256:…'
- * ```
- */
-export function apiKeyIdOf(authorization: string | undefined): string | undefined {
-  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-  return match ? `sha256:${createHash('sha256').update(match[1]!).digest('hex').slice(0, 12)}` : undefined;
-}
 
 const NONE: ReadonlySet<string> = new Set();
 
@@ -591,3 +728,45 @@ function clientHeaders(headers: IncomingHttpHeaders, changed: boolean): Outgoing
   return out;
 }
 
+
+/**
+ * How API keys become the one-way ids the books keep: HMAC-SHA-256 of the bearer token with a
+ * secret, first 12 hex digits. Without the secret an id cannot be checked against guesses, so
+ * the public /metrics gives nothing away; with the same secret every proxy of a fleet gives the
+ * same id for the same key.
+ */
+function createKeyIds(secret: Buffer | string): { of(authorization: string | undefined): string | undefined } {
+  return {
+    of(authorization) {
+      const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+      return match ? `key:${createHmac('sha256', secret).update(match[1]!).digest('hex').slice(0, 12)}` : undefined;
+    },
+  };
+}
+
+/** The key-id secret kept beside a ledger (made once, readable by its owner only), or a new one. */
+function secretBeside(ledger: string | undefined): Buffer {
+  if (ledger === undefined) return randomBytes(32);
+  const path = `${ledger}.key-id-secret`;
+  try {
+    if (existsSync(path)) {
+      const kept = Buffer.from(readFileSync(path, 'utf8').trim(), 'hex');
+      if (kept.length >= 16) return kept;
+    }
+    const secret = randomBytes(32);
+    writeFileSync(path, `${secret.toString('hex')}\n`, { mode: 0o600 });
+    chmodSync(path, 0o600);
+    return secret;
+  } catch {
+    return randomBytes(32);
+  }
+}
+
+/** The path percent-decoded as the upstream will read it; `undefined` when its encoding is broken. */
+function decodedPath(raw: string): string | undefined {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}

@@ -31,6 +31,7 @@ export class RequestFields {
   private bytes: number[] = [];
   private key = '';
   private stopped = false;
+  private begun = false;
 
   constructor(keys: readonly string[]) {
     this.wanted = new Set(keys);
@@ -43,7 +44,11 @@ export class RequestFields {
 
   write(chunk: Uint8Array): void {
     if (this.stopped) return;
-    for (let i = 0; i < chunk.length; i++) {
+    let i = 0;
+    // A UTF-8 byte-order mark before the object is not part of it.
+    if (!this.begun && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) i = 3;
+    this.begun = true;
+    for (; i < chunk.length; i++) {
       if (this.inString && this.capture === undefined && !this.escape) {
         // Most of a large body is the inside of strings (base64 images): jump to its closing quote.
         const end = closingQuote(chunk, i);

@@ -29,6 +29,8 @@ const MAY_BE_LAST = /"finish_reason"\s*:\s*"|"choices"\s*:\s*\[\s*\]|"usage"\s*:
 // completions' `text`) or a tool-call delta. Escaped quotes inside strings never match.
 const TOKEN = /"(?:content|reasoning_content|reasoning|text)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{/g;
 const LF = 0x0a;
+// The largest event held whole: chat chunks are a few hundred bytes, a tool call's a few kB.
+const MAX_EVENT_BYTES = 64 * 1024;
 const CR = 0x0d;
 
 /**
@@ -102,6 +104,7 @@ export class EventTracer {
   private doneEvent: Buffer | undefined;
   private after: Buffer[] = [];
   private completed = false;
+  private passing = false;
 
   constructor(private readonly hooks: EventTracerHooks) {}
 
@@ -110,13 +113,18 @@ export class EventTracer {
     return this.completed;
   }
 
+  /** Whether the stream sent too much without an event boundary: it then passes as it comes, untraced. */
+  get gaveUp(): boolean {
+    return this.passing;
+  }
+
   /** Whether the chunk that would carry the trace already has the upstream's own. */
   get upstreamTraced(): boolean {
     return this.held !== undefined && carriesTrace(this.held.chunk);
   }
 
   push(chunk: Buffer): PushResult {
-    if (this.completed) return { out: [chunk], done: false };
+    if (this.completed || this.passing) return { out: [chunk], done: false };
     if (this.doneEvent !== undefined) {
       this.after.push(chunk);
       return { out: [], done: false };
@@ -163,6 +171,14 @@ export class EventTracer {
         this.after.push(bytes);
         this.scanPos = 0;
         this.lineStart = true;
+      } else if (bytes.length > MAX_EVENT_BYTES) {
+        // No event boundary in sight (a server that does not frame its events): holding it all
+        // would hold the client back and cost more at every chunk. It passes as it comes.
+        this.passing = true;
+        if (this.held !== undefined) out.push(this.held.bytes, ...this.heldTail);
+        this.held = undefined;
+        this.heldTail = [];
+        out.push(bytes);
       } else {
         this.pending = Buffer.from(bytes);
         this.scanPos = i - eventStart;

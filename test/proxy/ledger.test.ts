@@ -3,7 +3,7 @@
  * real), books per API key and end user in which no key can be found, and rows a spreadsheet can
  * read safely.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +20,7 @@ let origin: string;
 const dirs: string[] = [];
 beforeAll(async () => {
   upstream = await startFixtureServer(() => ({ content: 'booked answer', latencyMs: 5 }));
+  upstream.reply = () => ({ content: 'booked answer', latencyMs: 5 });
   origin = new URL(upstream.baseURL).origin;
 });
 afterAll(async () => {
@@ -92,6 +93,28 @@ describe('the ledger survives kill -9 (the packed CLI)', () => {
   }, 60_000);
 });
 
+describe('shutting down', () => {
+  it('SIGTERM lets a live stream finish, books it, and exits', async () => {
+    const project = packedProject('proxy-cli');
+    const ledger = join(tempDir(), 'ledger.csv');
+    const proxy = await startPackedProxy(project, ['--upstream', origin, '--port', '0', '--ledger', ledger]);
+    upstream.reply = () => ({ content: 'one two three four five six seven eight', delayMs: 40 });
+    const response = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","stream":true,"messages":[]}' });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream has begun
+    const exited = once(proxy.child, 'exit');
+    process.kill(proxy.child.pid!, 'SIGTERM');
+    let text = '';
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += new TextDecoder().decode(chunk.value);
+    expect(text).toContain('data: [DONE]');
+    expect(text).toContain('x_carbon_trace');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(rows(ledger)).toHaveLength(1);
+    expect(rows(ledger)[0]!.streamed).toBe('true');
+  }, 30_000);
+});
+
 describe('books per API key and end user', () => {
   it('six requests, two keys, two users: 4 and 2, 3 and 3 — and the keys are found nowhere', async () => {
     const dir = tempDir();
@@ -100,7 +123,7 @@ describe('books per API key and end user', () => {
     const source: EnergySource = { name: '50 W', measured: true, read: () => ({ cpuJoules: (50 * now) / 1000 }) };
     const warnings: string[] = [];
     const meter = createEnergyMeter({ sources: [source], clock: () => (now = performance.now()), sampleIntervalMs: 10, onWarning: (w) => void warnings.push(w) });
-    const proxy = createCarbonProxy({ upstream: origin, meter, ledger, onWarning: (w) => void warnings.push(w) });
+    const proxy = createCarbonProxy({ upstream: origin, meter, ledger, keyIdSecret: 'fleet-secret', onWarning: (w) => void warnings.push(w) });
     proxy.server.listen(0, '127.0.0.1');
     await once(proxy.server, 'listening');
     const url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
@@ -114,7 +137,8 @@ describe('books per API key and end user', () => {
       await chat(url, { user: 'bo' }, { authorization: `Bearer ${beta}` });
       await chat(url, { user: 'bo', stream: true }, { authorization: `Bearer ${beta}` });
       const s = await stats(url);
-      const id = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
+      // HMAC-SHA-256 with the fleet's secret: without it an id cannot be checked against guesses.
+      const id = (key: string) => `key:${createHmac('sha256', 'fleet-secret').update(key).digest('hex').slice(0, 12)}`;
       expect(Object.keys(s.byApiKey).sort()).toEqual([id(alpha), id(beta)].sort());
       expect(s.byApiKey[id(alpha)].requests).toBe(4);
       expect(s.byApiKey[id(beta)].requests).toBe(2);
@@ -134,6 +158,8 @@ describe('books per API key and end user', () => {
       for (const key of [alpha, beta]) {
         expect(everything).not.toContain(key);
         expect(everything).not.toContain(key.slice(3, 15)); // nor a part of it
+        // nor its plain hash, which a dictionary would find
+        expect(everything).not.toContain(createHash('sha256').update(key).digest('hex').slice(0, 12));
       }
       const kept = rows(ledger);
       expect(kept.map((r) => r.api_key_id)).toEqual([id(alpha), id(alpha), id(alpha), id(alpha), id(beta), id(beta)]);

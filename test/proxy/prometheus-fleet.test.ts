@@ -110,11 +110,13 @@ describeWith(PROMETHEUS && PROMTOOL, 'a real Prometheus scraping three proxies',
     const energy = await sumOf('sum(carbon_trace_energy_joules_total)');
     expect(Math.abs(energy - attributed)).toBeLessThanOrEqual(0.03 * attributed);
     expect(await sumOf('sum(carbon_trace_requests_total)')).toBe(requests);
+    expect(await sumOf('sum(carbon_trace_closed_requests_total)')).toBe(requests);
+    expect(Math.abs((await sumOf('sum(carbon_trace_attributed_energy_joules_total)')) - attributed)).toBeLessThanOrEqual(0.03 * attributed);
     expect(await sumOf('sum(carbon_trace_api_key_requests_total)')).toBe(requests);
     const measured = await sumOf('sum(carbon_trace_requests_total{measured="true"})');
     expect(measured).toBe(books.slice(0, 2).reduce((s, b) => s + b.requests, 0));
-    // Every box's books add up: attributed + in flight + idle + unattributed = measured.
-    const parts = await sumOf('sum(carbon_trace_energy_joules_total) + sum(carbon_trace_in_flight_energy_joules) + sum(carbon_trace_idle_energy_joules_total) + sum(carbon_trace_unattributed_energy_joules_total)');
+    // Every box's books add up: attributed + idle + unattributed = what the meter measured and settled.
+    const parts = await sumOf('sum(carbon_trace_attributed_energy_joules_total) + sum(carbon_trace_idle_energy_joules_total) + sum(carbon_trace_unattributed_energy_joules_total)');
     const total = await sumOf('sum(carbon_trace_meter_energy_joules_total)');
     expect(Math.abs(parts - total)).toBeLessThanOrEqual(1e-6 * total);
   });
