@@ -43,7 +43,7 @@ export type LedgerEntry = {
   /** When its books closed (ISO 8601). */
   at: string;
   model?: string | undefined;
-  /** The client's API key as a one-way id (`sha256:` + 12 hex), never the key. */
+  /** The client's API key as a one-way id (`key:` + 12 hex of an HMAC), never the key. */
   apiKeyId?: string | undefined;
   user?: string | undefined;
   status: number;

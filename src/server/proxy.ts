@@ -100,7 +100,7 @@ export type ProxyStats = CombinedStats & {
   grid: ResolvedGridIntensity;
   emissionsGrams: { total: number; attributed: number; inFlight: number; idle: number; unattributed: number };
   byModel: Record<string, BookRow>;
-  /** Per API key, as a one-way id (`sha256:` + 12 hex of the bearer token): the key itself is kept nowhere. */
+  /** Per API key, as a one-way id (`key:` + 12 hex of an HMAC of the bearer token): the key itself is kept nowhere. */
   byApiKey: Record<string, BookRow>;
   /** Per end user: the request's OpenAI `user` field, or its `X-Carbon-Trace-User` header. */
   byUser: Record<string, BookRow>;
