@@ -242,7 +242,7 @@ const PAGE = `<!doctype html>
   async function refresh() {
     try {
       // With an admin token, the page is opened as /carbon?token=…: the stats need it too.
-      const token = new URLSearchParams(location.search).get('token');
+      const token = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('token');
       const response = await fetch('/carbon/stats', { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
       if (response.ok) render(await response.json());
       else $('updated').textContent = '/carbon/stats answered ' + response.status;

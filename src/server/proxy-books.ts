@@ -180,6 +180,8 @@ export function createProxyBooks(options: {
   let recent: RecentRequest[] = [];
   const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0, requestsExpectingUsage: 0 };
   const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
+  // Requests booked in this run: every view counts these (the meter does not see a request whose body never came).
+  const booked = { requests: 0, withoutFigure: 0 };
   // Idle and unattributed emissions accrue at the intensity of their time.
   let idleGrams = 0;
   let unattributedGrams = 0;
@@ -295,9 +297,9 @@ export function createProxyBooks(options: {
     const g = options.gridNow?.();
     if (m && g) accrue(m, g);
     const now: Carried = { ...carried, total: { ...carried.total }, attributed: { ...carried.attributed }, idle: { ...carried.idle }, unattributed: { ...carried.unattributed } };
+    now.requests += booked.requests;
+    now.requestsWithoutFigure += booked.withoutFigure;
     if (m) {
-      now.requests += m.requests;
-      now.requestsWithoutFigure += m.requestsWithoutFigure;
       for (const component of ENERGY_COMPONENTS) {
         const c = m.byComponent[component];
         if (!c) continue;
@@ -366,8 +368,8 @@ export function createProxyBooks(options: {
       attributedJoules: m.attributedJoules + sumOf(carried.attributed),
       idleJoules: m.idleJoules + sumOf(carried.idle),
       unattributedJoules: m.unattributedJoules + sumOf(carried.unattributed),
-      requests: m.requests + carried.requests,
-      requestsWithoutFigure: m.requestsWithoutFigure + carried.requestsWithoutFigure,
+      requests: booked.requests + carried.requests,
+      requestsWithoutFigure: booked.withoutFigure + carried.requestsWithoutFigure,
       byComponent,
       carriedOver: carried.since !== undefined,
     };
@@ -383,11 +385,13 @@ export function createProxyBooks(options: {
   };
 
   return {
-    book(booked: BookedRequest): void {
+    book(request: BookedRequest): void {
       const at = new Date().toISOString();
+      booked.requests++;
+      if (request.energy.totalJoules === undefined) booked.withoutFigure++;
       // Written before the client gets the response it books: a row in the file is a request served.
-      ledger?.append({ at, model: booked.model, apiKeyId: booked.apiKeyId, user: booked.user, status: booked.status, streamed: booked.streamed, energy: booked.energy, grid: booked.grid, usage: booked.usage });
-      bookInto(booked, at);
+      ledger?.append({ at, model: request.model, apiKeyId: request.apiKeyId, user: request.user, status: request.status, streamed: request.streamed, energy: request.energy, grid: request.grid, usage: request.usage });
+      bookInto(request, at);
     },
 
     combine,

@@ -179,18 +179,19 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const adminToken = options.adminToken === '' ? undefined : options.adminToken;
   const keyIds = createKeyIds(options.keyIdSecret ?? secretBeside(options.ledger));
   // Requests in flight, for a shutdown that lets them finish and books them.
-  const exchanges = new Map<() => void, ServerResponse>();
+  const exchanges = new Map<() => void, { res: ServerResponse; dispatched: boolean }>();
   const idleWaiters: Array<() => void> = [];
   const makeExchange = (res: ServerResponse) => {
     let done = false;
+    const entry = { res, dispatched: false };
     const settle = () => {
       if (done) return;
       done = true;
       exchanges.delete(settle);
       if (exchanges.size === 0) for (const wake of idleWaiters.splice(0)) wake();
     };
-    exchanges.set(settle, res);
-    return settle;
+    exchanges.set(settle, entry);
+    return Object.assign(settle, { dispatched: () => void (entry.dispatched = true) });
   };
   /** Resolves when no request is in flight, or after `ms`. */
   const allSettled = (ms: number) =>
@@ -604,6 +605,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     if (!req.headers['transfer-encoding'] && (Number.isNaN(declared) || declared === 0)) {
       req.resume();
       startMetering();
+      settleExchange.dispatched();
       pool.dispatch(options(null), handler);
     } else if (declared <= SMALL_BODY_BYTES) {
       // A chat request is usually a few kB, often in the packet with its headers: gathered, it
@@ -615,6 +617,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         fields?.write(body);
         startMetering();
+        settleExchange.dispatched();
         pool.dispatch(options(body), handler);
       });
     } else {
@@ -641,6 +644,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       });
       req.pipe(body);
       req.once('error', (error) => body.destroy(error));
+      // Streamed: the upstream gets the body as it comes, so it counts as begun.
+      settleExchange.dispatched();
       pool.dispatch(options(body), handler);
     }
   }
@@ -688,12 +693,14 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       if (closed) return;
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
-      // No new connection; the requests in flight may finish (a stream to its end), for a while.
+      // No new connection; a request still sending its body is cut (the upstream has not begun);
+      // the ones the upstream works on may finish (a stream to its end), for a while.
       const stopped = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       server.closeIdleConnections();
+      for (const { res, dispatched } of exchanges.values()) if (!dispatched) res.destroy();
       await allSettled(options.shutdownGraceMs ?? 10_000);
       // The rest are cut, and booked as cut.
-      for (const res of exchanges.values()) res.destroy();
+      for (const { res } of exchanges.values()) res.destroy();
       await allSettled(2_000);
       server.closeAllConnections();
       await stopped;
