@@ -6,9 +6,8 @@
  *
  *   node --import tsx bench/bare-proxy.ts http://127.0.0.1:<upstream port>
  */
-import { once } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { serveUntilStdinEnds } from './serve';
 import { Pool, type Dispatcher } from 'undici';
 
 const upstream = new URL(process.argv[2] ?? 'http://127.0.0.1:8000');
@@ -42,13 +41,4 @@ const server = createServer((req, res) => {
     },
   );
 });
-server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1');
-await once(server, 'listening');
-console.log(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-process.stdin.resume();
-process.stdin.on('end', () => {
-  server.closeAllConnections();
-  server.close();
-  process.exit(0);
-});
+await serveUntilStdinEnds(server);

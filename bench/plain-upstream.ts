@@ -7,9 +7,8 @@
  *
  *   node bench/plain-upstream.ts   (through --import tsx)
  */
-import { once } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { serveUntilStdinEnds } from './serve';
 
 const JSON_BODY = Buffer.from(
   JSON.stringify({
@@ -62,13 +61,4 @@ const server = createServer((req, res) => {
     next();
   });
 });
-server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1');
-await once(server, 'listening');
-console.log(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-process.stdin.resume();
-process.stdin.on('end', () => {
-  server.closeAllConnections();
-  server.close();
-  process.exit(0);
-});
+await serveUntilStdinEnds(server);

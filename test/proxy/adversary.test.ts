@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
 import { createProxyBooks } from '../../src/server/proxy-books';
+import { raw } from './raw-http';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 
 let upstream: FixtureServer;
@@ -60,16 +61,6 @@ async function start(options: Partial<Parameters<typeof createCarbonProxy>[0]> =
   return r;
 }
 
-function raw(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let answer = '';
-    socket.on('data', (d) => (answer += d.toString('latin1')));
-    socket.on('close', () => resolve(answer));
-    socket.on('error', reject);
-    socket.write(request);
-  });
-}
 
 const post = (url: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });

@@ -6,10 +6,11 @@
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { gzipSync, gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, withCarbonTrace, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
+import { raw } from './raw-http';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 
 let upstream: FixtureServer;
@@ -62,18 +63,6 @@ async function start(options: Partial<Parameters<typeof createCarbonProxy>[0]> =
   return running;
 }
 
-/** Sends exactly these bytes, returns everything the proxy answers until it closes (send `Connection: close`). */
-function raw(port: number, request: string | Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let answer = '';
-    socket.on('data', (d) => (answer += d.toString('latin1')));
-    socket.on('close', () => resolve(answer));
-    socket.on('error', reject);
-    // No half-close: a client that sends FIN before the answer has gone away, as node sees it.
-    socket.write(request);
-  });
-}
 
 const chat = (url: string, body: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
   fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }) });
