@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
+import { addJoules } from './attribution';
 import { createRowBook, type RowBook } from './books';
 import { autoSources, type AutoSourceOptions } from './sources/auto';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from './types';
@@ -284,7 +285,7 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
     merge: (into, from) => {
       into.joules += from.joules;
       into.requests += from.requests;
-      for (const [c, j] of Object.entries(from.byComponent)) into.byComponent[c as EnergyComponent] = (into.byComponent[c as EnergyComponent] ?? 0) + (j ?? 0);
+      addJoules(into.byComponent, from.byComponent);
     },
     requests: (row) => row.requests,
   });
@@ -569,7 +570,7 @@ export function createEnergyMeter(options: EnergyMeterOptions = {}): EnergyMeter
       const row = byModel.row(request.model);
       row.joules += totalJoules;
       row.requests++;
-      for (const [c, j] of Object.entries(joules)) row.byComponent[c as EnergyComponent] = (row.byComponent[c as EnergyComponent] ?? 0) + (j ?? 0);
+      addJoules(row.byComponent, joules);
     } else {
       byModel.row(request.model).requests++;
     }

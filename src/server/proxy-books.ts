@@ -1,4 +1,5 @@
 import { JOULES_PER_KWH } from '../core/units';
+import { addJoules, sumJoules } from './attribution';
 import { createRowBook, OTHER_ROW, type RowBook } from './books';
 import { openLedger, readSnapshot, writeSnapshot, type Ledger, type LedgerEntry } from './ledger';
 import type { MeterStats } from './meter';
@@ -130,19 +131,15 @@ function mergeRows(into: BookRow, from: BookRow): void {
   into.requestsWithoutFigure += from.requestsWithoutFigure;
   for (const [status, n] of Object.entries(from.byStatus)) into.byStatus[status] = (into.byStatus[status] ?? 0) + n;
   into.joules += from.joules;
-  addInto(into.byComponent, from.byComponent);
+  addJoules(into.byComponent, from.byComponent);
   into.emissionsGrams += from.emissionsGrams;
-  addInto(into.emissionsGramsByComponent, from.emissionsGramsByComponent);
+  addJoules(into.emissionsGramsByComponent, from.emissionsGramsByComponent);
   into.promptTokens += from.promptTokens;
   into.completionTokens += from.completionTokens;
   into.requestsWithUsage += from.requestsWithUsage;
 }
 
-function addInto(into: ComponentJoules, from: ComponentJoules): void {
-  for (const [component, joules] of Object.entries(from)) into[component as EnergyComponent] = (into[component as EnergyComponent] ?? 0) + (joules ?? 0);
-}
 
-const sumOf = (joules: ComponentJoules) => Object.values(joules).reduce<number>((s, j) => s + (j ?? 0), 0);
 const rowSpec = { create: newRow, merge: mergeRows, requests: (row: BookRow) => row.requests };
 
 /**
@@ -276,8 +273,8 @@ export function createProxyBooks(options: {
       bookInto({ ...entry, trace: undefined }, entry.at);
       carried.requests++;
       if (entry.energy.totalJoules === undefined) carried.requestsWithoutFigure++;
-      addInto(carried.attributed, entry.energy.joules);
-      addInto(carried.total, entry.energy.joules);
+      addJoules(carried.attributed, entry.energy.joules);
+      addJoules(carried.total, entry.energy.joules);
     });
     carried.since ??= replayed.firstAt;
     snapshotTimer = setInterval(() => saveSnapshot(), SNAPSHOT_INTERVAL_MS);
@@ -364,10 +361,10 @@ export function createProxyBooks(options: {
     return {
       ...rest,
       since: carried.since ?? m.since,
-      totalJoules: m.totalJoules + sumOf(carried.total),
-      attributedJoules: m.attributedJoules + sumOf(carried.attributed),
-      idleJoules: m.idleJoules + sumOf(carried.idle),
-      unattributedJoules: m.unattributedJoules + sumOf(carried.unattributed),
+      totalJoules: m.totalJoules + sumJoules(carried.total),
+      attributedJoules: m.attributedJoules + sumJoules(carried.attributed),
+      idleJoules: m.idleJoules + sumJoules(carried.idle),
+      unattributedJoules: m.unattributedJoules + sumJoules(carried.unattributed),
       requests: booked.requests + carried.requests,
       requestsWithoutFigure: booked.withoutFigure + carried.requestsWithoutFigure,
       byComponent,

@@ -134,6 +134,8 @@ export type CarbonProxy = {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
 const SMALL_BODY_BYTES = 64 * 1024;
+// The proxy's own routes (GET and HEAD): ownRoute() answers each.
+const OWN_ROUTES = new Set(['/carbon', '/carbon/', '/carbon/stats', '/api/v1/carbon/inference/stats', '/metrics']);
 // Marks the requests this proxy sends, so that one that comes back to it is a loop, not a request.
 const HOP_HEADER = 'x-carbon-trace-proxy';
 // The failures that say the upstream cannot be reached (not that one answer went wrong).
@@ -350,7 +352,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       return undefined;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
-      if (path === '/carbon' || path === '/carbon/' || path === '/carbon/stats' || path === '/api/v1/carbon/inference/stats' || path === '/metrics') {
+      if (OWN_ROUTES.has(path)) {
         req.resume();
         if (path !== '/carbon' && path !== '/carbon/' && !adminAllowed(req, target)) {
           proxyError(res, 401, 'this route needs the admin token: Authorization: Bearer <CARBON_TRACE_ADMIN_TOKEN>', { 'www-authenticate': 'Bearer' });
@@ -392,7 +394,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
 
   const adminAllowed = (req: IncomingMessage, target: string): boolean => {
     if (adminToken === undefined) return true;
-    const given = /^\s*bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1] ?? new URLSearchParams(target.slice(target.indexOf('?') + 1)).get('token') ?? '';
+    const given = bearerToken(req.headers.authorization) ?? new URLSearchParams(target.slice(target.indexOf('?') + 1)).get('token') ?? '';
     const a = createHash('sha256').update(given).digest();
     const b = createHash('sha256').update(adminToken).digest();
     return timingSafeEqual(a, b);
@@ -745,8 +747,8 @@ function clientHeaders(headers: IncomingHttpHeaders, changed: boolean): Outgoing
 function createKeyIds(secret: Buffer | string): { of(authorization: string | undefined): string | undefined } {
   return {
     of(authorization) {
-      const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-      return match ? `key:${createHmac('sha256', secret).update(match[1]!).digest('hex').slice(0, 12)}` : undefined;
+      const token = bearerToken(authorization);
+      return token === undefined ? undefined : `key:${createHmac('sha256', secret).update(token).digest('hex').slice(0, 12)}`;
     },
   };
 }
@@ -776,4 +778,9 @@ function decodedPath(raw: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The token of an `Authorization: Bearer …` header. */
+function bearerToken(authorization: string | undefined): string | undefined {
+  return /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
 }
