@@ -251,6 +251,21 @@ describe('createElectricityMapsProvider', () => {
     }
   });
 
+  it('stops reading an answer at 64 KiB when it has no Content-Length: a chunked answer without end is not buffered', async () => {
+    api.reply = () => ({ endless: true });
+    const { provider, warnings } = start();
+    await provider.ready;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(provider.current()).toMatchObject({ gCo2PerKwh: FRANCE_YEARLY, live: false });
+    expect(warnings).toEqual([expect.stringMatching(/an answer of more than 65536 bytes, not the documented one/)]);
+    // What the stand-in could write is what was read plus the sockets' buffers: far below what a
+    // whole-body read would have pulled (it never ends), and nothing more once the read stopped.
+    const written = api.endlessBytesWritten;
+    expect(written).toBeLessThan(16 * 1024 * 1024);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(api.endlessBytesWritten).toBe(written);
+  });
+
   it('puts the token in no warning, error, reading or property — even when the API echoes it', async () => {
     const seen: string[] = [];
     api.reply = () => ({ raw: JSON.stringify(documentedAnswer(TOKEN, 56)) });
