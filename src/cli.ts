@@ -4,8 +4,13 @@ import { ELECTRICITY_MAPS_API_URL, ELECTRICITY_MAPS_TOKEN_VARIABLE, gridIntensit
 import { createEnergyMeter } from './server/meter';
 import { autoSources } from './server/sources/auto';
 import { createCarbonProxy } from './server/proxy';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 
 const HOST_HELP = 'address to listen on. 0.0.0.0 listens on every interface: anyone who can reach this machine can then call your model';
+
+/** Whether an address to listen on reaches this machine only. */
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host);
 
 /** One line on stderr, and a non-zero exit: what a CLI owes a user who mistyped. */
 function fail(message: string): never {
@@ -36,6 +41,7 @@ program
   .requiredOption('--upstream <url>', 'the model server, e.g. http://127.0.0.1:8000')
   .addOption(new Option('--port <port>', 'port; 0 picks a free one').default(8787).argParser(integer('--port', 0, 65535)))
   .option('--host <address>', HOST_HELP, '127.0.0.1')
+  .option('--allowed-host <name...>', 'Host names besides IPs and localhost (.example.org: a domain; *: any)')
   .addOption(new Option('--zone <zone>', "grid zone: ISO country code ('FR', 'FRA'), region ('WORLD'), or an Electricity Maps zone").conflicts('gridIntensity'))
   .addOption(
     new Option('--grid-intensity <g>', 'gCO2eq per kWh (default: world average, 475)').argParser((value) => {
@@ -50,12 +56,12 @@ program
   .addOption(new Option('--meter <source>', 'energy source; auto picks what this machine can read').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
   .addOption(new Option('--sample-ms <ms>', 'ms between counter readings while no request begins or ends').default(100).argParser(integer('--sample-ms', 10, 60_000)))
   .addOption(new Option('--idle <mode>', 'idle energy apart, or also shared out in the per-row views').choices(['exclude', 'share']).default('exclude'))
-  .option('--ledger <file>', 'a CSV row per request (CodeCarbon columns); books continue from it')
+  .option('--ledger <file>', 'a CSV row per request; books continue from it')
   .addOption(new Option('--max-body-mb <mb>', 'largest request body, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'RAPL powercap tree', '/sys/class/powercap')
-  .option('--nvidia-smi <path>', 'nvidia-smi, when NVML has no energy counter', 'nvidia-smi')
-  .option('--amd-smi <path>', 'amd-smi (AMD GPUs, ROCm 6 or later)', 'amd-smi')
-  .option('--powermetrics <path>', 'powermetrics (Apple silicon; needs root)', 'powermetrics')
+  .option('--nvidia-smi <path>', 'if NVML has no energy', 'nvidia-smi')
+  .option('--amd-smi <path>', 'amd-smi, AMD GPUs (ROCm 6+)', 'amd-smi')
+  .option('--powermetrics <path>', 'Apple silicon, needs root', 'powermetrics')
   .addHelpText(
     'after',
     '\nRoutes: every path passes through to --upstream; chat completions gain x_carbon_trace.\n' +
@@ -63,9 +69,10 @@ program
       '  GET /carbon/stats                   totals as JSON\n' +
       '  GET /api/v1/carbon/inference/stats  the same in Model Garden\'s shape\n' +
       '  GET /metrics                        Prometheus text\n' +
+      'With CARBON_TRACE_ADMIN_TOKEN set, all but /carbon need it (Bearer).\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; zone?: string; gridIntensity?: number; gridSource?: 'electricitymaps'; gridApiUrl: string; gridRefresh: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; allowedHost?: string[]; zone?: string; gridIntensity?: number; gridSource?: 'electricitymaps'; gridApiUrl: string; gridRefresh: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
@@ -110,6 +117,14 @@ program
       gridIntensity = { gCo2PerKwh: options.gridIntensity, source: 'given with --grid-intensity' };
     }
 
+    // A token from a secret file ends in a newline: trimmed. One that is set but empty would leave the books open unseen.
+    const adminVariable = process.env.CARBON_TRACE_ADMIN_TOKEN;
+    if (adminVariable !== undefined && adminVariable.trim() === '') fail('CARBON_TRACE_ADMIN_TOKEN is set but empty: give it a token (e.g. openssl rand -hex 32), or unset it to leave the books open');
+    const adminToken = adminVariable?.trim();
+    if (adminToken !== undefined && /\s/.test(adminToken)) fail('CARBON_TRACE_ADMIN_TOKEN holds whitespace, which an Authorization: Bearer header cannot carry');
+    // Names clients use besides the flag's: the one given to listen on, and this machine's own.
+    const allowedHosts = [...(options.allowedHost ?? []), ...(isIP(options.host) === 0 ? [options.host] : []), hostname()];
+
     let chosen: Awaited<ReturnType<typeof autoSources>>;
     try {
       chosen = await autoSources({ mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi }, amdSmi: { executable: options.amdSmi }, powermetrics: { executable: options.powermetrics } });
@@ -137,7 +152,8 @@ program
         ...(gridIntensity ? { gridIntensity } : {}),
         maxBodyBytes: options.maxBodyMb * 1024 * 1024,
         ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
-        ...(process.env.CARBON_TRACE_ADMIN_TOKEN ? { adminToken: process.env.CARBON_TRACE_ADMIN_TOKEN } : {}),
+        ...(adminToken !== undefined ? { adminToken } : {}),
+        ...(allowedHosts.length > 0 ? { allowedHosts } : {}),
         ...(process.env.CARBON_TRACE_KEY_ID_SECRET ? { keyIdSecret: process.env.CARBON_TRACE_KEY_ID_SECRET } : {}),
         onWarning: say,
         // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
@@ -149,7 +165,10 @@ program
         },
       });
     } catch (error) {
-      fail(`${options.ledger !== undefined ? `--ledger ${options.ledger}: ` : ''}${(error as Error).message}`);
+      // The ledger's errors begin with its path: said once.
+      const message = (error as Error).message;
+      const ledger = options.ledger;
+      fail(ledger !== undefined && message.startsWith(`${ledger}: `) ? `--ledger ${ledger}: ${message.slice(ledger.length + 2)}` : message);
     }
     const server = proxy.server;
     server.on('error', (error: NodeJS.ErrnoException) => fail(`cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`));
@@ -163,6 +182,12 @@ program
       console.log(`grid: ${gridLine ?? (gridIntensity && 'gCo2PerKwh' in gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)')}`);
       console.log(`dashboard: http://${host}:${port}/carbon · stats: /carbon/stats · Prometheus: /metrics`);
       if (options.host === '0.0.0.0' || options.host === '::') console.log('note: listening on every interface — anyone who can reach this machine can call the model through the proxy');
+      if (!isLoopback(options.host) && !allowedHosts.includes('*')) {
+        console.log(`note: requests must name this proxy by an IP address, localhost or ${allowedHosts.join(', ')} (Host header); add the names clients use with --allowed-host`);
+      }
+      if (adminToken === undefined && !isLoopback(options.host)) {
+        console.log('note: the books (/carbon/stats, /metrics, per API key and user) are open to anyone who can reach this address: set CARBON_TRACE_ADMIN_TOKEN to close them');
+      }
       if (held !== undefined) console.log(held);
     });
     const stop = () => {

@@ -1,10 +1,11 @@
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
-import { resolve } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
 import { JOULES_PER_KWH } from '../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from './types';
+import { FileLockError, lockFile } from './file-lock';
 import type { ResolvedGridIntensity } from './trace-record';
 
 /**
@@ -198,6 +199,10 @@ export type LedgerOptions = {
   projectName?: string;
   /** How often the file is flushed to disk (fsync), ms. Default 1000. */
   syncIntervalMs?: number;
+  /** How many rows are kept in memory while the file cannot take them (a full disk), before the oldest are counted lost. Default 100000. */
+  maxPendingRows?: number;
+  /** How often rows kept in memory are tried again, ms. Default 1000. */
+  retryIntervalMs?: number;
   onWarning?: (message: string) => void;
 };
 
@@ -205,6 +210,9 @@ export type LedgerOptions = {
  * An open ledger: rows are appended one `write` each, so a row is in the file (the page cache)
  * before the client gets the response it books, and survives the process being killed; the file
  * is synced to disk every second and on close, so a machine that loses power loses at most that.
+ * While the file cannot take a row (a full disk, a quota), no partial row stays in it: the rows
+ * wait in memory, in order, and are written when it can; beyond `maxPendingRows` the oldest are
+ * counted in `lostRows`, and both conditions are said once when they start and once when they end.
  *
  * @example
  * ```ts
@@ -213,19 +221,48 @@ export type LedgerOptions = {
  * ```
  */
 export type Ledger = {
+  /** The path as given. */
   readonly path: string;
-  /** Size in bytes of what the file holds now (every row up to here is whole). */
+  /** The file's own path (symbolic links resolved): what its companion files are named after. */
+  readonly realPath: string;
+  /** Size in bytes of what the file holds now: every row up to here is whole. */
   readonly bytes: number;
+  /** Rows booked but not yet in the file (it could not take them). */
+  readonly pendingRows: number;
+  /** Rows that could not be written and are gone (more than `maxPendingRows` waited, or they waited at close). */
+  readonly lostRows: number;
   append(entry: LedgerEntry): void;
-  /** Reads the rows from byte `from` (0: all), in order; says how many were skipped as broken. */
-  replay(from: number, onEntry: (entry: LedgerEntry) => void): { rows: number; skipped: number; firstAt?: string };
+  /**
+   * Reads the rows from byte `from` (0: all), in order, with the byte offset where each ends;
+   * says how many lines were skipped as broken.
+   */
+  replay(from: number, onEntry: (entry: LedgerEntry, end: number) => void): { rows: number; skipped: number; firstAt?: string };
+  /**
+   * A fingerprint of the file's first `bytes` bytes (its head and the end of that span, and the
+   * length): what a snapshot of the books up to there is tied to, so a snapshot is never applied to
+   * another file, a rewritten one or a shorter one.
+   */
+  fingerprint(bytes: number): string;
+  /** Whether byte offset `at` is where a line of the file ends (a row boundary). */
+  endsRow(at: number): boolean;
+  /** Tries the rows kept in memory now; true when none is left. */
+  flush(): boolean;
   close(): void;
 };
 
+const DEFAULT_MAX_PENDING_ROWS = 100_000;
+const FINGERPRINT_WINDOW_BYTES = 4096;
+
 /**
- * Opens (or creates) a ledger file. A torn last line — the process or the machine stopped
- * mid-write — is dropped with one warning, so that new rows start on a line of their own; it never
- * stops the start.
+ * Opens (or creates) a ledger file, and locks it to this proxy: a `flock(2)` the kernel holds on
+ * the file itself, so a second proxy on it (another process, another container on a shared
+ * volume, another name of the same file) is refused. Only a regular file is taken (never a
+ * device, a pipe or a directory), and only a ledger: another file is not cut or written into. A
+ * torn last line — the process or the machine stopped mid-write — is dropped with one warning, so
+ * that new rows start on a line of their own; it never stops the start.
+ *
+ * @throws when the path is not a regular file or a place where one can be created, is not a
+ * ledger, or is locked by another proxy.
  *
  * @example
  * ```ts
@@ -234,67 +271,161 @@ export type Ledger = {
  */
 export function openLedger(options: LedgerOptions): Ledger {
   const warn = options.onWarning ?? (() => {});
+  const path = options.path;
   const runId = randomUUID();
   const projectName = options.projectName ?? 'carbon-trace proxy';
   const header = `${LEDGER_COLUMNS.join(',')}\n`;
-  const release = lock(options.path);
-  let fd: number;
+  const maxPending = Math.max(1, options.maxPendingRows ?? DEFAULT_MAX_PENDING_ROWS);
+
+  // A device reports size 0 and would be taken for a new file: only regular files are ledgers.
+  let existing: Stats | undefined;
   try {
-    fd = openSync(options.path, 'a+');
+    existing = statSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (existing && !existing.isFile()) throw notRegular(path, existing);
+  // O_NONBLOCK: should a pipe be swapped in after the check, opening it must not hang the start.
+  const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_APPEND | fsConstants.O_CREAT | (fsConstants.O_NONBLOCK ?? 0), 0o644);
+  let release: () => void = () => {};
+  let realPath: string;
+  let bytes: number;
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw notRegular(path, stat);
+    try {
+      release = lockFile(fd);
+    } catch (error) {
+      if (error instanceof FileLockError && error.reason === 'held') throw new Error(`${path}: in use by another carbon-trace proxy (it holds the file's lock); one proxy per ledger`);
+      throw new Error(`${path}: the one-proxy lock could not be taken: ${(error as Error).message}`);
+    }
+    realPath = realpathSync(path);
+    bytes = fstatSync(fd).size;
+    if (bytes > 0) bytes = checkHeadAndTail(fd, bytes, path, warn);
+    if (bytes === 0) {
+      writeSync(fd, header);
+      bytes = Buffer.byteLength(header);
+    }
   } catch (error) {
     release();
+    closeSync(fd);
     throw error;
-  }
-  let bytes = fstatSync(fd).size;
-  if (bytes > 0) {
-    // Only a ledger is appended to: another file is not cut or written into.
-    const head = Buffer.alloc(Math.min(bytes, 4096));
-    const first = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('utf8').split('\n', 1)[0]!;
-    if (!first.startsWith('timestamp,project_name,run_id,') || !first.includes(',api_key_id,')) {
-      closeSync(fd);
-      release();
-      throw new Error(`${options.path} is not a carbon-trace ledger (its first line is not a ledger's header): give --ledger a new file`);
-    }
-    // Where the last whole line ends.
-    const tail = Buffer.alloc(Math.min(bytes, 64 * 1024));
-    let end = bytes;
-    let whole = -1;
-    while (whole < 0 && end > 0) {
-      const from = Math.max(0, end - tail.length);
-      const n = readSync(fd, tail, 0, end - from, from);
-      const at = tail.subarray(0, n).lastIndexOf(0x0a);
-      if (at >= 0) whole = from + at + 1;
-      end = from;
-    }
-    if (whole !== bytes) {
-      const dropped = bytes - Math.max(whole, 0);
-      ftruncateSync(fd, Math.max(whole, 0));
-      bytes = Math.max(whole, 0);
-      warn(`ledger ${options.path}: dropped a torn last line (${dropped} bytes: the proxy stopped mid-write)`);
-    }
-  }
-  if (bytes === 0) {
-    writeSync(fd, header);
-    bytes = Buffer.byteLength(header);
   }
   const timer = setInterval(() => fsync(fd, () => {}), options.syncIntervalMs ?? 1_000);
   timer.unref();
   let open = true;
 
+  // Rows the file could not take yet, oldest first, and the condition that keeps them out.
+  const pending: Buffer[] = [];
+  let lostRows = 0;
+  let failing: string | undefined;
+  let lostSaid = false;
+  // A write cut short that could not be cut back leaves the file mid-line: the next row ends it first.
+  let midLine = false;
+  let retryTimer: ReturnType<typeof setInterval> | undefined;
+
+  /** One row into the file, or nothing of it: a short write is cut back to the last whole row. */
+  const writeRow = (line: Buffer): boolean => {
+    const out = midLine ? Buffer.concat([NEWLINE, line]) : line;
+    let written = 0;
+    let code: string | undefined;
+    try {
+      written = writeSync(fd, out);
+    } catch (error) {
+      code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    }
+    if (written === out.length) {
+      bytes += written;
+      midLine = false;
+      return true;
+    }
+    if (written > 0) {
+      try {
+        ftruncateSync(fd, bytes);
+      } catch {
+        // The part stays: count it, and end its line before the next row.
+        bytes += written;
+        midLine = true;
+      }
+    }
+    startFailing(code ?? `a short write (${written} of ${out.length} bytes)`);
+    return false;
+  };
+
+  const startFailing = (reason: string) => {
+    if (failing !== undefined) return;
+    failing = reason;
+    lostSaid = false;
+    warn(`ledger ${path}: rows cannot be written (${reason}); they are kept in memory, up to ${maxPending}, and written when the file takes them again`);
+    retryTimer = setInterval(flush, options.retryIntervalMs ?? 1_000);
+    retryTimer.unref();
+  };
+
+  function flush(): boolean {
+    while (pending.length > 0 && open) {
+      if (!writeRow(pending[0]!)) return false;
+      pending.shift();
+    }
+    if (failing !== undefined && pending.length === 0) {
+      warn(`ledger ${path}: rows are written again${lostRows > 0 ? ` (${lostRows} rows were lost while it could not take them)` : ''}`);
+      failing = undefined;
+      clearInterval(retryTimer);
+      retryTimer = undefined;
+    }
+    return pending.length === 0;
+  }
+
+  const keep = (line: Buffer) => {
+    pending.push(line);
+    if (pending.length > maxPending) {
+      pending.shift();
+      lostRows++;
+      if (!lostSaid) {
+        lostSaid = true;
+        warn(`ledger ${path}: more than ${maxPending} rows waited for the file: the oldest are lost from it (the books in memory still count them; stats say how many: ledger.lostRows)`);
+      }
+    }
+  };
+
   return {
-    path: options.path,
+    path,
+    realPath,
     get bytes() {
       return bytes;
+    },
+    get pendingRows() {
+      return pending.length;
+    },
+    get lostRows() {
+      return lostRows;
     },
     append(entry) {
       if (!open) return;
       const line = Buffer.from(ledgerLine(entry, runId, projectName));
-      try {
-        writeSync(fd, line);
-        bytes += line.length;
-      } catch (error) {
-        warn(`ledger ${options.path}: a row could not be written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the books go on in memory`);
+      // In order: while rows wait, a new one waits behind them.
+      if (pending.length > 0) {
+        keep(line);
+        flush();
+      } else if (!writeRow(line)) {
+        keep(line);
+      } else if (failing !== undefined) {
+        flush();
       }
+    },
+    flush,
+    fingerprint(at) {
+      const end = Math.min(Math.max(0, at), bytes);
+      const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
+      const headRead = readSync(fd, head, 0, head.length, 0);
+      const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
+      const tail = Buffer.alloc(end - tailFrom);
+      const tailRead = readSync(fd, tail, 0, tail.length, tailFrom);
+      return createHash('sha256').update(head.subarray(0, headRead)).update(tail.subarray(0, tailRead)).update(String(end)).digest('hex').slice(0, 32);
+    },
+    endsRow(at) {
+      if (at <= 0 || at > bytes) return false;
+      const byte = Buffer.alloc(1);
+      return readSync(fd, byte, 0, 1, at - 1) === 1 && byte[0] === 0x0a;
     },
     replay(from, onEntry) {
       const head = Buffer.alloc(Math.min(bytes, 64 * 1024));
@@ -311,6 +442,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       while (position < bytes) {
         const n = readSync(fd, chunk, 0, Math.min(chunk.length, bytes - position), position);
         if (n <= 0) break;
+        const dataStart = position - carry.length;
         position += n;
         const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
         let lineStart = 0;
@@ -326,87 +458,137 @@ export function openLedger(options: LedgerOptions): Ledger {
           }
           firstAt ??= entry.at;
           rows++;
-          onEntry(entry);
+          onEntry(entry, dataStart + lineStart);
         }
         carry = Buffer.from(data.subarray(lineStart));
       }
-      if (skipped > 0) warn(`ledger ${options.path}: skipped ${skipped} line${skipped === 1 ? '' : 's'} that are not rows`);
+      if (skipped > 0) warn(`ledger ${path}: skipped ${skipped} line${skipped === 1 ? '' : 's'} that are not rows`);
       return { rows, skipped, ...(firstAt ? { firstAt } : {}) };
     },
     close() {
       if (!open) return;
+      flush();
       open = false;
       clearInterval(timer);
+      if (retryTimer) clearInterval(retryTimer);
+      if (pending.length > 0) {
+        lostRows += pending.length;
+        warn(`ledger ${path}: ${pending.length} rows could not be written before the proxy stopped (${failing ?? 'the file did not take them'}): they are lost from the file`);
+        pending.length = 0;
+      }
       try {
         fsyncSync(fd);
+      } catch {
+        // A full disk may refuse the sync too: what is in the file stays.
       } finally {
-        closeSync(fd);
         release();
+        closeSync(fd);
       }
     },
   };
 }
 
-/**
- * Takes `<ledger>.lock` for this process, so that two proxies never write one ledger (their rows
- * and snapshots would mix); a lock whose process is gone is taken over. Returns its release.
- */
-function lock(path: string): () => void {
-  const lockPath = `${path}.lock`;
-  const key = resolve(path);
-  if (heldHere.has(key)) throw new Error(`${path} is in use by another carbon-trace proxy of this process; one proxy per ledger`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
-      heldHere.add(key);
-      const release = () => {
-        heldHere.delete(key);
-        process.off('exit', release);
-        try {
-          if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(lockPath);
-        } catch {
-          // Gone already.
-        }
-      };
-      process.once('exit', release);
-      return release;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const holder = Number(readFileSync(lockPath, 'utf8').trim());
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-        throw new Error(`${path} is in use by another carbon-trace (pid ${holder}); one proxy per ledger`);
-      }
-      unlinkSync(lockPath); // left by a process that is gone (kill -9)
-    }
-  }
-  throw new Error(`${path}: its lock could not be taken`);
+const NEWLINE = Buffer.from('\n');
+
+function notRegular(path: string, stat: Stats): Error {
+  const kind = stat.isDirectory() ? 'a directory' : stat.isBlockDevice() ? 'a block device' : stat.isCharacterDevice() ? 'a character device' : stat.isFIFO() ? 'a pipe' : stat.isSocket() ? 'a socket' : 'not a regular file';
+  return new Error(`${path}: ${kind}, not a regular file: a ledger is a file (such as /var/lib/carbon-trace/ledger.csv)`);
 }
 
-// Ledgers this process holds: another proxy in it must not take one over as if its lock were stale.
-const heldHere = new Set<string>();
+/** Checks the file is a ledger and drops a torn last line; returns where its last whole line ends. */
+function checkHeadAndTail(fd: number, size: number, path: string, warn: (message: string) => void): number {
+  const head = Buffer.alloc(Math.min(size, 4096));
+  const first = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('utf8').split('\n', 1)[0]!;
+  if (!first.startsWith('timestamp,project_name,run_id,') || !first.includes(',api_key_id,')) {
+    throw new Error(`${path}: not a carbon-trace ledger (its first line is not a ledger's header): give --ledger a new file`);
+  }
+  const tail = Buffer.alloc(Math.min(size, 64 * 1024));
+  let end = size;
+  let whole = -1;
+  while (whole < 0 && end > 0) {
+    const from = Math.max(0, end - tail.length);
+    const n = readSync(fd, tail, 0, end - from, from);
+    const at = tail.subarray(0, n).lastIndexOf(0x0a);
+    if (at >= 0) whole = from + at + 1;
+    end = from;
+  }
+  if (whole === size) return size;
+  const kept = Math.max(whole, 0);
+  ftruncateSync(fd, kept);
+  warn(`ledger ${path}: dropped a torn last line (${size - kept} bytes: the proxy stopped mid-write)`);
+  return kept;
+}
 
-function alive(pid: number): boolean {
+/**
+ * The secret API key ids are made with, kept beside a ledger (`<ledger>.key-id-secret`, 32 random
+ * bytes in hex, readable by its owner only) so that a key keeps its id across restarts. Call it
+ * with the ledger's lock held: it is created once, complete (written aside, then linked into
+ * place, which fails if another got there first), and never replaced.
+ *
+ * @throws when the file is there but unusable (not a file, unreadable, not a secret): a new secret
+ * would give every key a second id, so the start is refused instead.
+ *
+ * @example
+ * ```ts
+ * const secret = keyIdSecretBeside(ledger.realPath);
+ * ```
+ */
+export function keyIdSecretBeside(ledgerPath: string): Buffer {
+  const path = `${ledgerPath}.key-id-secret`;
+  const unusable = (why: string) =>
+    new Error(`the key-id secret ${path} is ${why}: fix it (a file of 64 hex digits, readable by this user) or remove it, which gives every API key a new id`);
+  const read = (): Buffer | undefined => {
+    let stat: Stats;
+    try {
+      stat = statSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw unusable(`not reachable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    if (!stat.isFile()) throw unusable(stat.isDirectory() ? 'a directory' : 'not a regular file');
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8').trim();
+    } catch (error) {
+      throw unusable(`unreadable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    if (!/^[0-9a-f]{32,}$/i.test(text)) throw unusable('not a secret (it should hold at least 32 hex digits)');
+    return Buffer.from(text, 'hex');
+  };
+  const kept = read();
+  if (kept) return kept;
+  const secret = randomBytes(32);
+  const aside = `${path}.${randomUUID()}.tmp`;
   try {
-    process.kill(pid, 0);
-    return true;
+    writeFileSync(aside, `${secret.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      linkSync(aside, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      return read() ?? secret;
+    }
+    return secret;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    throw new Error(`the key-id secret ${path} could not be created (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  } finally {
+    rmSync(aside, { force: true });
   }
 }
 
 /**
  * Writes a JSON snapshot next to the ledger atomically (a temporary file renamed over it), so a
- * crash leaves the old snapshot or the new one, never half of one.
+ * crash leaves the old snapshot or the new one, never half of one. The writing is off the event
+ * loop; the caller makes sure two writes of one path do not overlap.
  *
  * @example
  * ```ts
- * writeSnapshot('ledger.csv.snapshot.json', { ledgerBytes: ledger.bytes, books });
+ * await writeSnapshot('ledger.csv.snapshot.json', JSON.stringify({ ledgerBytes: ledger.bytes, books }));
  * ```
  */
-export function writeSnapshot(path: string, value: unknown): void {
+export async function writeSnapshot(path: string, text: string): Promise<void> {
   const temporary = `${path}.tmp`;
-  writeFileSync(temporary, JSON.stringify(value));
-  renameSync(temporary, path);
+  await writeFile(temporary, text);
+  await rename(temporary, path);
 }
 
 /**

@@ -1,7 +1,8 @@
 import { JOULES_PER_KWH } from '../core/units';
 import { addJoules, sumJoules } from './attribution';
 import { createRowBook, OTHER_ROW, type RowBook } from './books';
-import { openLedger, readSnapshot, writeSnapshot, type Ledger, type LedgerEntry } from './ledger';
+import { renameSync, writeFileSync } from 'node:fs';
+import { keyIdSecretBeside, openLedger, readSnapshot, writeSnapshot, type Ledger, type LedgerEntry } from './ledger';
 import type { MeterStats } from './meter';
 import { Exposition } from './prometheus';
 import { gramsOf, type ResolvedGridIntensity } from './trace-record';
@@ -93,10 +94,17 @@ type Carried = {
 /** The meter's books, with what an earlier run carried over added in. */
 export type CombinedStats = Omit<MeterStats, 'byModel'> & { carriedOver: boolean };
 
-type Snapshot = {
-  version: 1;
+/**
+ * What the books were when the ledger's file had `ledgerBytes` bytes, tied to that file by its
+ * fingerprint there: a snapshot of another file (copied over it, rotated, cut) is not used.
+ * Two of them: the tables (large, written now and then: the rows after them are read back at
+ * start), and the meter's totals (small, written every second and before `/metrics` answers,
+ * since idle energy is in no row).
+ */
+type Tables = {
+  version: 2;
   ledgerBytes: number;
-  carried: Carried;
+  fingerprint: string;
   tokens: { prompt: number; completion: number; requestsWithUsage: number; requestsExpectingUsage?: number };
   byModel: Array<[string, BookRow]>;
   byApiKey: Array<[string, BookRow]>;
@@ -106,9 +114,15 @@ type Snapshot = {
   metricUsers: Array<[string, BookRow]>;
   recent: RecentRequest[];
 };
+type MeterTotals = { version: 2; ledgerBytes: number; fingerprint: string; carried: Carried };
+/** What 0.1 wrote: tables and totals in one, tied to nothing but the file's length. */
+type LegacySnapshot = Omit<Tables, 'version' | 'fingerprint'> & { version: 1; carried: Carried };
 
 const MAX_METRIC_LABELS = 100;
-const SNAPSHOT_INTERVAL_MS = 5_000;
+// The tables are large (up to ~2 MB with full tables): written now and then, the rows after them are read back.
+const TABLES_INTERVAL_MS = 10_000;
+// The meter's totals are small: every second, so a crash loses at most a second of idle energy.
+const TOTALS_INTERVAL_MS = 1_000;
 const ACCRUE_INTERVAL_MS = 1_000;
 
 const newRow = (): BookRow => ({
@@ -161,6 +175,8 @@ export function createProxyBooks(options: {
   projectName?: string;
   /** The meter's books now, and the grid of now, for the snapshot. */
   meterStats?: () => MeterStats;
+  /** `'beside-ledger'`: keep the key-id secret beside the ledger (made after its lock is taken), read back as `keyIdSecret`. */
+  keyIdSecret?: 'beside-ledger';
   gridNow?: () => ResolvedGridIntensity | undefined;
 }) {
   const maxRows = options.maxRows ?? 1000;
@@ -178,7 +194,7 @@ export function createProxyBooks(options: {
   const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0, requestsExpectingUsage: 0 };
   const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
   // Requests booked in this run: every view counts these (the meter does not see a request whose body never came).
-  const booked = { requests: 0, withoutFigure: 0 };
+  const booked = { requests: 0, withoutFigure: 0, joules: {} as ComponentJoules };
   // Idle and unattributed emissions accrue at the intensity of their time.
   let idleGrams = 0;
   let unattributedGrams = 0;
@@ -247,63 +263,97 @@ export function createProxyBooks(options: {
 
   // The ledger: what an earlier run booked comes back first.
   let ledger: Ledger | undefined;
-  let snapshotTimer: ReturnType<typeof setInterval> | undefined;
-  const snapshotPath = options.ledger === undefined ? undefined : `${options.ledger}.snapshot.json`;
+  let keyIdSecret: Buffer | undefined;
+  const timers: Array<ReturnType<typeof setInterval>> = [];
+  const companion = (suffix: string) => `${ledger!.realPath}.${suffix}`;
+  // Rows booked since the tables were last written; the totals as last written.
+  let closed = false;
+  let tablesDirty = false;
+  let totalsWritten = '';
+  // One write of each file at a time, in order.
+  let tablesWriting: Promise<void> = Promise.resolve();
+  let totalsWriting: Promise<void> = Promise.resolve();
   if (options.ledger !== undefined) {
     ledger = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
-    const read = readSnapshot(snapshotPath!);
-    const snapshot = validSnapshot(read);
-    let from = 0;
-    if (snapshot !== undefined && snapshot.ledgerBytes <= ledger.bytes) {
-      Object.assign(carried, snapshot.carried);
-      Object.assign(tokens, snapshot.tokens);
-      byModel.restore(snapshot.byModel);
-      byApiKey.restore(snapshot.byApiKey);
-      byUser.restore(snapshot.byUser);
-      metricModels.restore(snapshot.metricModels);
-      metricKeys.restore(snapshot.metricKeys);
-      metricUsers.restore(snapshot.metricUsers);
-      recent = snapshot.recent.slice(-keepRecent);
-      from = snapshot.ledgerBytes;
-    } else if (read !== undefined) {
+    try {
+      // After the lock: one proxy makes the secret, and the one that keeps the ledger uses it.
+      if (options.keyIdSecret === 'beside-ledger') keyIdSecret = keyIdSecretBeside(ledger.realPath);
+      restore(ledger);
+    } catch (error) {
+      ledger.close();
+      throw error;
+    }
+    timers.push(setInterval(() => void writeTables(), TABLES_INTERVAL_MS), setInterval(() => void writeTotals(), TOTALS_INTERVAL_MS));
+    for (const timer of timers) timer.unref();
+  }
+
+  /** The books as the ledger and its snapshots left them. */
+  function restore(ledger: Ledger): void {
+    const matches = (s: { ledgerBytes: number; fingerprint: string }) => s.ledgerBytes <= ledger.bytes && ledger.fingerprint(s.ledgerBytes) === s.fingerprint;
+    const readTables = readSnapshot(companion('snapshot.json'));
+    const readTotals = readSnapshot(companion('meter.json'));
+    const legacy = validLegacy(readTables, ledger);
+    let tables = validTables(readTables);
+    let totals = validTotals(readTotals);
+    if (tables && !matches(tables)) tables = undefined;
+    if (totals && !matches(totals)) totals = undefined;
+    if (legacy) {
+      tables = { ...legacy, version: 2, fingerprint: '' };
+      totals ??= { version: 2, ledgerBytes: legacy.ledgerBytes, fingerprint: '', carried: legacy.carried };
+    }
+    if ((readTables !== undefined && !tables) || (readTotals !== undefined && !totals)) {
       options.warn('ledger-snapshot', `ledger ${options.ledger}: its snapshot does not match the file (rotated, replaced or damaged); the books are rebuilt from the rows`);
     }
-    // Rows written after the snapshot: their energy was measured, so it counts in the totals too.
-    const replayed = ledger.replay(from, (entry) => {
-      bookInto({ ...entry, trace: undefined }, entry.at);
-      carried.requests++;
-      if (entry.energy.totalJoules === undefined) carried.requestsWithoutFigure++;
-      addJoules(carried.attributed, entry.energy.joules);
-      addJoules(carried.total, entry.energy.joules);
+    if (tables) {
+      Object.assign(tokens, tables.tokens);
+      byModel.restore(tables.byModel);
+      byApiKey.restore(tables.byApiKey);
+      byUser.restore(tables.byUser);
+      metricModels.restore(tables.metricModels);
+      metricKeys.restore(tables.metricKeys);
+      metricUsers.restore(tables.metricUsers);
+      recent = tables.recent.slice(-keepRecent);
+    }
+    if (totals) Object.assign(carried, totals.carried);
+    // Rows written after each snapshot: into the tables, and (their energy was measured) into the totals.
+    const tablesFrom = tables?.ledgerBytes ?? 0;
+    const totalsFrom = totals?.ledgerBytes ?? 0;
+    const replayed = ledger.replay(Math.min(tablesFrom, totalsFrom), (entry, end) => {
+      if (end > tablesFrom) bookInto({ ...entry, trace: undefined }, entry.at);
+      if (end > totalsFrom) {
+        carried.requests++;
+        if (entry.energy.totalJoules === undefined) carried.requestsWithoutFigure++;
+        addJoules(carried.attributed, entry.energy.joules);
+        addJoules(carried.total, entry.energy.joules);
+      }
     });
     carried.since ??= replayed.firstAt;
-    snapshotTimer = setInterval(() => saveSnapshot(), SNAPSHOT_INTERVAL_MS);
-    snapshotTimer.unref();
+    // A clock that was once ahead must not date the books from the future (a negative duration).
+    if (carried.since !== undefined && Date.parse(carried.since) > Date.now()) {
+      options.warn('ledger-since', `ledger ${options.ledger}: its books begin at ${carried.since}, which is later than now (a clock that was ahead): they are counted from now`);
+      carried.since = new Date().toISOString();
+    }
   }
-  // Idle and unattributed emissions accrue at the grid of their time, not only when someone looks.
-  const accrueTimer = setInterval(() => {
-    const m = options.meterStats?.();
-    const g = options.gridNow?.();
-    if (m && g) accrue(m, g);
-  }, ACCRUE_INTERVAL_MS);
-  accrueTimer.unref();
 
-  function saveSnapshot(): void {
-    if (!ledger || !snapshotPath) return;
+  /** The totals to carry over, as of now: what earlier runs left, and this run's settled books. */
+  function totalsNow(): Carried {
     const m = options.meterStats?.();
     const g = options.gridNow?.();
     if (m && g) accrue(m, g);
     const now: Carried = { ...carried, total: { ...carried.total }, attributed: { ...carried.attributed }, idle: { ...carried.idle }, unattributed: { ...carried.unattributed } };
     now.requests += booked.requests;
     now.requestsWithoutFigure += booked.withoutFigure;
+    // The energy of the requests in the file, not the meter's attributed energy: a request the
+    // meter has closed but the file not yet booked would be read back twice.
+    addJoules(now.attributed, booked.joules);
+    addJoules(now.total, booked.joules);
     if (m) {
       for (const component of ENERGY_COMPONENTS) {
         const c = m.byComponent[component];
         if (!c) continue;
         // What is in flight is left out: a request that finishes later brings its whole energy in
         // with its ledger row; one the crash cut has no row, and its energy is not carried over.
-        now.total[component] = (now.total[component] ?? 0) + c.totalJoules - c.inFlightJoules;
-        now.attributed[component] = (now.attributed[component] ?? 0) + c.attributedJoules;
+        now.total[component] = (now.total[component] ?? 0) + c.idleJoules + c.unattributedJoules;
         now.idle[component] = (now.idle[component] ?? 0) + c.idleJoules;
         now.unattributed[component] = (now.unattributed[component] ?? 0) + c.unattributedJoules;
       }
@@ -311,10 +361,28 @@ export function createProxyBooks(options: {
     }
     now.idleGrams += idleGrams;
     now.unattributedGrams += unattributedGrams;
-    const snapshot: Snapshot = {
-      version: 1,
-      ledgerBytes: ledger.bytes,
-      carried: now,
+    return now;
+  }
+
+  /** The file's size and fingerprint now, or `undefined` while rows wait to be written (the snapshots would claim them). */
+  const fileNow = () => (ledger && ledger.pendingRows === 0 ? { ledgerBytes: ledger.bytes, fingerprint: ledger.fingerprint(ledger.bytes) } : undefined);
+
+  /** The meter's totals, written when they changed; resolves once they are on file. */
+  function writeTotals(): Promise<void> {
+    if (closed) return totalsWriting;
+    const file = fileNow();
+    if (!file) return totalsWriting;
+    const text = JSON.stringify({ version: 2, ...file, carried: totalsNow() } satisfies MeterTotals);
+    if (text === totalsWritten) return totalsWriting;
+    totalsWritten = text;
+    const path = companion('meter.json');
+    return (totalsWriting = totalsWriting.then(() => writeSnapshot(path, text)).catch((error: unknown) => snapshotFailed(path, error)));
+  }
+
+  function tablesNow(file: { ledgerBytes: number; fingerprint: string }): Tables {
+    return {
+      version: 2,
+      ...file,
       tokens: { ...tokens },
       byModel: [...byModel.entries()],
       byApiKey: [...byApiKey.entries()],
@@ -324,12 +392,45 @@ export function createProxyBooks(options: {
       metricUsers: [...metricUsers.entries()],
       recent,
     };
-    try {
-      writeSnapshot(snapshotPath, snapshot);
-    } catch (error) {
-      options.warn('ledger-snapshot-write', `ledger snapshot ${snapshotPath} could not be written (${(error as Error).message}): a restart will read the whole ledger`);
+  }
+
+  function writeTables(): Promise<void> {
+    if (closed) return tablesWriting;
+    const file = fileNow();
+    if (!file || !tablesDirty) return tablesWriting;
+    tablesDirty = false;
+    const text = JSON.stringify(tablesNow(file));
+    const path = companion('snapshot.json');
+    return (tablesWriting = tablesWriting.then(() => writeSnapshot(path, text)).catch((error: unknown) => snapshotFailed(path, error)));
+  }
+
+  function snapshotFailed(path: string, error: unknown): void {
+    options.warn('ledger-snapshot-write', `ledger snapshot ${path} could not be written (${(error as Error).message}): a restart will read more of the ledger`);
+  }
+
+  /** Both snapshots, at once and synchronously: at close, when nothing may be left pending. */
+  function writeAllNow(): void {
+    if (!ledger) return;
+    ledger.flush();
+    const file = fileNow();
+    if (!file) return;
+    for (const [path, value] of [[companion('snapshot.json'), tablesNow(file)], [companion('meter.json'), { version: 2, ...file, carried: totalsNow() }]] as const) {
+      try {
+        writeFileSync(`${path}.tmp`, JSON.stringify(value));
+        renameSync(`${path}.tmp`, path);
+      } catch (error) {
+        snapshotFailed(path, error);
+      }
     }
   }
+
+  // Idle and unattributed emissions accrue at the grid of their time, not only when someone looks.
+  const accrueTimer = setInterval(() => {
+    const m = options.meterStats?.();
+    const g = options.gridNow?.();
+    if (m && g) accrue(m, g);
+  }, ACCRUE_INTERVAL_MS);
+  accrueTimer.unref();
 
   /** The meter's books with the earlier runs' added; accrues idle and unattributed emissions at the grid of now. */
   function accrue(m: MeterStats, grid: ResolvedGridIntensity): void {
@@ -372,13 +473,17 @@ export function createProxyBooks(options: {
     };
   }
 
-  const rowsOf = (book: RowBook<BookRow>, share?: { idle: number; attributed: number }) => {
+  /** A table's rows as the views give them: copies, the `top` largest by energy when asked, and how many were left out. */
+  const rowsOf = (book: RowBook<BookRow>, share: { idle: number; attributed: number } | undefined, top: number | undefined) => {
     const out = Object.create(null) as Record<string, BookRow>;
-    for (const [name, row] of book.entries()) {
+    let entries = [...book.entries()];
+    const all = entries.length;
+    if (top !== undefined && all > top) entries = entries.sort((a, b) => b[1].joules - a[1].joules || b[1].requests - a[1].requests).slice(0, top);
+    for (const [name, row] of entries) {
       out[name] = { ...row, byStatus: { ...row.byStatus }, byComponent: { ...row.byComponent }, emissionsGramsByComponent: { ...row.emissionsGramsByComponent } };
       if (share) out[name]!.idleShareJoules = share.attributed > 0 ? (share.idle * row.joules) / share.attributed : 0;
     }
-    return out;
+    return { rows: out, omitted: all - entries.length };
   };
 
   return {
@@ -386,28 +491,48 @@ export function createProxyBooks(options: {
       const at = new Date().toISOString();
       booked.requests++;
       if (request.energy.totalJoules === undefined) booked.withoutFigure++;
+      addJoules(booked.joules, request.energy.joules);
+      tablesDirty = true;
       // Written before the client gets the response it books: a row in the file is a request served.
       ledger?.append({ at, model: request.model, apiKeyId: request.apiKeyId, user: request.user, status: request.status, streamed: request.streamed, energy: request.energy, grid: request.grid, usage: request.usage });
       bookInto(request, at);
     },
 
+    /** The key-id secret kept beside the ledger (with `keyIdSecret: 'beside-ledger'` and a ledger). */
+    keyIdSecret,
+
+    /** The ledger's state: rows waiting for the file, rows lost from it. */
+    ledgerState(): { path: string; pendingRows: number; lostRows: number } | undefined {
+      return ledger ? { path: ledger.path, pendingRows: ledger.pendingRows, lostRows: ledger.lostRows } : undefined;
+    },
+
     combine,
 
     /** The stats' books: rows per model, key and user, emissions, tokens, recent requests. */
-    views(c: CombinedStats) {
+    views(c: CombinedStats, limits: { top?: number; recent?: number } = {}) {
       const share = c.idleMode === 'share' ? { idle: c.idleJoules, attributed: c.attributedJoules } : undefined;
       let attributedGrams = 0;
       for (const [, row] of byModel.entries()) attributedGrams += row.emissionsGrams;
+      const models = rowsOf(byModel, share, limits.top);
+      const keys = rowsOf(byApiKey, share, limits.top);
+      const users = rowsOf(byUser, share, limits.top);
       return {
-        byModel: rowsOf(byModel, share),
-        byApiKey: rowsOf(byApiKey, share),
-        byUser: rowsOf(byUser, share),
+        byModel: models.rows,
+        byApiKey: keys.rows,
+        byUser: users.rows,
+        /** With `top`: how many rows each table left out. */
+        rowsOmitted: { byModel: models.omitted, byApiKey: keys.omitted, byUser: users.omitted },
         attributedGrams,
         idleGrams: idleGrams + carried.idleGrams,
         unattributedGrams: unattributedGrams + carried.unattributedGrams,
         tokens: { ...tokens },
-        recent: [...recent],
+        recent: limits.recent === undefined ? [...recent] : limits.recent === 0 ? [] : recent.slice(-limits.recent),
       };
+    },
+
+    /** The model names the books keep, in the order they came. */
+    modelNames(): string[] {
+      return [...byModel.entries()].map(([name]) => name);
     },
 
     /** `/metrics`, written from the books. */
@@ -474,13 +599,19 @@ export function createProxyBooks(options: {
       return text.render();
     },
 
-    /** Writes the snapshot now: after a scrape, so that no counter it showed can come back lower after a crash. */
-    saveSnapshot,
+    /** Writes the meter's totals now, off the event loop: before a scrape is answered, so that no counter it showed can come back lower after a crash. */
+    persistTotals(): Promise<void> {
+      return writeTotals();
+    },
 
-    close(): void {
+    /** Stops the timers, writes both snapshots once the writes under way are done, and closes the ledger. */
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
       clearInterval(accrueTimer);
-      if (snapshotTimer) clearInterval(snapshotTimer);
-      saveSnapshot();
+      for (const timer of timers) clearInterval(timer);
+      await Promise.all([tablesWriting, totalsWriting]);
+      writeAllNow();
       ledger?.close();
     },
   };
@@ -503,19 +634,21 @@ export function modelGardenStats(stats: {
   unattributedJoules: number;
   emissionsGrams: { total: number };
   tokens: { prompt: number; completion: number; requestsWithUsage: number; requestsExpectingUsage?: number };
-  byModel: Record<string, unknown>;
+  /** The model names the books keep. */
+  modelNames: readonly string[];
   byComponent: Partial<Record<EnergyComponent, { measured: boolean }>>;
 }): Record<string, unknown> {
-  const seconds = (Date.now() - Date.parse(stats.since)) / 1000;
+  // Never negative: books dated by a clock that was ahead are counted from now.
+  const seconds = Math.max(0, (Date.now() - Date.parse(stats.since)) / 1000);
   const requestCount = stats.requests;
   // Unknown once a completion answered 2xx without saying its tokens; errors and other routes have none to say.
   const tokensKnown = stats.tokens.requestsWithUsage >= (stats.tokens.requestsExpectingUsage ?? requestCount);
   const totalTokens = tokensKnown ? stats.tokens.prompt + stats.tokens.completion : null;
   const kg = stats.emissionsGrams.total / 1000;
   const kwh = stats.totalJoules / JOULES_PER_KWH;
-  const models = Object.keys(stats.byModel).filter((m) => m !== OTHER_ROW);
+  const models = stats.modelNames.filter((m) => m !== OTHER_ROW);
   const shown = models.slice(0, 10);
-  const more = models.length - shown.length + (Object.hasOwn(stats.byModel, OTHER_ROW) ? 1 : 0);
+  const more = models.length - shown.length + (stats.modelNames.includes(OTHER_ROW) ? 1 : 0);
   return {
     tracking: true,
     model_name: models.length === 0 ? null : `${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
@@ -551,17 +684,41 @@ const isRow = (v: unknown): v is BookRow => {
 };
 const isRows = (v: unknown): v is Array<[string, BookRow]> => Array.isArray(v) && v.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && e[0].length <= 200 && isRow(e[1]));
 
-/** A snapshot as this version writes it, or `undefined`: a damaged or foreign one is not trusted in part. */
-function validSnapshot(value: unknown): Snapshot | undefined {
-  const s = value as Snapshot;
-  if (s === null || typeof s !== 'object' || s.version !== 1 || !isNumber(s.ledgerBytes)) return undefined;
-  const c = s.carried;
-  if (c === null || typeof c !== 'object' || ![c.requests, c.requestsWithoutFigure, c.idleGrams, c.unattributedGrams].every(isNumber)) return undefined;
-  if (![c.total, c.attributed, c.idle, c.unattributed].every(isJoules) || (c.since !== undefined && (typeof c.since !== 'string' || Number.isNaN(Date.parse(c.since))))) return undefined;
+const isCarried = (c: Carried): boolean =>
+  c !== null && typeof c === 'object' &&
+  [c.requests, c.requestsWithoutFigure, c.idleGrams, c.unattributedGrams].every(isNumber) &&
+  [c.total, c.attributed, c.idle, c.unattributed].every(isJoules) &&
+  (c.since === undefined || (typeof c.since === 'string' && !Number.isNaN(Date.parse(c.since))));
+
+/** The tables' part as this version writes it, or `undefined`: a damaged or foreign one is not trusted in part. */
+function validTables(value: unknown): Tables | undefined {
+  const s = value as Tables;
+  if (s === null || typeof s !== 'object' || s.version !== 2 || !isNumber(s.ledgerBytes) || typeof s.fingerprint !== 'string') return undefined;
+  return validRows(s);
+}
+
+function validRows<T extends Omit<Tables, 'version' | 'fingerprint'>>(s: T): T | undefined {
   const t = s.tokens;
   if (t === null || typeof t !== 'object' || ![t.prompt, t.completion, t.requestsWithUsage].every(isNumber)) return undefined;
   if (![s.byModel, s.byApiKey, s.byUser, s.metricModels, s.metricKeys, s.metricUsers].every(isRows) || !Array.isArray(s.recent)) return undefined;
   // Rows come back prototype-free, as the books keep them.
   for (const rows of [s.byModel, s.byApiKey, s.byUser, s.metricModels, s.metricKeys, s.metricUsers]) for (const [, row] of rows) row.byStatus = Object.assign(Object.create(null), row.byStatus);
   return { ...s, recent: s.recent.filter((r) => r !== null && typeof r === 'object').slice(-1000) };
+}
+
+function validTotals(value: unknown): MeterTotals | undefined {
+  const s = value as MeterTotals;
+  if (s === null || typeof s !== 'object' || s.version !== 2 || !isNumber(s.ledgerBytes) || typeof s.fingerprint !== 'string' || !isCarried(s.carried)) return undefined;
+  return s;
+}
+
+/**
+ * A snapshot 0.1 wrote, read once on the way to this version's two: it names no fingerprint, so
+ * it is trusted only where its length ends a row of this file.
+ */
+function validLegacy(value: unknown, ledger: Ledger): LegacySnapshot | undefined {
+  const s = value as LegacySnapshot;
+  if (s === null || typeof s !== 'object' || s.version !== 1 || !isNumber(s.ledgerBytes) || s.ledgerBytes > ledger.bytes || !isCarried(s.carried)) return undefined;
+  if (!ledger.endsRow(s.ledgerBytes)) return undefined;
+  return validRows(s);
 }

@@ -1,8 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
 import { Transform } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
@@ -59,9 +58,24 @@ export type CarbonProxyOptions = {
   /**
    * When set, `/carbon/stats`, `/metrics` and Model Garden's route answer only requests that bring
    * it (`Authorization: Bearer <token>`, or `?token=` for the dashboard): they list the books per
-   * API key id and user. Default: none (anyone who can reach the proxy may read them).
+   * API key id and user. Leading and trailing whitespace is dropped (a secret file's newline); a
+   * token that is empty or only whitespace is refused. Default: none (anyone who can reach the
+   * proxy may read them).
    */
   adminToken?: string;
+  /**
+   * The `Host` names requests may carry, besides IP addresses and `localhost` (and `*.localhost`),
+   * which are always allowed; `true` allows any. Anything else gets a 403: a web page whose name
+   * was made to resolve to this machine (DNS rebinding) cannot reach the proxy or the model
+   * through a visitor's browser. Give the names clients use to reach it (`carbon-trace.internal`,
+   * a Kubernetes service name); a leading dot allows a domain and its subdomains (`.example.org`).
+   * Default: none beyond those always allowed.
+   */
+  allowedHosts?: readonly string[] | true;
+  /** How long a client may take to send a request's headers, ms; it is cut within a second of that. Default 10000. */
+  headersTimeoutMs?: number;
+  /** How long a client may take to send a whole request, body included, ms; it is cut within a second of that. Default 300000. */
+  requestTimeoutMs?: number;
   /**
    * The secret API key ids are made with (HMAC-SHA-256): the same on every proxy of a fleet gives
    * the same id for the same key. Default: one kept beside the ledger (`<ledger>.key-id-secret`),
@@ -109,6 +123,10 @@ export type ProxyStats = CombinedStats & {
   /** The completion tokens of `tokens`, kept for readers of earlier versions. */
   completionTokens: number;
   recent: RecentRequest[];
+  /** With `top`: how many rows each table left out. */
+  rowsOmitted?: { byModel: number; byApiKey: number; byUser: number };
+  /** With a ledger: rows booked but not yet in its file (it cannot take them now: a full disk), and rows lost from it. */
+  ledger?: { path: string; pendingRows: number; lostRows: number };
 };
 
 /**
@@ -124,7 +142,8 @@ export type ProxyStats = CombinedStats & {
 export type CarbonProxy = {
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   server: Server;
-  stats(): Promise<ProxyStats>;
+  /** The books, as `GET /carbon/stats` gives them (with `?top=` and `?recent=` as `limits`). */
+  stats(limits?: StatsLimits): Promise<ProxyStats>;
   /** Stops the server, the probes and the upstream connections, and closes the ledger (not the meter, which is yours). */
   close(): Promise<void>;
 };
@@ -134,10 +153,13 @@ export type CarbonProxy = {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const DEFAULT_MAX_TRACED_RESPONSE_BYTES = 64 * 1024 * 1024;
 const SMALL_BODY_BYTES = 64 * 1024;
-// The proxy's own routes (GET and HEAD): ownRoute() answers each.
-const OWN_ROUTES = new Set(['/carbon', '/carbon/', '/carbon/stats', '/api/v1/carbon/inference/stats', '/metrics']);
-// Marks the requests this proxy sends, so that one that comes back to it is a loop, not a request.
+// The proxy's own routes (GET and HEAD), as routePath() spells them: ownRoute() answers each.
+const OWN_ROUTES = new Set(['/carbon', '/carbon/stats', '/api/v1/carbon/inference/stats', '/metrics']);
+// Each carbon-trace proxy a request passes adds its instance id here, so that one that comes back
+// through any number of them is a loop, not a request.
 const HOP_HEADER = 'x-carbon-trace-proxy';
+// More carbon-trace proxies in a row than any deployment has: a loop through proxies that restarted.
+const MAX_HOPS = 8;
 // The failures that say the upstream cannot be reached (not that one answer went wrong).
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
@@ -178,8 +200,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const maxTracedResponseBytes = options.maxTracedResponseBytes ?? DEFAULT_MAX_TRACED_RESPONSE_BYTES;
   const grid = gridSource(options.gridIntensity, warn);
   const instanceId = randomUUID();
-  const adminToken = options.adminToken === '' ? undefined : options.adminToken;
-  const keyIds = createKeyIds(options.keyIdSecret ?? secretBeside(options.ledger));
+  const adminToken = options.adminToken === undefined ? undefined : checkedAdminToken(options.adminToken);
+  const hostAllowed = hostCheck(options.allowedHosts);
   // Requests in flight, for a shutdown that lets them finish and books them.
   const exchanges = new Map<() => void, { res: ServerResponse; dispatched: boolean }>();
   const idleWaiters: Array<() => void> = [];
@@ -214,7 +236,10 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     ...(options.maxModels !== undefined ? { maxRows: options.maxModels } : {}),
     ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
     ...(options.projectName !== undefined ? { projectName: options.projectName } : {}),
+    // Kept beside the ledger, made once its lock is held: the proxy that keeps the ledger uses the secret on file.
+    ...(options.keyIdSecret === undefined && options.ledger !== undefined ? { keyIdSecret: 'beside-ledger' as const } : {}),
   });
+  const keyIds = createKeyIds(options.keyIdSecret ?? books.keyIdSecret ?? randomBytes(32));
   const book = (booked: BookedRequest) => {
     books.book(booked);
     if (options.onBooked) {
@@ -266,11 +291,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   };
   probe();
 
-  async function stats(): Promise<ProxyStats> {
+  async function stats(limits: StatsLimits = {}): Promise<ProxyStats> {
     const g = grid.current() ?? (await grid.ready);
     const c = books.combine(meter.stats(), g);
-    const v = books.views(c);
+    const v = books.views(c, limits);
     const inFlight = gramsOf(c.inFlightJoules, g);
+    const ledger = books.ledgerState();
     return {
       ...c,
       meter: meter.describe(),
@@ -281,19 +307,39 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       byModel: v.byModel,
       byApiKey: v.byApiKey,
       byUser: v.byUser,
+      ...(limits.top !== undefined ? { rowsOmitted: v.rowsOmitted } : {}),
       tokens: v.tokens,
       completionTokens: v.tokens.completion,
       recent: v.recent,
+      ...(ledger ? { ledger } : {}),
     };
   }
 
   async function metrics(): Promise<string> {
     const g = grid.current() ?? (await grid.ready);
     const text = books.prometheus(books.combine(meter.stats(), g), g);
-    // Saved before Prometheus sees them: after a crash the counters continue from at least these.
-    books.saveSnapshot();
+    // On file before Prometheus sees them (off the event loop): after a crash the counters continue from at least these.
+    await books.persistTotals();
     return text;
   }
+
+  // The books' routes take turns, and a costly one waits before the next may run: however many
+  // clients poll them and however large the tables, they take at most about a tenth of the
+  // event loop, and the model's traffic the rest.
+  let booksTurn: Promise<unknown> = Promise.resolve();
+  const inTurn = <T,>(work: () => Promise<T>): Promise<T> => {
+    const run = booksTurn.then(async () => {
+      const started = performance.now();
+      try {
+        return await work();
+      } finally {
+        const cost = performance.now() - started;
+        if (cost > 2) await new Promise((resolve) => setTimeout(resolve, cost * 9));
+      }
+    });
+    booksTurn = run.catch(() => undefined);
+    return run;
+  };
 
   const respondJson = (res: ServerResponse, status: number, body: unknown, extra: OutgoingHttpHeaders = {}) => {
     const bytes = Buffer.from(JSON.stringify(body));
@@ -308,28 +354,41 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     respondJson(res, status, { error: { message, type: 'proxy_error' } }, extra);
   };
 
-  async function ownRoute(path: string, res: ServerResponse): Promise<boolean> {
-    if (path === '/carbon' || path === '/carbon/') {
+  async function ownRoute(path: string, target: string, res: ServerResponse): Promise<void> {
+    if (path === '/carbon') {
       const html = Buffer.from(dashboardHtml());
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-length': html.length });
       res.end(html);
     } else if (path === '/carbon/stats') {
-      respondJson(res, 200, await stats(), { 'cache-control': 'no-store' });
+      const limits = statsLimits(target);
+      const body = await inTurn(async () => Buffer.from(JSON.stringify(await stats(limits))));
+      sendJson(res, body);
     } else if (path === '/api/v1/carbon/inference/stats') {
-      respondJson(res, 200, modelGardenStats(await stats()), { 'cache-control': 'no-store' });
+      const body = await inTurn(async () => Buffer.from(JSON.stringify(modelGardenStats({ ...(await stats({ top: 0, recent: 0 })), modelNames: books.modelNames() }))));
+      sendJson(res, body);
     } else if (path === '/metrics') {
-      const body = Buffer.from(await metrics());
+      const body = await inTurn(async () => Buffer.from(await metrics()));
       res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': body.length });
       res.end(body);
-    } else {
-      return false;
     }
-    return true;
   }
+
+  const sendJson = (res: ServerResponse, body: Buffer) => {
+    if (res.destroyed) return;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' });
+    res.end(body);
+  };
 
   /** What must be checked before a request's body is read: the target, our own routes, the body's size. */
   function admit(req: IncomingMessage, res: ServerResponse): { target: string; path: string } | undefined {
     const target = req.url ?? '';
+    // Before anything else: a name this proxy does not answer to is a page that rebound a DNS name to it.
+    const host = req.headers.host;
+    if (host !== undefined && !hostAllowed(host)) {
+      req.resume();
+      proxyError(res, 403, `Host ${JSON.stringify(host.slice(0, 100))} is not one this proxy answers to: allow it with --allowed-host (allowedHosts)`, { connection: 'close' });
+      return undefined;
+    }
     // Only origin-form targets go upstream, joined onto its origin as a string: an absolute URL
     // (or anything else) could otherwise send the request, and its Authorization, elsewhere.
     if (!target.startsWith('/')) {
@@ -346,19 +405,23 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       proxyError(res, 400, 'request path must not hold "." or ".." segments', { connection: 'close' });
       return undefined;
     }
-    if (req.headers[HOP_HEADER] === instanceId) {
+    const hops = hopsOf(req.headers[HOP_HEADER]);
+    if (hops.includes(instanceId) || hops.length >= MAX_HOPS) {
       req.resume();
-      proxyError(res, 508, `the upstream ${upstreamLabel} sends requests back to this proxy: a loop`);
+      proxyError(res, 508, hops.includes(instanceId) ? `the upstream ${upstreamLabel} sends requests back to this proxy, directly or through other carbon-trace proxies: a loop` : `the request has passed ${hops.length} carbon-trace proxies: a loop`);
       return undefined;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
-      if (OWN_ROUTES.has(path)) {
+      // Our routes however the path is spelled (a trailing or doubled slash): a spelling that
+      // went upstream could reach the model server's own /metrics.
+      const route = routePath(path);
+      if (OWN_ROUTES.has(route)) {
         req.resume();
-        if (path !== '/carbon' && path !== '/carbon/' && !adminAllowed(req, target)) {
+        if (route !== '/carbon' && !adminAllowed(req, target)) {
           proxyError(res, 401, 'this route needs the admin token: Authorization: Bearer <CARBON_TRACE_ADMIN_TOKEN>', { 'www-authenticate': 'Bearer' });
           return undefined;
         }
-        ownRoute(path, res).catch((error: unknown) => proxyError(res, 500, `carbon-trace: ${error instanceof Error ? error.message : String(error)}`));
+        ownRoute(route, target, res).catch((error: unknown) => proxyError(res, 500, `carbon-trace: ${error instanceof Error ? error.message : String(error)}`));
         return undefined;
       }
     }
@@ -400,7 +463,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     return timingSafeEqual(a, b);
   };
 
-  type Close = (status: number, traced?: { usage: BookedRequest['usage'] }) => Promise<Record<string, unknown> | undefined>;
+  type Close = (status: number, traced?: { usage: BookedRequest['usage'] }, cutBy?: 'upstream') => Promise<Record<string, unknown> | undefined>;
 
   function forward(req: IncomingMessage, res: ServerResponse, target: string, path: string): void {
     // Every request that may make the upstream work is metered, and booked per key and user; the
@@ -422,11 +485,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     let controller: Dispatcher.DispatchController | undefined;
     const settleExchange = makeExchange(res);
 
-    const close: Close = async (upstreamStatus, trace) => {
+    const close: Close = async (upstreamStatus, trace, cutBy) => {
       if (!metering || settled) return undefined;
       settled = true;
-      // A response the client will not get is booked as such.
-      const clientStatus = res.destroyed && !res.writableFinished ? 499 : upstreamStatus;
+      // A response the client will not get is booked as such: 502 when the upstream cut it (an
+      // upstream crash mid-stream must reach the alert on 502s), 499 when the client went away.
+      const clientStatus = cutBy === 'upstream' ? 502 : res.destroyed && !res.writableFinished ? 499 : upstreamStatus;
       const model = boundedName(fields?.get('model'));
       const energy: RequestEnergy = metered
         ? await metered.end(model === undefined ? {} : { model })
@@ -451,8 +515,8 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       controller?.abort(new Error(reason));
     };
     /** Closes the books, then lets a shutdown waiting on this exchange go on. */
-    const closeThen = (upstreamStatus: number, trace?: { usage: BookedRequest['usage'] }) =>
-      close(upstreamStatus, trace).finally(() => {
+    const closeThen = (upstreamStatus: number, trace?: { usage: BookedRequest['usage'] }, cutBy?: 'upstream') =>
+      close(upstreamStatus, trace, cutBy).finally(() => {
         booksDone = true;
         if (responseDone) settleExchange();
       });
@@ -478,6 +542,24 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         controller.pause();
         res.once('drain', () => controller?.resume());
       }
+    };
+
+    // A metered response is not finished for the client before its books are: the row is in the
+    // ledger before the client can have the whole response, on every path. An unsized body ends
+    // with res.end(); a sized one is whole at its last byte, which waits.
+    let unsent: number | undefined; // bytes of a sized, metered body not yet passed on
+    let lastByte: Buffer | undefined;
+    const startPass = (headers: IncomingHttpHeaders) => {
+      const length = Number(headers['content-length']);
+      if (metering && status !== 204 && status !== 304 && Number.isSafeInteger(length) && length > 0) unsent = length;
+      res.writeHead(status, clientHeaders(headers, false));
+    };
+    const passOn = (chunk: Buffer) => {
+      if (unsent === undefined) return write([chunk]);
+      unsent -= chunk.length;
+      if (unsent > 0) return write([chunk]);
+      if (chunk.length > 1) write([chunk.subarray(0, chunk.length - 1)]);
+      lastByte = Buffer.from(chunk.subarray(chunk.length - 1));
     };
 
     let mode: 'pass' | 'sse' | 'json' = 'pass';
@@ -515,7 +597,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         if (!traced || !ok || !(sse || json) || (encoding !== 'identity' && encoding !== '') || !canSplice(contentType)) {
           if (traced && ok && (sse || json)) warn(`untraceable\0${encoding}\0${contentType}`, `a completion came ${encoding !== 'identity' ? `encoded as ${encoding}` : `in ${contentType}`}: passed through without a trace`);
           mode = 'pass';
-          res.writeHead(status, clientHeaders(headers, false));
+          startPass(headers);
           return;
         }
         if (sse) {
@@ -529,7 +611,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       },
       onResponseData(c, chunk) {
         if (mode === 'pass') {
-          write([chunk]);
+          passOn(chunk);
         } else if (mode === 'sse') {
           const { out, done } = tracer!.push(chunk);
           if (out.length > 0) write(out);
@@ -546,16 +628,16 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
             // Too large to hold: it passes untouched, without a trace.
             warn('large-response', `a completion larger than ${maxTracedResponseBytes} bytes passed through without a trace`);
             mode = 'pass';
-            res.writeHead(status, clientHeaders(upstreamHeadersSeen, false));
-            write(held);
+            startPass(upstreamHeadersSeen);
+            for (const part of held) passOn(part);
             held = [];
           }
         }
       },
       onResponseEnd() {
         if (mode === 'pass') {
-          res.end();
-          void closeThen(status);
+          if (!metering) res.end();
+          else void guard(closeThen(status).then(() => void (res.destroyed || res.end(lastByte))));
         } else if (mode === 'sse') {
           void guard(completeStream().then(() => res.end()));
         } else {
@@ -583,12 +665,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         if (status === 0) {
           // No answer came. Only a failure to connect says the upstream is down.
           if (UNREACHABLE.has(code)) setReachable(false, code);
-          proxyError(res, 502, UNREACHABLE.has(code) ? `upstream ${upstreamLabel} unreachable: ${code}` : `upstream ${upstreamLabel} failed: ${code}`);
-          void closeThen(502);
+          const message = UNREACHABLE.has(code) ? `upstream ${upstreamLabel} unreachable: ${code}` : `upstream ${upstreamLabel} failed: ${code}`;
+          void guard(closeThen(502).then(() => proxyError(res, 502, message)));
         } else {
-          // A cut upstream reaches the client as a cut; the books close without a trace.
+          // A cut upstream reaches the client as a cut; the books close without a trace, as the upstream's failure.
+          void closeThen(status, undefined, 'upstream');
           res.destroy();
-          void closeThen(status);
         }
       },
     };
@@ -630,9 +712,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
           received += chunk.length;
           if (received > maxBodyBytes) {
             abandon('request body over the limit');
-            proxyError(res, 413, `request body larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
-            req.socket.end();
-            void closeThen(413);
+            void guard(
+              closeThen(413).then(() => {
+                proxyError(res, 413, `request body larger than the limit of ${maxBodyBytes} bytes`, { connection: 'close' });
+                req.socket.end();
+              }),
+            );
             callback(new Error('request body over the limit'));
             return;
           }
@@ -670,18 +755,26 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     headers['x-real-ip'] = client;
     const forwarded = `for=${client.includes(':') ? `"[${client}]"` : client};proto=${proto}${req.headers.host ? `;host="${req.headers.host.replace(/["\\]/g, '')}"` : ''}`;
     headers.forwarded = req.headers.forwarded ? `${req.headers.forwarded}, ${forwarded}` : forwarded;
-    headers[HOP_HEADER] = instanceId;
+    headers[HOP_HEADER] = [...hopsOf(req.headers[HOP_HEADER]), instanceId].join(', ');
     // The trace is spliced into the bytes: ask for them uncompressed.
     if (traced) headers['accept-encoding'] = 'identity';
     return headers;
   }
 
-  const server = createServer({ maxHeaderSize: 16 * 1024 }, listener);
-  server.on('checkContinue', checkContinue);
   // Slow or stalled clients hold only their own socket: headers within 10 s, a request body
-  // within 5 min; the model's answer may take as long as it takes.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 300_000;
+  // within 5 min; the model's answer may take as long as it takes. Node checks those limits every
+  // connectionsCheckingInterval (30 s by default, which let a silent client stay 30 s): every second.
+  const requestTimeout = options.requestTimeoutMs ?? 300_000;
+  const server = createServer(
+    {
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: Math.min(options.headersTimeoutMs ?? 10_000, requestTimeout),
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(1_000, Math.max(100, Math.floor(requestTimeout / 4))),
+    },
+    listener,
+  );
+  server.on('checkContinue', checkContinue);
   // CONNECT asks for a tunnel to another host: never.
   server.on('connect', (_req: IncomingMessage, socket: import('node:stream').Duplex) => {
     socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -707,7 +800,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       server.closeAllConnections();
       await stopped;
       await pool.destroy().catch(() => undefined);
-      books.close();
+      await books.close();
     },
   };
 }
@@ -753,24 +846,6 @@ function createKeyIds(secret: Buffer | string): { of(authorization: string | und
   };
 }
 
-/** The key-id secret kept beside a ledger (made once, readable by its owner only), or a new one. */
-function secretBeside(ledger: string | undefined): Buffer {
-  if (ledger === undefined) return randomBytes(32);
-  const path = `${ledger}.key-id-secret`;
-  try {
-    if (existsSync(path)) {
-      const kept = Buffer.from(readFileSync(path, 'utf8').trim(), 'hex');
-      if (kept.length >= 16) return kept;
-    }
-    const secret = randomBytes(32);
-    writeFileSync(path, `${secret.toString('hex')}\n`, { mode: 0o600 });
-    chmodSync(path, 0o600);
-    return secret;
-  } catch {
-    return randomBytes(32);
-  }
-}
-
 /** The path percent-decoded as the upstream will read it; `undefined` when its encoding is broken. */
 function decodedPath(raw: string): string | undefined {
   try {
@@ -783,4 +858,75 @@ function decodedPath(raw: string): string | undefined {
 /** The token of an `Authorization: Bearer …` header. */
 function bearerToken(authorization: string | undefined): string | undefined {
   return /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+}
+
+/**
+ * How much of the tables `/carbon/stats` gives: `?top=N` (the N rows of each table with the most
+ * energy; `rowsOmitted` says how many more there are) and `?recent=N` (the last N requests).
+ *
+ * @example
+ * ```ts
+ * const limits: StatsLimits = { top: 10, recent: 60 };
+ * ```
+ */
+export type StatsLimits = { top?: number; recent?: number };
+
+function statsLimits(target: string): StatsLimits {
+  const query = target.indexOf('?');
+  if (query < 0) return {};
+  const params = new URLSearchParams(target.slice(query + 1));
+  const limits: StatsLimits = {};
+  for (const name of ['top', 'recent'] as const) {
+    const value = params.get(name);
+    if (value !== null && /^\d{1,7}$/.test(value)) limits[name] = Number(value);
+  }
+  return limits;
+}
+
+/** The path as the proxy's own routes are named: one slash between segments, none at the end. */
+function routePath(path: string): string {
+  const collapsed = path.replace(/\/{2,}/g, '/');
+  return collapsed.length > 1 ? collapsed.replace(/\/$/, '') : collapsed;
+}
+
+/** The carbon-trace proxies a request has passed, as their `x-carbon-trace-proxy` header lists them. */
+function hopsOf(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value.join(',') : value).split(',').map((id) => id.trim()).filter(Boolean);
+}
+
+/** The admin token without the whitespace a secret file leaves around it; one that is only whitespace is no token. */
+function checkedAdminToken(token: string): string {
+  const trimmed = token.trim();
+  if (trimmed === '') throw new TypeError('the admin token is empty (or only whitespace): give a real token (e.g. openssl rand -hex 32), or none to leave the books open');
+  if (/\s/.test(trimmed)) throw new TypeError('the admin token holds whitespace, which an Authorization: Bearer header cannot carry');
+  return trimmed;
+}
+
+/** The names of a `Host` header this proxy answers to (see `allowedHosts`). */
+function hostCheck(allowed: readonly string[] | true | undefined): (host: string) => boolean {
+  if (allowed === true) return () => true;
+  const names = new Set<string>();
+  const domains: string[] = [];
+  for (const entry of allowed ?? []) {
+    const name = entry.trim().toLowerCase();
+    if (name === '*') return () => true;
+    if (name.startsWith('.')) domains.push(name);
+    else if (name !== '') names.add(name);
+  }
+  return (host) => {
+    const name = hostName(host);
+    if (name === undefined) return false;
+    if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || names.has(name)) return true;
+    return domains.some((domain) => name.endsWith(domain) || name === domain.slice(1));
+  };
+}
+
+/** The name of a `Host` header (lower case, without its port or a trailing dot); `undefined` when it is not one. */
+function hostName(host: string): string | undefined {
+  const value = host.trim().toLowerCase();
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(value);
+  if (!match) return undefined;
+  const name = match[1] ?? match[2]!.replace(/\.$/, '');
+  return name === '' ? undefined : name;
 }

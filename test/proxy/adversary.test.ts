@@ -135,7 +135,7 @@ describe('every request that makes the upstream work is on the books', () => {
     // Twenty clients that send headers and half a body, and hold.
     const holders = Array.from({ length: 20 }, () => {
       const socket = connect(r.port, '127.0.0.1');
-      socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":"held"');
+      socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":"held"');
       return socket;
     });
     try {
@@ -182,13 +182,13 @@ describe('the own routes and the network', () => {
 
   it('Expect: 100-continue over the limit gets 413 without 100 Continue; a transfer coding other than chunked gets 501', async () => {
     const r = await start({ maxBodyBytes: 1000 });
-    const big = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nExpect: 100-continue\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n');
+    const big = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n');
     expect(big).toMatch(/^HTTP\/1\.1 413 /);
     expect(big).not.toContain('100 Continue');
-    const small = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{"model":"m"}');
+    const small = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{"model":"m"}');
     expect(small).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     upstream.requests.length = 0;
-    const gz = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+    const gz = await raw(r.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
     expect(gz).toMatch(/^HTTP\/1\.1 501 /);
     expect(upstream.requests).toEqual([]);
   });
@@ -210,7 +210,7 @@ describe('ledgers and snapshots', () => {
     writeFileSync(notes, 'my notes\nno newline at the end');
     const { source, clock } = machine();
     const meter = createEnergyMeter({ sources: [source], clock, sampleIntervalMs: 20, onWarning: false });
-    expect(() => createCarbonProxy({ upstream: origin, meter, ledger: notes, onWarning: false })).toThrow(/is not a carbon-trace ledger/);
+    expect(() => createCarbonProxy({ upstream: origin, meter, ledger: notes, onWarning: false })).toThrow(/: not a carbon-trace ledger/);
     expect(readFileSync(notes, 'utf8')).toBe('my notes\nno newline at the end');
 
     const ledger = join(dir, 'ledger.csv');

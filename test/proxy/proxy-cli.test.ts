@@ -162,7 +162,7 @@ describe('bad input: a clear answer, and the proxy keeps serving the others', ()
   it('a slowloris client holds its own socket only', async () => {
     upstream.reply = () => ({ content: 'still fast' });
     const slow = connect(Number(new URL(proxy.url).port), '127.0.0.1');
-    slow.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n');
+    slow.write('POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n');
     const drip = setInterval(() => slow.write('X-Slow: 1\r\n'), 100);
     try {
       const answers = await Promise.all(Array.from({ length: 10 }, async () => (await (await chat()).json()).choices[0].message.content));

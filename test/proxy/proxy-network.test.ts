@@ -80,19 +80,19 @@ describe('it only ever reaches its upstream', () => {
     const { port } = await start();
     upstream.requests.length = 0;
     const path = target.replace('BYSTANDER', String(bystanderPort));
-    const answer = await raw(port, `GET ${path} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer sk-secret\r\nConnection: close\r\n\r\n`);
+    const answer = await raw(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-secret\r\nConnection: close\r\n\r\n`);
     expect(answer).not.toContain('instance metadata');
     expect(bystanderHits).toEqual([]);
     expect(upstream.requests.map((r) => r.path)).toEqual([path]);
   });
 
   it.each([
-    [`GET /.//127.0.0.1:BYSTANDER/latest/meta-data HTTP/1.1\r\nHost: p\r\n`],
-    [`GET /base/../admin HTTP/1.1\r\nHost: p\r\n`],
-    [`GET /v1/%2e%2e/admin HTTP/1.1\r\nHost: p\r\n`],
-    [`GET /v1/%zz HTTP/1.1\r\nHost: p\r\n`],
+    [`GET /.//127.0.0.1:BYSTANDER/latest/meta-data HTTP/1.1\r\nHost: localhost\r\n`],
+    [`GET /base/../admin HTTP/1.1\r\nHost: localhost\r\n`],
+    [`GET /v1/%2e%2e/admin HTTP/1.1\r\nHost: localhost\r\n`],
+    [`GET /v1/%zz HTTP/1.1\r\nHost: localhost\r\n`],
     [`GET http://127.0.0.1:BYSTANDER/latest/meta-data HTTP/1.1\r\nHost: 127.0.0.1:BYSTANDER\r\n`],
-    [`OPTIONS * HTTP/1.1\r\nHost: x\r\n`],
+    [`OPTIONS * HTTP/1.1\r\nHost: localhost\r\n`],
     [`CONNECT 127.0.0.1:BYSTANDER HTTP/1.1\r\nHost: 127.0.0.1:BYSTANDER\r\n`],
   ])('a target that is not a plain path (not origin-form, dot segments, broken escapes) is refused: %j', async (head) => {
     const { port } = await start();
@@ -111,7 +111,7 @@ describe('it only ever reaches its upstream', () => {
     await once(proxy.server, 'listening');
     running = { proxy, meter, port: (proxy.server.address() as AddressInfo).port, url: '' };
     upstream.requests.length = 0;
-    await raw(running.port, `GET //127.0.0.1:${bystanderPort}/x?y=1 HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n`);
+    await raw(running.port, `GET //127.0.0.1:${bystanderPort}/x?y=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
     expect(upstream.requests.map((r) => r.path)).toEqual([`/base//127.0.0.1:${bystanderPort}/x?y=1`]);
     expect(bystanderHits).toEqual([]);
   });
@@ -122,7 +122,7 @@ describe('bounded bodies', () => {
     const { port, meter } = await start({ maxBodyBytes: 1024 * 1024 });
     upstream.requests.length = 0;
     // Headers only: the proxy must answer without waiting for the 100 MB it was promised.
-    const answer = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n`);
+    const answer = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 413 /);
     expect(answer).toContain('larger than the limit of 1048576 bytes');
     expect(upstream.requests).toEqual([]);
@@ -133,7 +133,7 @@ describe('bounded bodies', () => {
     const { url, port, meter } = await start({ maxBodyBytes: 64 * 1024 });
     const chunk = 'x'.repeat(16 * 1024);
     const chunks = Array.from({ length: 10 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join('');
-    const answer = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`);
+    const answer = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 413 /);
     await settle(meter);
     upstream.reply = () => ({ content: 'still serving' });
@@ -166,7 +166,7 @@ describe('no secret shown', () => {
 
 describe('headers, as a proxy must treat them', () => {
   it('hop-by-hop headers and those Connection names stop here; X-Forwarded-* are set; a changed body has a weak ETag', async () => {
-    const { port } = await start();
+    const { port } = await start({ allowedHosts: ['gpu-box'] });
     upstream.requests.length = 0;
     const body = JSON.stringify({ model: 'm', messages: [] });
     upstream.reply = () => ({
