@@ -33,7 +33,7 @@ let deviceTypeRegistered = false;
 
 /**
  * GPU energy of every NVIDIA GPU: NVML's total-energy counter (mJ since the driver loaded, Volta
- * and newer), read through an FFI binding to `libnvidia-ml.so.1` — `koffi`, an optional peer
+ * and newer), read through an FFI binding to `libnvidia-ml.so.1` — `koffi`, an optional dependency
  * loaded only when this source is used — or, where the counter is absent, `nvidia-smi` in loop
  * mode with `power.draw` integrated over time. The backend is chosen on first read; a failure
  * there surfaces as a read error the meter reports. `measured: true`.
@@ -105,7 +105,7 @@ async function openNvml(library: string): Promise<Backend> {
     const loaded = (await import('koffi')) as unknown as Koffi & { default?: Koffi };
     koffi = loaded.default ?? loaded;
   } catch {
-    throw new Error('the optional peer `koffi` is not installed (npm install koffi)');
+    throw new Error('koffi, an optional dependency of carbon-trace, is not installed (npm install --include=optional)');
   }
   const lib = koffi.load(library);
   // Registers the handle type the signatures below name; koffi refuses a second registration.
