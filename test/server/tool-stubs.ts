@@ -130,7 +130,7 @@ export function writeStub(name: string, options: StubOptions): Stub {
 }
 
 /**
- * A directory to be the whole PATH a source sees, holding the `sudo` asked for: none at all, a
+ * A directory for the PATH a source sees (the whole of it, or first on it), holding the `sudo` asked for: none at all, a
  * file that cannot be executed (spawn answers EACCES, for root too: no execute bit), one that
  * refuses as sudo -n does for a user without a sudoers rule, or one that runs `sudo -n <command>`
  * as that command. Built the same for whoever runs the tests, whatever sudo the machine has.
