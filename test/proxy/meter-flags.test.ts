@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { spawnProcess, stopProcess } from '../setup/processes';
-import { alive, reapStubs, removeStubDirs, writeStub, type Stub } from '../server/tool-stubs';
+import { alive, reapStubs, removeStubDirs, sudoOnPath, writeStub, type Stub } from '../server/tool-stubs';
 
 const root = resolve(import.meta.dirname, '../..');
 const cli = join(root, 'dist', 'cli.js');
@@ -107,9 +107,9 @@ describe('carbon-trace proxy --meter amd-smi | powermetrics (built CLI, stub too
     } finally {
       await stop(a.child);
     }
-    // As root (this test's user) powermetrics runs directly; as anyone else it goes through sudo -n.
-    if (process.getuid?.() !== 0) return;
-    const m = await proxy(['--meter', 'powermetrics', '--powermetrics', mac.path]);
+    // As root powermetrics runs directly; as anyone else through `sudo -n`: a sudo stand-in first on
+    // the PATH runs it, so the flag is checked the same for whoever runs the tests.
+    const m = await proxy(['--meter', 'powermetrics', '--powermetrics', mac.path], { ...process.env, PATH: `${sudoOnPath('allows')}:${process.env.PATH}` });
     try {
       expect(m.lines.find((l) => l.startsWith('meter: '))).toMatch(/^meter: CPU: powermetrics CPU \+ GPU power, every 1000 ms \(measured\); GPU: powermetrics CPU \+ GPU power, every 1000 ms \(measured\); RAM: modelled/);
     } finally {

@@ -5,11 +5,11 @@
  * and autoSources choosing them. Rates are measured over spans the tests time themselves, with
  * the source on the stubs' clock (Date.now), never over a sleep assumed to last what it asked.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { amdSmiSource, autoSources, createEnergyMeter, nvmlSource, powermetricsSource, type EnergySource, type ToolEnergySource } from '../../src/server/index';
 import { amdSmiFigures, amdSmiParser } from '../../src/server/sources/amd-smi';
 import { powermetricsParser } from '../../src/server/sources/powermetrics';
-import { alive, reapStubs, removeStubDirs, until, writeStub, type Stub, type StubOptions } from './tool-stubs';
+import { alive, reapStubs, removeStubDirs, sudoOnPath, until, writeStub, type Stub, type StubOptions } from './tool-stubs';
 
 const stubs: Stub[] = [];
 const opened: Array<Pick<EnergySource, 'close'>> = [];
@@ -312,15 +312,47 @@ describe('powermetricsSource (stub powermetrics)', () => {
     );
   });
 
-  it('through sudo -n where sudo is missing: a clear error', async () => {
-    const tool = stub('powermetrics', { shape: 'powermetrics', cpuWatts: 1, gpuWatts: 1 });
-    const mac = track(powermetricsSource({ executable: tool.path, sudo: true }));
-    const error = await mac.start().then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    // Where sudo exists (and allows it) the stub runs; where it does not, the error says so.
-    if (error !== undefined) expect(error.message).toMatch(/^powermetrics (not found \(sudo: ENOENT\): powermetrics runs through sudo|exited with code 1 before its first sample: sudo: .*\. powermetrics needs root)/);
+  // Not root: powermetrics runs as `sudo -n powermetrics …`, with the sudo found on the PATH. Each
+  // case gives the source a PATH of its own, so the machine's sudo (or none, or one this user may
+  // not run) plays no part.
+  describe('through sudo -n', () => {
+    afterEach(() => {
+      vi.unstubAllEnvs();
+    });
+
+    it('sudo missing: the error says so, and to run as root', async () => {
+      const tool = stub('powermetrics', { shape: 'powermetrics', cpuWatts: 1, gpuWatts: 1 });
+      vi.stubEnv('PATH', sudoOnPath('none'));
+      await expect(track(powermetricsSource({ executable: tool.path, sudo: true })).start()).rejects.toThrow(
+        /^powermetrics not found \(sudo: ENOENT\): powermetrics runs through sudo when carbon-trace is not root, and there is no sudo this user can run: run carbon-trace as root instead$/,
+      );
+      expect(tool.pids()).toEqual([]);
+    });
+
+    it('a sudo this user cannot execute: the error says so, and to run as root', async () => {
+      const tool = stub('powermetrics', { shape: 'powermetrics', cpuWatts: 1, gpuWatts: 1 });
+      vi.stubEnv('PATH', sudoOnPath('not-executable'));
+      await expect(track(powermetricsSource({ executable: tool.path, sudo: true })).start()).rejects.toThrow(
+        /^powermetrics could not be run \(sudo: EACCES\): .*there is no sudo this user can run: run carbon-trace as root instead$/,
+      );
+      expect(tool.pids()).toEqual([]);
+    });
+
+    it('a sudo that asks for a password: the error quotes it and gives the sudoers line', async () => {
+      const tool = stub('powermetrics', { shape: 'powermetrics', cpuWatts: 1, gpuWatts: 1 });
+      vi.stubEnv('PATH', sudoOnPath('refuses'));
+      await expect(track(powermetricsSource({ executable: tool.path, sudo: true })).start()).rejects.toThrow(
+        /^powermetrics exited with code 1 before its first sample: sudo: a password is required\. powermetrics needs root: run carbon-trace as root \(sudo\), or let this user run powermetrics without a password: `echo '.+ ALL=\(root\) NOPASSWD: .*\/powermetrics' \| sudo tee \/etc\/sudoers\.d\/powermetrics`/,
+      );
+      expect(tool.pids()).toEqual([]);
+    });
+
+    it('a sudo that allows it: powermetrics runs through it', async () => {
+      const tool = stub('powermetrics', { shape: 'powermetrics', cpuWatts: 1, gpuWatts: 1 });
+      vi.stubEnv('PATH', sudoOnPath('allows'));
+      expect(await track(powermetricsSource({ executable: tool.path, sudo: true })).start()).toBe('powermetrics CPU + GPU power, every 1000 ms');
+      expect(tool.pids().length).toBe(1);
+    });
   });
 
   it('a missing powermetrics: the error names it', async () => {

@@ -1,16 +1,31 @@
 /**
  * The energy sources against stand-ins the tests build, since this machine has no readable RAPL
- * and no GPU: powercap trees written to a temp dir, a stub NVML library compiled with the
- * system's C compiler and loaded through koffi, and a stub nvidia-smi executable.
+ * and no GPU: powercap trees written to a temp dir (a counter the kernel refuses stood in for by
+ * node:fs answering EACCES), a stub NVML library compiled with the system's C compiler and loaded
+ * through koffi, and a stub nvidia-smi executable.
  */
-import { execFileSync, execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, type PathOrFileDescriptor } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { requireSystemTool } from '../setup/system-tools';
 import { autoSources, cpuTdpWatts, estimateSource, nvmlSource, raplSource, ramPowerWatts, RaplUnavailableError } from '../../src/server/index';
+
+// Counter files every read of which fails with EACCES, as the kernel answers a user it does not let
+// read RAPL (CVE-2020-8694). No chmod can build that for whoever runs the suite: a file's owner
+// and root read a 0400 file all the same.
+const refused = vi.hoisted(() => new Set<string>());
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const readFileSync = ((path: PathOrFileDescriptor, ...rest: unknown[]) => {
+    if (typeof path === 'string' && refused.has(path)) {
+      throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13, syscall: 'open', path });
+    }
+    return (fs.readFileSync as (...args: unknown[]) => unknown)(path, ...rest);
+  }) as typeof fs.readFileSync;
+  return { ...fs, readFileSync, default: { ...fs, readFileSync } };
+});
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -95,27 +110,31 @@ describe('raplSource (fixture powercap trees)', () => {
   it('root-only counters (CVE-2020-8694): an error that names the fix, and auto falls back to the estimate', async () => {
     const root = tempDir();
     domain(root, 'intel-rapl:0', 'package-0', 1_000);
-    chmodSync(join(root, 'intel-rapl:0', 'energy_uj'), 0o400);
-    chmodSync(root, 0o755);
-    // As root every file is readable: run the check as an unprivileged user, as a service would.
-    const script = `
-      const { raplSource, autoSources } = await import(${JSON.stringify(resolve('src/server/index.ts'))});
-      let message = '';
-      try { raplSource({ root: ${JSON.stringify(root)} }); } catch (e) { message = e.name + ': ' + e.message; }
-      autoSources({ rapl: { root: ${JSON.stringify(root)} }, nvml: { nvidiaSmi: '/nonexistent', library: '/nonexistent.so' } })
-        .then((a) => console.log(JSON.stringify({ message, description: a.description })));
-    `;
-    const asUser = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-    const node = [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
-    const [command, ...args] = asUser.length ? ['runuser', ...asUser, '--', ...node] : node;
-    // tsx keeps a cache in the temp dir; give the unprivileged user one it may write.
-    const cache = tempDir();
-    chmodSync(cache, 0o777);
-    const { stdout } = await promisify(execFile)(command!, args, { cwd: resolve('.'), env: { ...process.env, TMPDIR: cache } });
-    const { message, description } = JSON.parse(stdout);
-    expect(message).toMatch(/^RaplUnavailableError: RAPL counters are not readable by this user .*chmod a\+r \/sys\/class\/powercap\/intel-rapl:\*\/energy_uj.*sysfsutils/);
-    expect(description).toMatch(/^CPU: modelled, TDP \d+(\.\d+)? W × \(0\.1 \+ 0\.9·load³\) — RAPL not used: RAPL counters are not readable/);
-    expect(description).toMatch(/GPU: none found; RAM: modelled \d+(\.\d+)? W$/);
+    const counter = join(root, 'intel-rapl:0', 'energy_uj');
+    refused.add(counter);
+    try {
+      let error: unknown;
+      try {
+        raplSource({ root });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(RaplUnavailableError);
+      expect((error as Error).message).toBe(
+        `RAPL counters are not readable by this user (${counter}): grant read access with \`sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj\` (until reboot), ` +
+          'or a sysfsutils rule (`mode class/powercap/intel-rapl:0/energy_uj = 0444` in /etc/sysfs.conf), or run as root',
+      );
+      const auto = await autoSources({ rapl: { root }, nvml: { nvidiaSmi: '/nonexistent', library: '/nonexistent.so' }, amdSmi: { executable: '/nonexistent/amd-smi' } });
+      try {
+        expect(auto.description).toMatch(/^CPU: modelled, TDP \d+(\.\d+)? W × \(0\.1 \+ 0\.9·load³\) — RAPL not used: RAPL counters are not readable by this user .*chmod a\+r \/sys\/class\/powercap\/intel-rapl:\*\/energy_uj.*sysfsutils/);
+        expect(auto.description).toMatch(/GPU: none found; RAM: modelled \d+(\.\d+)? W$/);
+        expect(auto.sources.map((s) => s.measured)).toEqual([false]);
+      } finally {
+        await Promise.all(auto.sources.map((s) => s.close?.()));
+      }
+    } finally {
+      refused.delete(counter);
+    }
   });
 });
 

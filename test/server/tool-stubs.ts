@@ -129,6 +129,27 @@ export function writeStub(name: string, options: StubOptions): Stub {
   };
 }
 
+/**
+ * A directory for the PATH a source sees (the whole of it, or first on it), holding the `sudo` asked for: none at all, a
+ * file that cannot be executed (spawn answers EACCES, for root too: no execute bit), one that
+ * refuses as sudo -n does for a user without a sudoers rule, or one that runs `sudo -n <command>`
+ * as that command. Built the same for whoever runs the tests, whatever sudo the machine has.
+ */
+export function sudoOnPath(kind: 'none' | 'not-executable' | 'refuses' | 'allows'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-sudo-'));
+  dirs.push(dir);
+  if (kind === 'none') return dir;
+  const path = join(dir, 'sudo');
+  const body = {
+    'not-executable': 'exit 0\n',
+    refuses: "echo 'sudo: a password is required' >&2\nexit 1\n",
+    allows: '[ "$1" = -n ] || { echo "sudo stand-in: expected -n, got $*" >&2; exit 2; }\nshift\nexec "$@"\n',
+  }[kind];
+  writeFileSync(path, `#!/bin/sh\n${body}`);
+  chmodSync(path, kind === 'not-executable' ? 0o644 : 0o755);
+  return dir;
+}
+
 /** Whether a process is alive (a zombie of ours counts as gone). */
 export function alive(pid: number): boolean {
   try {

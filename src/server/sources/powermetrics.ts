@@ -53,7 +53,7 @@ export function powermetricsSource(options: PowermetricsSourceOptions = {}): Too
     intervalMs,
     parser: () => powermetricsParser(intervalMs),
     install: sudo
-      ? 'powermetrics runs through sudo, which is not installed: run carbon-trace as root instead'
+      ? 'powermetrics runs through sudo when carbon-trace is not root, and there is no sudo this user can run: run carbon-trace as root instead'
       : 'powermetrics comes with macOS (/usr/bin/powermetrics), on Macs only; or give its path (--powermetrics, or { executable })',
     explain: (stderr) => (/password|terminal is required|sudoers|not allowed|superuser|root/i.test(stderr) ? rootHint(executable) : undefined),
   });
