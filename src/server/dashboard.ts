@@ -108,6 +108,8 @@ const PAGE = `<!doctype html>
 <script>
 (() => {
   const COMPONENTS = ['cpu', 'gpu', 'ram'];
+  // Rows of the models table; the keys and users tables show 5.
+  const TOP = 10;
   const $ = (id) => document.getElementById(id);
   const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
   const STEPS = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k'], [1, ''], [1e-3, 'm'], [1e-6, 'µ'], [1e-9, 'n']];
@@ -173,9 +175,10 @@ const PAGE = `<!doctype html>
       '<span>one bar per request, as wide as it lasted; its height is its energy</span>';
     renderChart(s.recent);
     renderRecent(s.recent);
-    $('models').innerHTML = table(s.byModel, 'model', 'no model called yet', s.attributedJoules);
-    $('keys').innerHTML = table(s.byApiKey, 'API key (one-way id)', 'no request yet', s.attributedJoules, 5);
-    $('users').innerHTML = table(s.byUser, 'user', 'no request yet', s.attributedJoules, 5);
+    const omitted = s.rowsOmitted || {};
+    $('models').innerHTML = table(s.byModel, 'model', 'no model called yet', s.attributedJoules, TOP, omitted.byModel);
+    $('keys').innerHTML = table(s.byApiKey, 'API key (one-way id)', 'no request yet', s.attributedJoules, 5, omitted.byApiKey);
+    $('users').innerHTML = table(s.byUser, 'user', 'no request yet', s.attributedJoules, 5, omitted.byUser);
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · since ' + new Date(s.since).toLocaleString() + ' · refreshes every second';
   }
 
@@ -224,11 +227,12 @@ const PAGE = `<!doctype html>
         '</td><td>' + r.durationSeconds.toFixed(3) + ' s</td><td>' + (r.completionTokens ?? '—') + '</td><td>' + badge(r.measured, r.totalJoules != null) + '</td></tr>').join('') + '</tbody></table>';
   }
 
-  function table(book, label, empty, attributed, limit) {
+  function table(book, label, empty, attributed, limit, omitted) {
     let rows = Object.entries(book || {});
     if (rows.length === 0) return '<div class="empty">' + empty + '</div>';
     rows.sort((a, b) => b[1].joules - a[1].joules);
-    if (limit) rows = rows.slice(0, limit);
+    const more = Math.max(0, rows.length - limit) + (omitted || 0);
+    rows = rows.slice(0, limit);
     const eScale = scaleFor(rows.map(([, r]) => WH(r.joules)));
     const gScale = scaleFor(rows.map(([, r]) => r.emissionsGrams));
     const pScale = scaleFor(rows.map(([, r]) => WH(r.requests > 0 ? r.joules / r.requests : 0)));
@@ -236,14 +240,16 @@ const PAGE = `<!doctype html>
     return '<table><thead><tr><th>' + esc(label) + '</th><th>requests</th><th>energy</th><th>CO2eq</th><th>per request</th><th>share</th></tr></thead><tbody>' +
       rows.map(([name, m]) => '<tr ' + attr + '="' + esc(name) + '"><td>' + esc(name) + '</td><td data-value="' + m.requests + '">' + m.requests +
         '</td><td data-value="' + m.joules + '">' + esc(inUnit(WH(m.joules), eScale, 'Wh')) + '</td><td data-value="' + m.emissionsGrams + '">' + esc(inUnit(m.emissionsGrams, gScale, 'g')) +
-        '</td><td>' + esc(inUnit(WH(m.requests > 0 ? m.joules / m.requests : 0), pScale, 'Wh')) + '</td><td>' + (attributed > 0 ? (100 * m.joules / attributed).toFixed(1) + ' %' : '—') + '</td></tr>').join('') + '</tbody></table>';
+        '</td><td>' + esc(inUnit(WH(m.requests > 0 ? m.joules / m.requests : 0), pScale, 'Wh')) + '</td><td>' + (attributed > 0 ? (100 * m.joules / attributed).toFixed(1) + ' %' : '—') + '</td></tr>').join('') +
+      (more > 0 ? '<tr class="more"><td colspan="6" class="left">and ' + more + ' more (all of them: /carbon/stats)</td></tr>' : '') + '</tbody></table>';
   }
 
   async function refresh() {
     try {
       // With an admin token, the page is opened as /carbon?token=…: the stats need it too.
       const token = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('token');
-      const response = await fetch('/carbon/stats', { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
+      // Only what the page shows: the largest rows of each table (the whole tables can be megabytes).
+      const response = await fetch('/carbon/stats?top=' + TOP, { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
       if (response.ok) render(await response.json());
       else $('updated').textContent = '/carbon/stats answered ' + response.status;
     } catch (error) {

@@ -111,4 +111,21 @@ describeWith(CHROMIUM, 'the dashboard at /carbon, in Chromium', () => {
     expect(existsSync(resolve('.tmp/dashboard.png'))).toBe(true);
     expect(errors).toEqual([]);
   });
+
+  it('asks only for what it shows (?top=10): the 10 models with the most energy, then how many more', async () => {
+    const asked: string[] = [];
+    page.on('request', (r) => asked.push(r.url()));
+    for (let i = 0; i < 13; i++) {
+      await fetch(`${local.baseURL}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: `extra-${i}`, messages: [{ role: 'user', content: 'x' }] }) }).then((r) => r.text());
+    }
+    await page.waitForFunction(() => (window as unknown as { __carbonStats: { requests: number } }).__carbonStats.requests === 39, undefined, { timeout: 5_000 });
+    expect(asked.filter((url) => url.includes('/carbon/stats')).every((url) => url.endsWith('/carbon/stats?top=10'))).toBe(true);
+    expect(await page.$$eval('#models tbody tr[data-model]', (trs) => trs.length)).toBe(10);
+    // 15 models: toy-model, toy-model-large and 13 more.
+    expect(await page.textContent('#models tr.more')).toBe('and 5 more (all of them: /carbon/stats)');
+    const all = await (await fetch(`${local.proxyURL}/carbon/stats`)).json();
+    const largest = Object.entries(all.byModel as Record<string, { joules: number }>).sort((a, b) => b[1].joules - a[1].joules).slice(0, 10).map(([m]) => m).sort();
+    expect((await page.$$eval('#models tbody tr[data-model]', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.model!))).sort()).toEqual(largest);
+    expect(errors).toEqual([]);
+  });
 });

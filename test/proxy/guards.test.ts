@@ -214,3 +214,51 @@ describe('the proxy\'s own routes, however spelled', () => {
     expect(upstream.requests).toEqual([]);
   });
 });
+
+describe('the books\' routes stay cheap', () => {
+  it('?top=N gives the N rows with the most energy per table and says how many more there are; ?recent=N the last N requests', async () => {
+    const { url, proxy } = await start();
+    for (let i = 0; i < 5; i++) {
+      await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer key-${i}` }, body: JSON.stringify({ model: `m${i}`, user: `u${i}`, messages: [] }) });
+    }
+    for (let i = 0; i < 100 && (await proxy.stats()).requests < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const all = await (await fetch(`${url}/carbon/stats`)).json();
+    const top = await (await fetch(`${url}/carbon/stats?top=2&recent=1`)).json();
+    expect(all.rowsOmitted).toBeUndefined();
+    expect(Object.keys(all.byModel)).toHaveLength(5);
+    for (const table of ['byModel', 'byApiKey', 'byUser']) {
+      expect(Object.keys(top[table]), table).toHaveLength(2);
+      expect(top.rowsOmitted[table], table).toBe(3);
+      // The two with the most energy, as the whole table ranks them.
+      const ranked = Object.entries(all[table] as Record<string, { joules: number }>).sort((a, b) => b[1].joules - a[1].joules).map(([name]) => name);
+      expect(Object.keys(top[table]).sort(), table).toEqual(ranked.slice(0, 2).sort());
+    }
+    expect(top.recent).toEqual([all.recent.at(-1)]);
+    expect(top.requests).toBe(all.requests);
+  });
+
+  it('/metrics puts only the small totals on file before it answers — not the tables — and what it showed is never above them', async () => {
+    const { mkdtempSync, readFileSync, existsSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-guards-'));
+    try {
+      const ledger = join(dir, 'ledger.csv');
+      const { url } = await start({ ledger });
+      for (let i = 0; i < 3; i++) await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","messages":[]}' });
+      const text = await (await fetch(`${url}/metrics`)).text();
+      expect(existsSync(`${ledger}.snapshot.json`)).toBe(false);
+      const totals = JSON.parse(readFileSync(`${ledger}.meter.json`, 'utf8'));
+      const shown = [...text.matchAll(/^carbon_trace_meter_energy_joules_total\{component="(\w+)"\} (\S+)$/gm)];
+      expect(shown.length).toBeGreaterThan(0);
+      for (const [, component, joules] of shown) expect(totals.carried.total[component!], component).toBeGreaterThanOrEqual(Number(joules));
+      expect(totals.carried.requests).toBeGreaterThanOrEqual(Number(/^carbon_trace_closed_requests_total (\S+)$/m.exec(text)![1]));
+    } finally {
+      for (const r of running.splice(0)) {
+        await r.proxy.close();
+        await r.meter.close();
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
