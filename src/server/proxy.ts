@@ -333,8 +333,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       try {
         return await work();
       } finally {
-        const cost = performance.now() - started;
-        if (cost > 2) await new Promise((resolve) => setTimeout(resolve, cost * 9));
+        await new Promise((resolve) => setTimeout(resolve, (performance.now() - started) * 9));
       }
     });
     booksTurn = run.catch(() => undefined);
