@@ -158,6 +158,8 @@ const OWN_ROUTES = new Set(['/carbon', '/carbon/stats', '/api/v1/carbon/inferenc
 // Each carbon-trace proxy a request passes adds its instance id here, so that one that comes back
 // through any number of them is a loop, not a request.
 const HOP_HEADER = 'x-carbon-trace-proxy';
+// Answers of the books' routes that may wait their turn at once (distinct ones: the same question shares one).
+const MAX_BOOKS_WAITING = 16;
 // More carbon-trace proxies in a row than any deployment has: a loop through proxies that restarted.
 const MAX_HOPS = 8;
 // The failures that say the upstream cannot be reached (not that one answer went wrong).
@@ -323,20 +325,31 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     return text;
   }
 
-  // The books' routes take turns, and a costly one waits before the next may run: however many
-  // clients poll them and however large the tables, they take at most about a tenth of the
-  // event loop, and the model's traffic the rest.
-  let booksTurn: Promise<unknown> = Promise.resolve();
-  const inTurn = <T,>(work: () => Promise<T>): Promise<T> => {
+  // The books' routes take turns, and each waits after its work 9 times as long as that took:
+  // however many clients poll them and however large the tables, they take at most about a tenth
+  // of the event loop, and the model's traffic the rest. Readers asking the same thing while it
+  // waits its turn share one answer, and at most MAX_BOOKS_WAITING answers wait: past that, 503.
+  let booksTurn: Promise<void> = Promise.resolve();
+  const waitingTurns = new Map<string, Promise<Buffer>>();
+  const inTurn = (key: string, work: () => Promise<Buffer>): Promise<Buffer> | undefined => {
+    const waiting = waitingTurns.get(key);
+    if (waiting) return waiting;
+    if (waitingTurns.size >= MAX_BOOKS_WAITING) return undefined;
+    let endTurn!: () => void;
+    const turnEnded = new Promise<void>((resolve) => (endTurn = resolve));
     const run = booksTurn.then(async () => {
+      // From here on a new reader gets a fresher answer than this one.
+      waitingTurns.delete(key);
       const started = performance.now();
       try {
         return await work();
       } finally {
-        await new Promise((resolve) => setTimeout(resolve, (performance.now() - started) * 9));
+        // The answer goes now; the next turn, after the pause.
+        setTimeout(endTurn, (performance.now() - started) * 9);
       }
     });
-    booksTurn = run.catch(() => undefined);
+    waitingTurns.set(key, run);
+    booksTurn = turnEnded;
     return run;
   };
 
@@ -360,23 +373,25 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       res.end(html);
     } else if (path === '/carbon/stats') {
       const limits = statsLimits(target);
-      const body = await inTurn(async () => Buffer.from(JSON.stringify(await stats(limits))));
-      sendJson(res, body);
+      await answerInTurn(res, `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));
     } else if (path === '/api/v1/carbon/inference/stats') {
-      const body = await inTurn(async () => Buffer.from(JSON.stringify(modelGardenStats({ ...(await stats({ top: 0, recent: 0 })), modelNames: books.modelNames() }))));
-      sendJson(res, body);
+      await answerInTurn(res, 'model-garden', 'application/json', async () => Buffer.from(JSON.stringify(modelGardenStats({ ...(await stats({ top: 0, recent: 0 })), modelNames: books.modelNames() }))));
     } else if (path === '/metrics') {
-      const body = await inTurn(async () => Buffer.from(await metrics()));
-      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': body.length });
-      res.end(body);
+      await answerInTurn(res, 'metrics', PROMETHEUS_CONTENT_TYPE, async () => Buffer.from(await metrics()));
     }
   }
 
-  const sendJson = (res: ServerResponse, body: Buffer) => {
+  async function answerInTurn(res: ServerResponse, key: string, contentType: string, work: () => Promise<Buffer>): Promise<void> {
+    const turn = inTurn(key, work);
+    if (turn === undefined) {
+      proxyError(res, 503, 'too many readers of the books are waiting: try again shortly', { 'retry-after': '1' });
+      return;
+    }
+    const body = await turn;
     if (res.destroyed) return;
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' });
+    res.writeHead(200, { 'content-type': contentType, 'content-length': body.length, 'cache-control': 'no-store' });
     res.end(body);
-  };
+  }
 
   /** What must be checked before a request's body is read: the target, our own routes, the body's size. */
   function admit(req: IncomingMessage, res: ServerResponse): { target: string; path: string } | undefined {
