@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
@@ -231,6 +231,12 @@ export type Ledger = {
   readonly pendingRows: number;
   /** Rows that could not be written and are gone (more than `maxPendingRows` waited, or they waited at close). */
   readonly lostRows: number;
+  /** Whether the file held rows when it was opened (an earlier run's). */
+  readonly hasRows: boolean;
+  /** The rows this run has put in the file, and their energy: what a restart reads back. */
+  readonly written: { rows: number; withoutFigure: number; joules: ComponentJoules };
+  /** Why the file at `path` is no longer the one written (moved, replaced, cut short), once seen; rows then wait in memory. */
+  readonly detached: string | undefined;
   append(entry: LedgerEntry): void;
   /**
    * Reads the rows from byte `from` (0: all), in order, with the byte offset where each ends;
@@ -290,6 +296,7 @@ export function openLedger(options: LedgerOptions): Ledger {
   let release: () => void = () => {};
   let realPath: string;
   let bytes: number;
+  let hasRows = false;
   try {
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw notRegular(path, stat);
@@ -306,68 +313,105 @@ export function openLedger(options: LedgerOptions): Ledger {
       writeSync(fd, header);
       bytes = Buffer.byteLength(header);
     }
+    hasRows = bytes > headerBytes(fd, bytes);
   } catch (error) {
     release();
     closeSync(fd);
     throw error;
   }
-  const timer = setInterval(() => fsync(fd, () => {}), options.syncIntervalMs ?? 1_000);
-  timer.unref();
+  const identity = fstatSync(fd);
   let open = true;
+  // Why the file at `path` is no longer the one this proxy writes (moved, replaced, cut), once seen.
+  let detached: string | undefined;
+  const timer = setInterval(() => {
+    fsync(fd, () => {});
+    checkStillOurs();
+  }, options.syncIntervalMs ?? 1_000);
+  timer.unref();
 
-  // Rows the file could not take yet, oldest first, and the condition that keeps them out.
-  const pending: Buffer[] = [];
+  // Rows the file could not take yet, oldest first (with their energy, counted in `written` once
+  // they are in), and the condition that keeps them out.
+  const pending: Array<{ line: Buffer; entry: LedgerEntry }> = [];
+  const written = { rows: 0, withoutFigure: 0, joules: {} as ComponentJoules };
   let lostRows = 0;
-  let failing: string | undefined;
+  let failing: { reason: string; since: string; rows: number } | undefined;
   let lostSaid = false;
   // A write cut short that could not be cut back leaves the file mid-line: the next row ends it first.
   let midLine = false;
   let retryTimer: ReturnType<typeof setInterval> | undefined;
 
+  /**
+   * Whether `path` is still this file, whole: a ledger moved or replaced under the proxy (another
+   * proxy could then take the new one), or cut short (logrotate's copytruncate), is written no more.
+   */
+  function checkStillOurs(): boolean {
+    if (detached !== undefined) return false;
+    let why: string | undefined;
+    try {
+      const now = statSync(path);
+      if (now.dev !== identity.dev || now.ino !== identity.ino) why = 'another file now has its name (moved, replaced or rotated)';
+    } catch (error) {
+      why = `its name no longer leads to it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}: moved or deleted)`;
+    }
+    if (why === undefined && fstatSync(fd).size < bytes) why = 'it was cut short (truncated: logrotate copytruncate, or by hand)';
+    if (why === undefined) return true;
+    detached = why;
+    warn(`ledger ${path}: ${why} while the proxy wrote it: no more rows are written, and the books go on in memory only; stop the proxy, put the ledger back or move it away with its companions (${path}.*), and start it again`);
+    return false;
+  }
+
   /** One row into the file, or nothing of it: a short write is cut back to the last whole row. */
-  const writeRow = (line: Buffer): boolean => {
+  const writeRow = (line: Buffer, entry: LedgerEntry): boolean => {
+    if (detached !== undefined) return false;
     const out = midLine ? Buffer.concat([NEWLINE, line]) : line;
-    let written = 0;
+    let count = 0;
     let code: string | undefined;
     try {
-      written = writeSync(fd, out);
+      count = writeSync(fd, out);
     } catch (error) {
       code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     }
-    if (written === out.length) {
-      bytes += written;
+    if (count === out.length) {
+      bytes += count;
       midLine = false;
+      written.rows++;
+      if (entry.energy.totalJoules === undefined) written.withoutFigure++;
+      for (const component of ENERGY_COMPONENTS) {
+        const joules = entry.energy.joules[component];
+        if (joules !== undefined) written.joules[component] = (written.joules[component] ?? 0) + joules;
+      }
       return true;
     }
-    if (written > 0) {
+    if (count > 0) {
       try {
         ftruncateSync(fd, bytes);
       } catch {
         // The part stays: count it, and end its line before the next row.
-        bytes += written;
+        bytes += count;
         midLine = true;
       }
     }
-    startFailing(code ?? `a short write (${written} of ${out.length} bytes)`);
+    startFailing(code ?? `a short write (${count} of ${out.length} bytes)`);
     return false;
   };
 
   const startFailing = (reason: string) => {
     if (failing !== undefined) return;
-    failing = reason;
+    // Each episode says when it began: two episodes are two lines, never one said once.
+    failing = { reason, since: new Date().toISOString(), rows: 0 };
     lostSaid = false;
-    warn(`ledger ${path}: rows cannot be written (${reason}); they are kept in memory, up to ${maxPending}, and written when the file takes them again`);
+    warn(`ledger ${path}: rows cannot be written since ${failing.since} (${reason}); they are kept in memory, up to ${maxPending}, and written when the file takes them again`);
     retryTimer = setInterval(flush, options.retryIntervalMs ?? 1_000);
     retryTimer.unref();
   };
 
   function flush(): boolean {
     while (pending.length > 0 && open) {
-      if (!writeRow(pending[0]!)) return false;
+      if (!writeRow(pending[0]!.line, pending[0]!.entry)) return false;
       pending.shift();
     }
     if (failing !== undefined && pending.length === 0) {
-      warn(`ledger ${path}: rows are written again${lostRows > 0 ? ` (${lostRows} rows were lost while it could not take them)` : ''}`);
+      warn(`ledger ${path}: rows are written again, after ${failing.rows} waited since ${failing.since}${lostRows > 0 ? ` (${lostRows} rows in all were lost while it could not take them)` : ''}`);
       failing = undefined;
       clearInterval(retryTimer);
       retryTimer = undefined;
@@ -375,8 +419,9 @@ export function openLedger(options: LedgerOptions): Ledger {
     return pending.length === 0;
   }
 
-  const keep = (line: Buffer) => {
-    pending.push(line);
+  const keep = (line: Buffer, entry: LedgerEntry) => {
+    pending.push({ line, entry });
+    if (failing) failing.rows++;
     if (pending.length > maxPending) {
       pending.shift();
       lostRows++;
@@ -399,15 +444,28 @@ export function openLedger(options: LedgerOptions): Ledger {
     get lostRows() {
       return lostRows;
     },
+    get written() {
+      return written;
+    },
+    hasRows,
+    get detached() {
+      return detached;
+    },
     append(entry) {
       if (!open) return;
       const line = Buffer.from(ledgerLine(entry, runId, projectName));
+      // A file moved, replaced or cut short under us: seen before the write, never after it
+      // (a cut file would take rows with no header before them; a replaced one, none of ours).
+      if (!checkStillOurs()) {
+        keep(line, entry);
+        return;
+      }
       // In order: while rows wait, a new one waits behind them.
       if (pending.length > 0) {
-        keep(line);
+        keep(line, entry);
         flush();
-      } else if (!writeRow(line)) {
-        keep(line);
+      } else if (!writeRow(line, entry)) {
+        keep(line, entry);
       } else if (failing !== undefined) {
         flush();
       }
@@ -473,7 +531,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       if (retryTimer) clearInterval(retryTimer);
       if (pending.length > 0) {
         lostRows += pending.length;
-        warn(`ledger ${path}: ${pending.length} rows could not be written before the proxy stopped (${failing ?? 'the file did not take them'}): they are lost from the file`);
+        warn(`ledger ${path}: ${pending.length} rows could not be written before the proxy stopped (${failing?.reason ?? detached ?? 'the file did not take them'}): they are lost from the file`);
         pending.length = 0;
       }
       try {
@@ -493,6 +551,13 @@ const NEWLINE = Buffer.from('\n');
 function notRegular(path: string, stat: Stats): Error {
   const kind = stat.isDirectory() ? 'a directory' : stat.isBlockDevice() ? 'a block device' : stat.isCharacterDevice() ? 'a character device' : stat.isFIFO() ? 'a pipe' : stat.isSocket() ? 'a socket' : 'not a regular file';
   return new Error(`${path}: ${kind}, not a regular file: a ledger is a file (such as /var/lib/carbon-trace/ledger.csv)`);
+}
+
+/** Where the file's first line (its header) ends, bytes. */
+function headerBytes(fd: number, size: number): number {
+  const head = Buffer.alloc(Math.min(size, 64 * 1024));
+  const end = head.subarray(0, readSync(fd, head, 0, head.length, 0)).indexOf(0x0a);
+  return end < 0 ? size : end + 1;
 }
 
 /** Checks the file is a ledger and drops a torn last line; returns where its last whole line ends. */
@@ -533,7 +598,7 @@ function checkHeadAndTail(fd: number, size: number, path: string, warn: (message
  * const secret = keyIdSecretBeside(ledger.realPath);
  * ```
  */
-export function keyIdSecretBeside(ledgerPath: string): Buffer {
+export function keyIdSecretBeside(ledgerPath: string, options: { hasRows?: boolean } = {}): Buffer {
   const path = `${ledgerPath}.key-id-secret`;
   const unusable = (why: string) =>
     new Error(`the key-id secret ${path} is ${why}: fix it (a file of 64 hex digits, readable by this user) or remove it, which gives every API key a new id`);
@@ -542,8 +607,17 @@ export function keyIdSecretBeside(ledgerPath: string): Buffer {
     try {
       stat = statSync(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw unusable(`not reachable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw unusable(`not reachable (${code ?? (error as Error).message})`);
+      // A name that is there but leads nowhere is not "no secret": a new one would replace the one it meant.
+      let link = false;
+      try {
+        link = lstatSync(path).isSymbolicLink();
+      } catch {
+        // Not there at all.
+      }
+      if (link) throw unusable('a link to a file that does not exist');
+      return undefined;
     }
     if (!stat.isFile()) throw unusable(stat.isDirectory() ? 'a directory' : 'not a regular file');
     let text: string;
@@ -557,6 +631,13 @@ export function keyIdSecretBeside(ledgerPath: string): Buffer {
   };
   const kept = read();
   if (kept) return kept;
+  // Rows made with a secret that is not here (kept under another name of the file, or given in
+  // CARBON_TRACE_KEY_ID_SECRET): a new one would give their keys a second id.
+  if (options.hasRows) {
+    throw new Error(
+      `the ledger ${ledgerPath} has rows but no key-id secret beside it (${path}): their API key ids were made with another — set CARBON_TRACE_KEY_ID_SECRET to it, or copy the secret file here from beside the name the ledger had`,
+    );
+  }
   const secret = randomBytes(32);
   const aside = `${path}.${randomUUID()}.tmp`;
   try {
@@ -565,10 +646,13 @@ export function keyIdSecretBeside(ledgerPath: string): Buffer {
       linkSync(aside, path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      return read() ?? secret;
+      const there = read();
+      if (there === undefined) throw unusable('there but cannot be read back');
+      return there;
     }
     return secret;
   } catch (error) {
+    if ((error as Error).message.startsWith('the key-id secret')) throw error;
     throw new Error(`the key-id secret ${path} could not be created (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   } finally {
     rmSync(aside, { force: true });

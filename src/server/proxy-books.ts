@@ -194,7 +194,7 @@ export function createProxyBooks(options: {
   const tokens = { prompt: 0, completion: 0, requestsWithUsage: 0, requestsExpectingUsage: 0 };
   const carried: Carried = { requests: 0, requestsWithoutFigure: 0, total: {}, attributed: {}, idle: {}, unattributed: {}, idleGrams: 0, unattributedGrams: 0 };
   // Requests booked in this run: every view counts these (the meter does not see a request whose body never came).
-  const booked = { requests: 0, withoutFigure: 0, joules: {} as ComponentJoules };
+  const booked = { requests: 0, withoutFigure: 0 };
   // Idle and unattributed emissions accrue at the intensity of their time.
   let idleGrams = 0;
   let unattributedGrams = 0;
@@ -277,7 +277,7 @@ export function createProxyBooks(options: {
     ledger = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
     try {
       // After the lock: one proxy makes the secret, and the one that keeps the ledger uses it.
-      if (options.keyIdSecret === 'beside-ledger') keyIdSecret = keyIdSecretBeside(ledger.realPath);
+      if (options.keyIdSecret === 'beside-ledger') keyIdSecret = keyIdSecretBeside(ledger.realPath, { hasRows: ledger.hasRows });
       restore(ledger);
     } catch (error) {
       ledger.close();
@@ -341,12 +341,13 @@ export function createProxyBooks(options: {
     const g = options.gridNow?.();
     if (m && g) accrue(m, g);
     const now: Carried = { ...carried, total: { ...carried.total }, attributed: { ...carried.attributed }, idle: { ...carried.idle }, unattributed: { ...carried.unattributed } };
-    now.requests += booked.requests;
-    now.requestsWithoutFigure += booked.withoutFigure;
-    // The energy of the requests in the file, not the meter's attributed energy: a request the
-    // meter has closed but the file not yet booked would be read back twice.
-    addJoules(now.attributed, booked.joules);
-    addJoules(now.total, booked.joules);
+    // The requests in the file, and their energy — not the meter's attributed energy, nor rows
+    // still waiting for a full disk: a restart reads those back from the file, once.
+    const inFile = ledger!.written;
+    now.requests += inFile.rows;
+    now.requestsWithoutFigure += inFile.withoutFigure;
+    addJoules(now.attributed, inFile.joules);
+    addJoules(now.total, inFile.joules);
     if (m) {
       for (const component of ENERGY_COMPONENTS) {
         const c = m.byComponent[component];
@@ -364,8 +365,8 @@ export function createProxyBooks(options: {
     return now;
   }
 
-  /** The file's size and fingerprint now, or `undefined` while rows wait to be written (the snapshots would claim them). */
-  const fileNow = () => (ledger && ledger.pendingRows === 0 ? { ledgerBytes: ledger.bytes, fingerprint: ledger.fingerprint(ledger.bytes) } : undefined);
+  /** The file's size and fingerprint now; `undefined` once the file at its name is not this one (another proxy may own the companions). */
+  const fileNow = () => (ledger && ledger.detached === undefined ? { ledgerBytes: ledger.bytes, fingerprint: ledger.fingerprint(ledger.bytes) } : undefined);
 
   /** The meter's totals, written when they changed; resolves once they are on file. */
   function writeTotals(): Promise<void> {
@@ -396,7 +397,8 @@ export function createProxyBooks(options: {
 
   function writeTables(): Promise<void> {
     if (closed) return tablesWriting;
-    const file = fileNow();
+    // The tables hold every booked row: not written while some wait for the file.
+    const file = ledger?.pendingRows === 0 ? fileNow() : undefined;
     if (!file || !tablesDirty) return tablesWriting;
     tablesDirty = false;
     const text = JSON.stringify(tablesNow(file));
@@ -414,7 +416,9 @@ export function createProxyBooks(options: {
     ledger.flush();
     const file = fileNow();
     if (!file) return;
-    for (const [path, value] of [[companion('snapshot.json'), tablesNow(file)], [companion('meter.json'), { version: 2, ...file, carried: totalsNow() }]] as const) {
+    const files: Array<[string, unknown]> = [[companion('meter.json'), { version: 2, ...file, carried: totalsNow() }]];
+    if (ledger.pendingRows === 0) files.push([companion('snapshot.json'), tablesNow(file)]);
+    for (const [path, value] of files) {
       try {
         writeFileSync(`${path}.tmp`, JSON.stringify(value));
         renameSync(`${path}.tmp`, path);
@@ -491,7 +495,6 @@ export function createProxyBooks(options: {
       const at = new Date().toISOString();
       booked.requests++;
       if (request.energy.totalJoules === undefined) booked.withoutFigure++;
-      addJoules(booked.joules, request.energy.joules);
       tablesDirty = true;
       // Written before the client gets the response it books: a row in the file is a request served.
       ledger?.append({ at, model: request.model, apiKeyId: request.apiKeyId, user: request.user, status: request.status, streamed: request.streamed, energy: request.energy, grid: request.grid, usage: request.usage });

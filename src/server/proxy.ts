@@ -325,32 +325,52 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     return text;
   }
 
-  // The books' routes take turns, and each waits after its work 9 times as long as that took:
-  // however many clients poll them and however large the tables, they take at most about a tenth
-  // of the event loop, and the model's traffic the rest. Readers asking the same thing while it
-  // waits its turn share one answer, and at most MAX_BOOKS_WAITING answers wait: past that, 503.
-  let booksTurn: Promise<void> = Promise.resolve();
-  const waitingTurns = new Map<string, Promise<Buffer>>();
-  const inTurn = (key: string, work: () => Promise<Buffer>): Promise<Buffer> | undefined => {
-    const waiting = waitingTurns.get(key);
-    if (waiting) return waiting;
-    if (waitingTurns.size >= MAX_BOOKS_WAITING) return undefined;
+  // The books' routes take turns, and each waits after its work — the answer made and written to
+  // its readers — 9 times as long as that took: however many clients poll them and however large
+  // the tables, they take at most about a tenth of the event loop, and the model's traffic the
+  // rest. Readers asking the same thing while it waits its turn share one answer; at most
+  // MAX_BOOKS_WAITING answers wait, then 503; a turn whose readers have all gone is skipped.
+  // /metrics has a lane of its own, so that a crowd of readers of /carbon/stats never makes
+  // Prometheus's scrape time out.
+  type Turn = { readers: Set<ServerResponse>; contentType: string; done: Promise<void> };
+  const lanes = new Map<string, { tail: Promise<void>; waiting: Map<string, Turn> }>();
+  const answerInTurn = (res: ServerResponse, laneName: string, key: string, contentType: string, work: () => Promise<Buffer>): Promise<void> => {
+    let lane = lanes.get(laneName);
+    if (!lane) lanes.set(laneName, (lane = { tail: Promise.resolve(), waiting: new Map() }));
+    const waiting = lane.waiting.get(key);
+    if (waiting) {
+      waiting.readers.add(res);
+      return waiting.done;
+    }
+    if (lane.waiting.size >= MAX_BOOKS_WAITING) {
+      proxyError(res, 503, 'too many readers of the books are waiting: try again shortly', { 'retry-after': '1' });
+      return Promise.resolve();
+    }
     let endTurn!: () => void;
     const turnEnded = new Promise<void>((resolve) => (endTurn = resolve));
-    const run = booksTurn.then(async () => {
+    const { waiting: queue } = lane;
+    const turn: Turn = { readers: new Set([res]), contentType, done: undefined as never };
+    turn.done = lane.tail.then(async () => {
       // From here on a new reader gets a fresher answer than this one.
-      waitingTurns.delete(key);
+      queue.delete(key);
+      const readers = [...turn.readers].filter((reader) => !reader.destroyed);
+      if (readers.length === 0) return endTurn();
       const started = performance.now();
       try {
-        return await work();
+        const body = await work();
+        for (const reader of readers) {
+          if (reader.destroyed) continue;
+          reader.writeHead(200, { 'content-type': turn.contentType, 'content-length': body.length, 'cache-control': 'no-store' });
+          reader.end(body);
+        }
       } finally {
-        // The answer goes now; the next turn, after the pause.
+        // The next turn, after the pause.
         setTimeout(endTurn, (performance.now() - started) * 9);
       }
     });
-    waitingTurns.set(key, run);
-    booksTurn = turnEnded;
-    return run;
+    queue.set(key, turn);
+    lane.tail = turnEnded;
+    return turn.done;
   };
 
   const respondJson = (res: ServerResponse, status: number, body: unknown, extra: OutgoingHttpHeaders = {}) => {
@@ -373,24 +393,12 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       res.end(html);
     } else if (path === '/carbon/stats') {
       const limits = statsLimits(target);
-      await answerInTurn(res, `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));
+      await answerInTurn(res, 'stats', `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));
     } else if (path === '/api/v1/carbon/inference/stats') {
-      await answerInTurn(res, 'model-garden', 'application/json', async () => Buffer.from(JSON.stringify(modelGardenStats({ ...(await stats({ top: 0, recent: 0 })), modelNames: books.modelNames() }))));
+      await answerInTurn(res, 'stats', 'model-garden', 'application/json', async () => Buffer.from(JSON.stringify(modelGardenStats({ ...(await stats({ top: 0, recent: 0 })), modelNames: books.modelNames() }))));
     } else if (path === '/metrics') {
-      await answerInTurn(res, 'metrics', PROMETHEUS_CONTENT_TYPE, async () => Buffer.from(await metrics()));
+      await answerInTurn(res, 'metrics', 'metrics', PROMETHEUS_CONTENT_TYPE, async () => Buffer.from(await metrics()));
     }
-  }
-
-  async function answerInTurn(res: ServerResponse, key: string, contentType: string, work: () => Promise<Buffer>): Promise<void> {
-    const turn = inTurn(key, work);
-    if (turn === undefined) {
-      proxyError(res, 503, 'too many readers of the books are waiting: try again shortly', { 'retry-after': '1' });
-      return;
-    }
-    const body = await turn;
-    if (res.destroyed) return;
-    res.writeHead(200, { 'content-type': contentType, 'content-length': body.length, 'cache-control': 'no-store' });
-    res.end(body);
   }
 
   /** What must be checked before a request's body is read: the target, our own routes, the body's size. */
@@ -405,9 +413,9 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     }
     // Only origin-form targets go upstream, joined onto its origin as a string: an absolute URL
     // (or anything else) could otherwise send the request, and its Authorization, elsewhere.
-    if (!target.startsWith('/')) {
+    if (!target.startsWith('/') || target.includes('#')) {
       req.resume();
-      proxyError(res, 400, 'request target must be a path (origin-form, "/…")', { connection: 'close' });
+      proxyError(res, 400, 'request target must be a path (origin-form, "/…", with no fragment)', { connection: 'close' });
       return undefined;
     }
     const query = target.indexOf('?');
@@ -425,19 +433,27 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       proxyError(res, 508, hops.includes(instanceId) ? `the upstream ${upstreamLabel} sends requests back to this proxy, directly or through other carbon-trace proxies: a loop` : `the request has passed ${hops.length} carbon-trace proxies: a loop`);
       return undefined;
     }
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      // Our routes however the path is spelled (a trailing or doubled slash): a spelling that
-      // went upstream could reach the model server's own /metrics.
-      const route = routePath(path);
-      if (OWN_ROUTES.has(route)) {
-        req.resume();
-        if (route !== '/carbon' && !adminAllowed(req, target)) {
-          proxyError(res, 401, 'this route needs the admin token: Authorization: Bearer <CARBON_TRACE_ADMIN_TOKEN>', { 'www-authenticate': 'Bearer' });
-          return undefined;
-        }
-        ownRoute(route, target, res).catch((error: unknown) => proxyError(res, 500, `carbon-trace: ${error instanceof Error ? error.message : String(error)}`));
+    // Our routes however the path is spelled (a trailing or doubled slash, capitals), and with any
+    // method: a spelling that went upstream could reach the model server's own /metrics — which
+    // vLLM serves under every path that begins with /metrics.
+    const route = routePath(path).toLowerCase();
+    if (OWN_ROUTES.has(route)) {
+      req.resume();
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        proxyError(res, 405, `${route} is the proxy's own route: GET only`, { allow: 'GET, HEAD' });
         return undefined;
       }
+      if (route !== '/carbon' && !adminAllowed(req, target)) {
+        proxyError(res, 401, 'this route needs the admin token: Authorization: Bearer <CARBON_TRACE_ADMIN_TOKEN>', { 'www-authenticate': 'Bearer' });
+        return undefined;
+      }
+      ownRoute(route, target, res).catch((error: unknown) => proxyError(res, 500, `carbon-trace: ${error instanceof Error ? error.message : String(error)}`));
+      return undefined;
+    }
+    if (route.startsWith('/metrics')) {
+      req.resume();
+      proxyError(res, 404, 'the paths under /metrics are the proxy\'s: the model server\'s own metrics are not served through it (scrape it directly)');
+      return undefined;
     }
     const coding = req.headers['transfer-encoding'];
     if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
@@ -923,7 +939,7 @@ function hostCheck(allowed: readonly string[] | true | undefined): (host: string
   const names = new Set<string>();
   const domains: string[] = [];
   for (const entry of allowed ?? []) {
-    const name = entry.trim().toLowerCase();
+    const name = entry.trim().toLowerCase().replace(/\.$/, '');
     if (name === '*') return () => true;
     if (name.startsWith('.')) domains.push(name);
     else if (name !== '') names.add(name);

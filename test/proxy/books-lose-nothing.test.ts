@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -97,6 +97,12 @@ function slowSource(ms: number): EnergySource {
 }
 
 const running: Array<{ proxy: CarbonProxy; meter: EnergyMeter }> = [];
+/** Stops one proxy started here (and its meter) before the test ends. */
+async function stopOne(r: { proxy: CarbonProxy; meter: EnergyMeter }): Promise<void> {
+  running.splice(running.findIndex((x) => x.proxy === r.proxy), 1);
+  await r.proxy.close();
+  await r.meter.close();
+}
 afterEach(async () => {
   for (const { proxy, meter } of running.splice(0)) {
     await proxy.close();
@@ -229,7 +235,14 @@ describe('a full disk', () => {
       expect(waiting.pendingRows).toBe(24 - rowCount(ledger));
       expect(waiting.pendingRows).toBeGreaterThan(0);
       expect(stderr.match(/rows cannot be written/g)).toHaveLength(1);
-      expect(stderr).toMatch(/ledger .*ledger\.csv: rows cannot be written \((EFBIG|a short write)/);
+      expect(stderr).toMatch(/ledger .*ledger\.csv: rows cannot be written since \S+ \((EFBIG|a short write)/);
+      // The meter's totals stay on file while rows wait (tied to the rows that are in it): idle
+      // energy a scrape showed is not lost to a crash now.
+      const scrape = await (await fetch(`${url}/metrics`)).text();
+      const totals = JSON.parse(readFileSync(`${ledger}.meter.json`, 'utf8'));
+      expect(totals.ledgerBytes).toBe(Buffer.byteLength(readFileSync(ledger)));
+      expect(totals.carried.requests).toBe(rowCount(ledger));
+      for (const [, component, joules] of scrape.matchAll(/^carbon_trace_idle_energy_joules_total\{component="(\w+)"\} (\S+)$/gm)) expect(totals.carried.idle[component!]).toBeGreaterThanOrEqual(Number(joules));
 
       // Space comes back.
       execFileSync('prlimit', ['--pid', String(child.pid), '--fsize=unlimited:unlimited']);
@@ -239,13 +252,21 @@ describe('a full disk', () => {
       await call(url, KINDS[0]!);
       expect(rowCount(ledger)).toBe(25);
       expect((await (await fetch(`${url}/carbon/stats`)).json()).ledger).toMatchObject({ pendingRows: 0, lostRows: 0 });
+      // A second episode is said again, start and end, however alike.
+      execFileSync('prlimit', ['--pid', String(child.pid), `--fsize=${Buffer.byteLength(readFileSync(ledger)) + 1500}:unlimited`]);
+      for (let i = 0; i < 8; i++) await call(url, KINDS[0]!);
+      expect(stderr.match(/rows cannot be written/g)).toHaveLength(2);
+      execFileSync('prlimit', ['--pid', String(child.pid), '--fsize=unlimited:unlimited']);
+      for (let i = 0; i < 100 && (stderr.match(/rows are written again/g) ?? []).length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(stderr.match(/rows are written again/g)).toHaveLength(2);
+      expect(rowCount(ledger)).toBe(33);
     } finally {
       await stopProcess(child);
     }
     const again = await startPackedProxy(project, ['--upstream', otherOrigin, '--port', '0', '--meter', 'estimate', '--ledger', ledger]);
     try {
       const stats = await (await fetch(`${again.url}/carbon/stats`)).json();
-      expect(stats.requests).toBe(25);
+      expect(stats.requests).toBe(33);
       expect(again.stderr()).not.toMatch(/does not match|skipped/);
     } finally {
       await again.stop();
@@ -294,6 +315,46 @@ describe('a snapshot belongs to its file', () => {
     const third = await start({ ledger, onWarning: (m) => void warnings.push(m) });
     expect((await third.proxy.stats()).requests).toBe(5);
     expect(warnings).toEqual([]);
+  });
+});
+
+describe('a ledger moved, replaced or cut under a running proxy', () => {
+  it('replaced (cp + mv over it): the proxy writes no more rows or snapshots, says so once, and a second proxy may keep the new file alone', async () => {
+    const dir = tempDir();
+    const ledger = join(dir, 'ledger.csv');
+    const warnings: string[] = [];
+    const first = await start({ ledger, onWarning: (m) => void warnings.push(m) });
+    for (let i = 0; i < 2; i++) await call(first.url, KINDS[0]!);
+    copyFileSync(ledger, join(dir, 'copy.csv'));
+    renameSync(join(dir, 'copy.csv'), ledger);
+    for (let i = 0; i < 3; i++) await call(first.url, KINDS[0]!);
+    expect(warnings.filter((w) => w.includes('another file now has its name'))).toEqual([expect.stringMatching(/ledger\.csv: another file now has its name \(moved, replaced or rotated\) while the proxy wrote it: no more rows are written/)]);
+    expect(rowCount(ledger)).toBe(2);
+    expect((await first.proxy.stats()).ledger).toMatchObject({ pendingRows: 3 });
+    // The new file is free: another proxy takes it, and it alone writes it and its companions.
+    const second = await start({ ledger });
+    await call(second.url, KINDS[1]!);
+    expect(rowCount(ledger)).toBe(3);
+    const snapshotBefore = existsSync(`${ledger}.meter.json`) ? readFileSync(`${ledger}.meter.json`, 'utf8') : '';
+    await stopOne(first);
+    expect(existsSync(`${ledger}.meter.json`) ? readFileSync(`${ledger}.meter.json`, 'utf8') : '').toBe(snapshotBefore);
+    expect(warnings).toContainEqual(expect.stringMatching(/3 rows could not be written before the proxy stopped \(another file now has its name/));
+  });
+
+  it('cut short (copytruncate): no row goes into it headless, so the next start is not refused', async () => {
+    const ledger = join(tempDir(), 'ledger.csv');
+    const warnings: string[] = [];
+    const first = await start({ ledger, onWarning: (m) => void warnings.push(m) });
+    for (let i = 0; i < 2; i++) await call(first.url, KINDS[0]!);
+    truncateSync(ledger, 0);
+    await call(first.url, KINDS[0]!);
+    expect(readFileSync(ledger, 'utf8')).toBe('');
+    expect(warnings).toContainEqual(expect.stringMatching(/ledger\.csv: it was cut short \(truncated: logrotate copytruncate, or by hand\) while the proxy wrote it/));
+    await stopOne(first);
+    const again = await start({ ledger });
+    expect((await again.proxy.stats()).requests).toBe(0);
+    await call(again.url, KINDS[0]!);
+    expect(rowCount(ledger)).toBe(1);
   });
 });
 
@@ -389,6 +450,7 @@ describe('the key-id secret', () => {
     const cases: Array<[string, (path: string) => void, RegExp]> = [
       ['a directory', (path) => mkdirSync(path), /is a directory/],
       ['not a secret', (path) => writeFileSync(path, 'hello\n'), /is not a secret/],
+      ['a link to nothing', (path) => symlinkSync(join(tmpdir(), 'carbon-trace-nonexistent', 'secret'), path), /is a link to a file that does not exist/],
     ];
     // Root reads any file: unreadable only for another user.
     if (process.getuid?.() !== 0) cases.push(['unreadable', (path) => (writeFileSync(path, `${'ab'.repeat(32)}\n`), chmodSync(path, 0o000)), /is unreadable \(EACCES\)/]);
@@ -403,6 +465,24 @@ describe('the key-id secret', () => {
       expect(lines[0], what).toMatch(/^carbon-trace: the key-id secret .*ledger\.csv\.key-id-secret .*: fix it .* or remove it/);
     }
   }, 30_000);
+
+  it('a ledger with rows but no secret beside it (opened under another name, or made with CARBON_TRACE_KEY_ID_SECRET): refused, not given a second set of ids', async () => {
+    const dir = tempDir();
+    const ledger = join(dir, 'ledger.csv');
+    const first = await start({ ledger });
+    await call(first.url, KINDS[0]!);
+    await stopOne(first);
+    linkSync(ledger, join(dir, 'other-name.csv'));
+    const meter = createEnergyMeter({ sources: [], onWarning: false });
+    try {
+      expect(() => createCarbonProxy({ upstream: otherOrigin, meter, ledger: join(dir, 'other-name.csv'), onWarning: false })).toThrow(/other-name\.csv has rows but no key-id secret beside it .*set CARBON_TRACE_KEY_ID_SECRET to it, or copy the secret file here/);
+      // Given the secret, it starts.
+      const proxy = createCarbonProxy({ upstream: otherOrigin, meter, ledger: join(dir, 'other-name.csv'), keyIdSecret: readFileSync(`${ledger}.key-id-secret`, 'utf8').trim(), onWarning: false });
+      await proxy.close();
+    } finally {
+      await meter.close();
+    }
+  });
 
   it('is made once, complete, readable by its owner only, and kept', async () => {
     const ledger = join(tempDir(), 'ledger.csv');

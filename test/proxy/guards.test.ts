@@ -154,12 +154,14 @@ describe('Host names (DNS rebinding)', () => {
     }
   });
 
-  it('names given are allowed (a domain with a leading dot); true allows any', async () => {
-    const named = await start({ allowedHosts: ['gpu-box', '.internal.example'] });
+  it('names given are allowed (a domain with a leading dot; a trailing dot or capitals change nothing); true allows any', async () => {
+    const named = await start({ allowedHosts: ['gpu-box.', '.Internal.Example.'] });
     const status = async (port: number, host: string) => /^HTTP\/1\.1 (\d+)/.exec(await raw(port, `GET /carbon/stats HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))![1];
     expect(await status(named.port, 'gpu-box:8787')).toBe('200');
     expect(await status(named.port, 'GPU-Box')).toBe('200');
     expect(await status(named.port, 'a.internal.example')).toBe('200');
+    expect(await status(named.port, 'a.internal.example.')).toBe('200');
+    expect(await status(named.port, 'gpu-box.')).toBe('200');
     expect(await status(named.port, 'internal.example')).toBe('200');
     expect(await status(named.port, 'xinternal.example')).toBe('403');
     expect(await status(named.port, 'gpu-box.evil.example')).toBe('403');
@@ -214,6 +216,22 @@ describe('the proxy\'s own routes, however spelled', () => {
     expect((await fetch(`${url}/carbon/`)).status).toBe(200);
     expect(upstream.requests).toEqual([]);
   });
+
+  it('no spelling reaches the model server\'s own metrics (vLLM serves every path that begins with /metrics), whatever the method', async () => {
+    const { port } = await start();
+    upstream.requests.length = 0;
+    for (const path of ['/metrics;x', '/metrics.', '/metrics/x', '/metrics%20', '/metrics%00', '/metrics%3Bx', '/METRICS', '/Metrics/', '/metricsfoo']) {
+      const answer = await raw(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      expect(answer, path).toMatch(/^HTTP\/1\.1 (200|404) /);
+    }
+    expect(await raw(port, 'GET /metrics#x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    for (const method of ['POST', 'OPTIONS', 'PUT', 'DELETE']) {
+      const answer = await raw(port, `${method} /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      expect(answer, method).toMatch(/^HTTP\/1\.1 405 /);
+      expect(answer).toMatch(/^allow: GET, HEAD$/im);
+    }
+    expect(upstream.requests).toEqual([]);
+  });
 });
 
 describe('the books\' routes stay cheap', () => {
@@ -254,6 +272,14 @@ describe('the books\' routes stay cheap', () => {
       }
     }
     expect(distinct.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(17);
+  });
+
+  it('/metrics has a lane of its own: a crowd of readers of /carbon/stats never turns Prometheus away', async () => {
+    const { url } = await start();
+    const crowd = Array.from({ length: 60 }, (_, i) => fetch(`${url}/carbon/stats?top=${i}`));
+    const scrapes = await Promise.all(Array.from({ length: 5 }, () => fetch(`${url}/metrics`)));
+    expect(scrapes.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    for (const response of await Promise.all(crowd)) await response.arrayBuffer();
   });
 
   it('/metrics puts only the small totals on file before it answers — not the tables — and what it showed is never above them', async () => {
