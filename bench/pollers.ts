@@ -11,11 +11,11 @@
  * to measure another build (an older dist/cli.js). Results go to bench/RESULTS-pollers.md (not in
  * quick mode, nor with --cli).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { startPrinting } from './children';
 import { closedLoop, cycle, postRequest } from './load';
 
 const root = resolve(import.meta.dirname, '..');
@@ -29,33 +29,8 @@ const SECONDS = quick ? 0.5 : 3;
 const cli = resolve(argument('--cli') ?? join(root, 'dist', 'cli.js'));
 const ROWS = quick ? 100 : 1_000;
 
-const children: ChildProcess[] = [];
 const scratch = mkdtempSync(join(tmpdir(), 'carbon-trace-pollers-'));
-process.on('exit', () => {
-  for (const child of children) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  rmSync(scratch, { recursive: true, force: true });
-});
-process.on('SIGINT', () => process.exit(130));
-
-async function startPrinting(command: string, args: string[], match: RegExp): Promise<number> {
-  const child = spawn(command, args, { cwd: root, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
-  children.push(child);
-  return new Promise((resolvePromise, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk) => {
-      out += String(chunk);
-      const m = match.exec(out);
-      if (m) resolvePromise(Number(m[1]));
-    });
-    child.once('exit', () => reject(new Error(`${command} ${args.join(' ')} exited before printing where it listens`)));
-  });
-}
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
 
 const get = (port: number, path: string) => Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
 const median = (xs: number[]) => {
@@ -68,8 +43,8 @@ const shuffle = <T,>(xs: T[]) => xs.map((x) => [Math.random(), x] as const).sort
 
 async function main(): Promise<void> {
   if (!existsSync(cli)) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-  const upstream = await startPrinting(process.execPath, ['--import', 'tsx', 'bench/plain-upstream.ts'], /http:\/\/127\.0\.0\.1:(\d+)/);
-  const port = await startPrinting(process.execPath, [cli, 'proxy', '--upstream', `http://127.0.0.1:${upstream}`, '--port', '0', '--meter', 'estimate', '--ledger', join(scratch, 'ledger.csv')], /listening on http:\/\/127\.0\.0\.1:(\d+)/);
+  const { port: upstream } = await startPrinting(process.execPath, ['--import', 'tsx', 'bench/plain-upstream.ts'], /http:\/\/127\.0\.0\.1:(\d+)/);
+  const { port } = await startPrinting(process.execPath, [cli, 'proxy', '--upstream', `http://127.0.0.1:${upstream}`, '--port', '0', '--meter', 'estimate', '--ledger', join(scratch, 'ledger.csv')], /listening on http:\/\/127\.0\.0\.1:(\d+)/);
 
   // Full tables: ROWS models, API keys and users.
   const filling = Array.from({ length: ROWS }, (_, i) => {

@@ -13,12 +13,13 @@
  * writes a CPU profile of the proxy under JSON load to .tmp/. Results go to bench/RESULTS-proxy.md
  * (not in quick mode).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { spawnChild, startPrinting, stopAll } from './children';
 import { closedLoop, cycle, firstBytes, postRequest, wholeStreams } from './load';
 
 const root = resolve(import.meta.dirname, '..');
@@ -29,34 +30,7 @@ const ROUNDS = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : quick ? 1 :
 const SECONDS = quick ? 0.5 : 3;
 
 type Target = { name: string; port: number; child?: ChildProcess; pids: number[] };
-const children: ChildProcess[] = [];
 
-function stopAll(): void {
-  for (const child of children) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-}
-process.on('exit', stopAll);
-process.on('SIGINT', () => process.exit(130));
-
-/** Starts a server process (its own group, stdin kept open), resolves with the origin it prints. */
-async function startPrinting(command: string, args: string[], match: RegExp): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(command, args, { cwd: root, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
-  children.push(child);
-  return new Promise((resolvePromise, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk) => {
-      out += String(chunk);
-      const m = match.exec(out);
-      if (m) resolvePromise({ child, port: Number(m[1]) });
-    });
-    child.once('exit', () => reject(new Error(`${command} ${args.join(' ')} exited before printing where it listens`)));
-  });
-}
 
 async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
@@ -105,8 +79,7 @@ http {
 }
 `,
   );
-  const child = spawn(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  children.push(child);
+  const child = spawnChild(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForPort(port);
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return { name: 'nginx', port, child, pids: pidsOfGroup(child.pid!) };

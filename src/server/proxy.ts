@@ -326,7 +326,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   }
 
   // The books' routes take turns, and each waits after its work — the answer made and written to
-  // its readers — 9 times as long as that took: however many clients poll them and however large
+  // its readers — 9 times as long as that took, per reader: however many clients poll them and however large
   // the tables, they take at most about a tenth of the event loop, and the model's traffic the
   // rest. Readers asking the same thing while it waits its turn share one answer; at most
   // MAX_BOOKS_WAITING answers wait, then 503; a turn whose readers have all gone is skipped.
@@ -364,8 +364,9 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
           reader.end(body);
         }
       } finally {
-        // The next turn, after the pause.
-        setTimeout(endTurn, (performance.now() - started) * 9);
+        // The next turn, after the pause: each reader's answer costs the proxy too (its bytes to
+        // send, its next request to read), so the pause counts one turn's time per reader.
+        setTimeout(endTurn, (performance.now() - started) * 9 * readers.length);
       }
     });
     queue.set(key, turn);
