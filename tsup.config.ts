@@ -1,6 +1,7 @@
 import { defineConfig, type Options } from 'tsup';
 
-const shared: Options = { format: ['esm', 'cjs'], dts: true, sourcemap: true, target: 'es2022', splitting: true, treeshake: true };
+// koffi is an optional dependency: tsup leaves dependencies and peers out of the bundle by itself, not optional ones.
+const shared: Options = { format: ['esm', 'cjs'], dts: true, sourcemap: true, target: 'es2022', splitting: true, treeshake: true, external: ['koffi'] };
 
 export default defineConfig([
   {
@@ -25,6 +26,7 @@ export default defineConfig([
   {
     // The `carbon-trace` command: ESM only, run by node, never imported.
     entry: { cli: 'src/cli.ts' },
+    external: ['koffi'],
     format: ['esm'],
     platform: 'node',
     target: 'es2022',

@@ -27,6 +27,15 @@ mkdirSync(installed, { recursive: true });
 run('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
 
 const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
+// No dependency is bundled into dist: each is installed beside the package, at the version npm
+// resolves (esbuild marks what it bundles from node_modules with a comment).
+const shipped = run('find', [join(installed, 'dist'), '-name', '*.*js']).trim().split('\n');
+const bundled = shipped.filter((file) => /^\/\/ node_modules\//m.test(readFileSync(file, 'utf8')));
+if (bundled.length > 0) throw new Error(`dist bundles code from node_modules: ${bundled.join(', ')} (add the package to tsup's external)`);
+for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies, ...pkg.peerDependencies })) {
+  if (shipped.some((file) => file.split('/').pop().startsWith(`${dep.replace(/^@.*\//, '')}-`))) throw new Error(`dist has a chunk named after the dependency ${dep}: it was bundled`);
+}
+console.log(`no dependency bundled into dist (${shipped.length} files)`);
 const entries = Object.keys(pkg.exports).filter((key) => key !== './package.json');
 const specifiers = entries.map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`));
 // What each entry must export (functions and classes), checked from both module systems.

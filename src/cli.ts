@@ -122,6 +122,9 @@ program
     if (adminVariable !== undefined && adminVariable.trim() === '') fail('CARBON_TRACE_ADMIN_TOKEN is set but empty: give it a token (e.g. openssl rand -hex 32), or unset it to leave the books open');
     const adminToken = adminVariable?.trim();
     if (adminToken !== undefined && /\s/.test(adminToken)) fail('CARBON_TRACE_ADMIN_TOKEN holds whitespace, which an Authorization: Bearer header cannot carry');
+    // The key-id secret too: a newline from a secret file would give every key another id than on the fleet's other proxies.
+    const keyIdSecret = process.env.CARBON_TRACE_KEY_ID_SECRET?.trim();
+    if (keyIdSecret === '') fail('CARBON_TRACE_KEY_ID_SECRET is set but empty: give it the fleet\'s secret, or unset it to keep one beside the ledger');
     // Names clients use besides the flag's: the one given to listen on, and this machine's own.
     const allowedHosts = [...(options.allowedHost ?? []), ...(isIP(options.host) === 0 ? [options.host] : []), hostname()];
 
@@ -154,7 +157,7 @@ program
         ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
         ...(adminToken !== undefined ? { adminToken } : {}),
         ...(allowedHosts.length > 0 ? { allowedHosts } : {}),
-        ...(process.env.CARBON_TRACE_KEY_ID_SECRET ? { keyIdSecret: process.env.CARBON_TRACE_KEY_ID_SECRET } : {}),
+        ...(keyIdSecret !== undefined ? { keyIdSecret } : {}),
         onWarning: say,
         // The model server may still be loading (vLLM takes minutes): start anyway, answer 502
         // until it answers, and say when that changes.

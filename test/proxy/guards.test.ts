@@ -136,6 +136,24 @@ describe('the admin token', () => {
   }, 30_000);
 });
 
+describe('the key-id secret from the environment', () => {
+  it('is trimmed like the admin token (a secret file\'s newline would give every key another id than the fleet\'s); set but empty is an error', async () => {
+    const { createHmac } = await import('node:crypto');
+    const project = packedProject('guards');
+    const proxy = await startPackedProxy(project, ['--upstream', origin, '--port', '0', '--meter', 'estimate'], { env: { ...process.env, CARBON_TRACE_KEY_ID_SECRET: 'fleet-secret\n' } });
+    try {
+      await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-one' }, body: '{"model":"m","messages":[]}' }).then((r) => r.text());
+      const stats = await (await fetch(`${proxy.url}/carbon/stats`)).json();
+      expect(Object.keys(stats.byApiKey)).toEqual([`key:${createHmac('sha256', 'fleet-secret').update('sk-one').digest('hex').slice(0, 12)}`]);
+    } finally {
+      await proxy.stop();
+    }
+    const empty = await runPacked(project, ['proxy', '--upstream', origin, '--port', '0', '--meter', 'estimate'], { env: { ...process.env, CARBON_TRACE_KEY_ID_SECRET: ' \n' } });
+    expect(empty.code).toBe(1);
+    expect(empty.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^carbon-trace: CARBON_TRACE_KEY_ID_SECRET is set but empty/)]);
+  });
+});
+
 describe('Host names (DNS rebinding)', () => {
   it('a name the proxy was not given is refused, on the books and on the model alike; IP addresses and localhost pass', async () => {
     const { port } = await start();
@@ -271,7 +289,8 @@ describe('the books\' routes stay cheap', () => {
         await response.arrayBuffer();
       }
     }
-    expect(distinct.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(17);
+    // The 16 that may wait are answered (and more, as turns end while the others arrive).
+    expect(distinct.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(16);
   });
 
   it('/metrics has a lane of its own: a crowd of readers of /carbon/stats never turns Prometheus away', async () => {
