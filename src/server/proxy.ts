@@ -191,6 +191,9 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   if (upstream.username !== '' || upstream.password !== '') {
     throw new TypeError('upstream must not carry credentials: they would be shown in the stats and never sent; the client\'s own Authorization header is forwarded');
   }
+  // Checked before anything is opened: a refused option leaves nothing behind.
+  const adminToken = options.adminToken === undefined ? undefined : checkedAdminToken(options.adminToken);
+  const hostAllowed = hostCheck(options.allowedHosts);
   const upstreamLabel = `${upstream.origin}${upstream.pathname.replace(/\/+$/, '')}`;
   const basePath = upstream.pathname.replace(/\/+$/, '');
   const upstreamPort = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
@@ -202,8 +205,6 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const maxTracedResponseBytes = options.maxTracedResponseBytes ?? DEFAULT_MAX_TRACED_RESPONSE_BYTES;
   const grid = gridSource(options.gridIntensity, warn);
   const instanceId = randomUUID();
-  const adminToken = options.adminToken === undefined ? undefined : checkedAdminToken(options.adminToken);
-  const hostAllowed = hostCheck(options.allowedHosts);
   // Requests in flight, for a shutdown that lets them finish and books them.
   const exchanges = new Map<() => void, { res: ServerResponse; dispatched: boolean }>();
   const idleWaiters: Array<() => void> = [];
