@@ -19,6 +19,13 @@ import { runProcess, spawnProcess, stopProcess } from '../setup/processes';
 import { packedProject, runPacked, startPackedProxy } from './packed-cli';
 
 const dirs: string[] = [];
+
+// Packed once per file, before the tests (a build when dist is older than src can take a while).
+let project: string;
+beforeAll(() => {
+  project = packedProject('books-lose-nothing');
+}, 120_000);
+
 const tempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-books-'));
   dirs.push(dir);
@@ -147,7 +154,6 @@ describe('every row is in the file before the client has the whole response', ()
   });
 
   it('kill -9 at any moment (the packed CLI, 3 kills under load): every response a client fully received has its row', async () => {
-    const project = packedProject('books-lose-nothing');
     const ledger = join(tempDir(), 'ledger.csv');
     let received = 0;
     for (let kill = 0; kill < 3; kill++) {
@@ -213,7 +219,6 @@ describe('a full disk', () => {
   })();
 
   it.skipIf(!prlimit)('rows that do not fit wait in memory, whole, and are written when space comes back: no partial line, the books and the file agree after a restart', async () => {
-    const project = packedProject('books-lose-nothing');
     const ledger = join(tempDir(), 'ledger.csv');
     const bin = join(project, 'node_modules', '.bin', 'carbon-trace');
     // The file may not grow past ~6 kB (RLIMIT_FSIZE: a write past it is cut short, then EFBIG),
@@ -408,7 +413,6 @@ describe('one proxy per ledger, for real', () => {
     }
   })();
   it.skipIf(!namespaces)('two containers sharing the volume, each its own PID 1: the second is refused', async () => {
-    const project = packedProject('books-lose-nothing');
     const ledger = join(tempDir(), 'ledger.csv');
     const bin = join(project, 'node_modules', '.bin', 'carbon-trace');
     const inContainer = ['--user', '--map-root-user', '--pid', '--fork', process.execPath, bin, 'proxy', '--upstream', otherOrigin, '--port', '0', '--meter', 'estimate', '--ledger', ledger];
@@ -432,7 +436,6 @@ describe('only a regular file is a ledger', () => {
     const dir = tempDir();
     execFileSync('mkfifo', [join(dir, 'pipe')]);
     mkdirSync(join(dir, 'folder'));
-    const project = packedProject('books-lose-nothing');
     const devBefore = readdirSync('/dev').sort();
     for (const [path, kind] of [['/dev/null', 'a character device'], [join(dir, 'pipe'), 'a pipe'], [join(dir, 'folder'), 'a directory']] as const) {
       const { code, stderr } = await runPacked(project, ['proxy', '--upstream', otherOrigin, '--port', '0', '--meter', 'estimate', '--ledger', path]);
@@ -446,7 +449,6 @@ describe('only a regular file is a ledger', () => {
 
 describe('the key-id secret', () => {
   it('a secret that is a directory, or not a secret, or unreadable: the start is refused in one line (a new one would give every key a second id)', async () => {
-    const project = packedProject('books-lose-nothing');
     const cases: Array<[string, (path: string) => void, RegExp]> = [
       ['a directory', (path) => mkdirSync(path), /is a directory/],
       ['not a secret', (path) => writeFileSync(path, 'hello\n'), /is not a secret/],

@@ -20,6 +20,13 @@ beforeAll(async () => {
 });
 afterAll(() => upstream?.close());
 
+// Packed once per file, before the tests (a build when dist is older than src can take a while).
+let project: string;
+beforeAll(() => {
+  project = packedProject('guards');
+}, 120_000);
+
+
 function machine(): { source: EnergySource; clock: () => number } {
   let now = performance.now();
   const start = now;
@@ -112,7 +119,6 @@ describe('the admin token', () => {
   });
 
   it('the CLI: set but empty is an error; from a secret file it works; open books on a network address are noted', async () => {
-    const project = packedProject('guards');
     const empty = await runPacked(project, ['proxy', '--upstream', origin, '--port', '0', '--meter', 'estimate'], { env: { ...process.env, CARBON_TRACE_ADMIN_TOKEN: '' } });
     expect(empty.code).toBe(1);
     expect(empty.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^carbon-trace: CARBON_TRACE_ADMIN_TOKEN is set but empty/)]);
@@ -139,7 +145,6 @@ describe('the admin token', () => {
 describe('the key-id secret from the environment', () => {
   it('is trimmed like the admin token (a secret file\'s newline would give every key another id than the fleet\'s); set but empty is an error', async () => {
     const { createHmac } = await import('node:crypto');
-    const project = packedProject('guards');
     const proxy = await startPackedProxy(project, ['--upstream', origin, '--port', '0', '--meter', 'estimate'], { env: { ...process.env, CARBON_TRACE_KEY_ID_SECRET: 'fleet-secret\n' } });
     try {
       await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-one' }, body: '{"model":"m","messages":[]}' }).then((r) => r.text());
