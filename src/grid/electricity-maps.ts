@@ -1,4 +1,5 @@
 import type { GridIntensity, GridIntensityProvider, GridIntensityReading } from '../core/grid-intensity';
+import { readBounded } from '../core/read-bounded';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { isFigure } from '../core/units';
 import { gridIntensityOfZone } from './zones';
@@ -159,9 +160,10 @@ export function createElectricityMapsProvider(options: ElectricityMapsOptions): 
       return `an answer of ${length} bytes, not the documented one`;
     }
     // No Content-Length (a chunked answer) says nothing of its size: read no further than the limit.
-    const text = await readLimited(response, MAX_ANSWER_CHARS);
-    if (text === undefined) return `an answer of more than ${MAX_ANSWER_CHARS} bytes, not the documented one`;
-    return readAnswer(text, zone);
+    const bytes = await readBounded(response.body, MAX_ANSWER_CHARS);
+    if (bytes === undefined) return `an answer of more than ${MAX_ANSWER_CHARS} bytes, not the documented one`;
+    // TextDecoder, not Buffer: the grid provider also runs where Node's globals do not (edge).
+    return readAnswer(new TextDecoder().decode(bytes), zone);
   }
 
   async function refresh(): Promise<void> {
@@ -376,25 +378,4 @@ function describeError(error: unknown): string {
 function unref<T>(handle: T): T {
   (handle as { unref?: () => void } | null)?.unref?.();
   return handle;
-}
-
-/** The body as text, or `undefined` once it passes `limit` bytes (the rest is not read). */
-async function readLimited(response: Response, limit: number): Promise<string | undefined> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  // TextDecoder, not Buffer: the grid provider also runs where Node's globals do not (edge).
-  const decoder = new TextDecoder();
-  let text = '';
-  let bytes = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.byteLength;
-    if (bytes > limit) {
-      void reader.cancel().catch(() => {});
-      return undefined;
-    }
-    text += decoder.decode(value, { stream: true });
-  }
-  return text + decoder.decode();
 }

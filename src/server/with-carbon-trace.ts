@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { readBounded } from '../core/read-bounded';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName } from './books';
 import { gridSource, type GridIntensityOption } from './grid-source';
@@ -91,7 +92,7 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     const declared = Number(request.headers.get('content-length'));
     if (Number.isFinite(declared) && declared > maxBodyBytes) return tooLarge(maxBodyBytes);
     const fields = new RequestFields(['model', 'user']);
-    const body = await readBounded(request, maxBodyBytes, (chunk) => fields.write(chunk));
+    const body = await readBounded(request.body, maxBodyBytes, (chunk) => fields.write(chunk));
     if (body === undefined) return tooLarge(maxBodyBytes);
     const model = boundedName(fields.get('model'));
     const headers = new Headers(request.headers);
@@ -210,26 +211,6 @@ export function isCompletionRequest(request: Request): boolean {
 
 function tooLarge(limit: number): Response {
   return Response.json({ error: { message: `request body larger than the limit of ${limit} bytes`, type: 'proxy_error' } }, { status: 413, headers: { connection: 'close' } });
-}
-
-/** The request's body, read up to `limit` bytes (`undefined` past it), each chunk shown to `see`. */
-async function readBounded(request: Request, limit: number, see: (chunk: Uint8Array) => void): Promise<Uint8Array | undefined> {
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      return undefined;
-    }
-    see(value);
-    chunks.push(value);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
 }
 
 /** The body is the decoded one, maybe of another length: let the server frame it. */
