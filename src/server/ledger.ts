@@ -5,6 +5,7 @@ import { cpus, platform, totalmem } from 'node:os';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
 import { JOULES_PER_KWH } from '../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from './types';
+import { addJoules } from './attribution';
 import { FileLockError, lockFile } from './file-lock';
 import type { ResolvedGridIntensity } from './trace-record';
 
@@ -313,7 +314,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       writeSync(fd, header);
       bytes = Buffer.byteLength(header);
     }
-    hasRows = bytes > headerBytes(fd, bytes);
+    hasRows = bytes > readHeader(fd, bytes).bytes;
   } catch (error) {
     release();
     closeSync(fd);
@@ -339,6 +340,7 @@ export function openLedger(options: LedgerOptions): Ledger {
   // A write cut short that could not be cut back leaves the file mid-line: the next row ends it first.
   let midLine = false;
   let retryTimer: ReturnType<typeof setInterval> | undefined;
+  let lastFingerprint = { at: -1, value: '' };
 
   /**
    * Whether `path` is still this file, whole: a ledger moved or replaced under the proxy (another
@@ -376,10 +378,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       midLine = false;
       written.rows++;
       if (entry.energy.totalJoules === undefined) written.withoutFigure++;
-      for (const component of ENERGY_COMPONENTS) {
-        const joules = entry.energy.joules[component];
-        if (joules !== undefined) written.joules[component] = (written.joules[component] ?? 0) + joules;
-      }
+      addJoules(written.joules, entry.energy.joules);
       return true;
     }
     if (count > 0) {
@@ -473,12 +472,16 @@ export function openLedger(options: LedgerOptions): Ledger {
     flush,
     fingerprint(at) {
       const end = Math.min(Math.max(0, at), bytes);
+      // The file only grows while it is ours: the bytes up to an offset, and so its fingerprint, stay.
+      if (end === lastFingerprint.at) return lastFingerprint.value;
       const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
       const headRead = readSync(fd, head, 0, head.length, 0);
       const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
       const tail = Buffer.alloc(end - tailFrom);
       const tailRead = readSync(fd, tail, 0, tail.length, tailFrom);
-      return createHash('sha256').update(head.subarray(0, headRead)).update(tail.subarray(0, tailRead)).update(String(end)).digest('hex').slice(0, 32);
+      const value = createHash('sha256').update(head.subarray(0, headRead)).update(tail.subarray(0, tailRead)).update(String(end)).digest('hex').slice(0, 32);
+      lastFingerprint = { at: end, value };
+      return value;
     },
     endsRow(at) {
       if (at <= 0 || at > bytes) return false;
@@ -486,9 +489,8 @@ export function openLedger(options: LedgerOptions): Ledger {
       return readSync(fd, byte, 0, 1, at - 1) === 1 && byte[0] === 0x0a;
     },
     replay(from, onEntry) {
-      const head = Buffer.alloc(Math.min(bytes, 64 * 1024));
-      const headerEnd = head.subarray(0, readSync(fd, head, 0, head.length, 0)).indexOf(0x0a);
-      const columns = parseCsvLine(head.toString('utf8', 0, Math.max(0, headerEnd))) ?? [];
+      const header = readHeader(fd, bytes);
+      const columns = parseCsvLine(header.line) ?? [];
       const index = new Map(columns.map((c, i) => [c, i]));
       let rows = 0;
       let skipped = 0;
@@ -496,7 +498,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       // Read in chunks, line by line: a ledger of millions of rows is larger than a string may be.
       const chunk = Buffer.alloc(1 << 20);
       let carry: Buffer = Buffer.alloc(0);
-      let position = Math.max(from, headerEnd + 1);
+      let position = Math.max(from, header.bytes);
       while (position < bytes) {
         const n = readSync(fd, chunk, 0, Math.min(chunk.length, bytes - position), position);
         if (n <= 0) break;
@@ -553,11 +555,12 @@ function notRegular(path: string, stat: Stats): Error {
   return new Error(`${path}: ${kind}, not a regular file: a ledger is a file (such as /var/lib/carbon-trace/ledger.csv)`);
 }
 
-/** Where the file's first line (its header) ends, bytes. */
-function headerBytes(fd: number, size: number): number {
+/** The file's first line (its header), and how many bytes it takes with its newline. */
+function readHeader(fd: number, size: number): { line: string; bytes: number } {
   const head = Buffer.alloc(Math.min(size, 64 * 1024));
-  const end = head.subarray(0, readSync(fd, head, 0, head.length, 0)).indexOf(0x0a);
-  return end < 0 ? size : end + 1;
+  const read = head.subarray(0, readSync(fd, head, 0, head.length, 0));
+  const end = read.indexOf(0x0a);
+  return end < 0 ? { line: read.toString('utf8'), bytes: size } : { line: read.toString('utf8', 0, end), bytes: end + 1 };
 }
 
 /** Checks the file is a ledger and drops a torn last line; returns where its last whole line ends. */

@@ -1,7 +1,6 @@
 import { JOULES_PER_KWH } from '../core/units';
 import { addJoules, sumJoules } from './attribution';
 import { createRowBook, OTHER_ROW, type RowBook } from './books';
-import { renameSync, writeFileSync } from 'node:fs';
 import { keyIdSecretBeside, openLedger, readSnapshot, writeSnapshot, type Ledger, type LedgerEntry } from './ledger';
 import type { MeterStats } from './meter';
 import { Exposition } from './prometheus';
@@ -373,12 +372,14 @@ export function createProxyBooks(options: {
     if (closed) return totalsWriting;
     const file = fileNow();
     if (!file) return totalsWriting;
-    const text = JSON.stringify({ version: 2, ...file, carried: totalsNow() } satisfies MeterTotals);
+    const text = JSON.stringify(totalsAt(file));
     if (text === totalsWritten) return totalsWriting;
     totalsWritten = text;
     const path = companion('meter.json');
     return (totalsWriting = totalsWriting.then(() => writeSnapshot(path, text)).catch((error: unknown) => snapshotFailed(path, error)));
   }
+
+  const totalsAt = (file: { ledgerBytes: number; fingerprint: string }): MeterTotals => ({ version: 2, ...file, carried: totalsNow() });
 
   function tablesNow(file: { ledgerBytes: number; fingerprint: string }): Tables {
     return {
@@ -410,22 +411,15 @@ export function createProxyBooks(options: {
     options.warn('ledger-snapshot-write', `ledger snapshot ${path} could not be written (${(error as Error).message}): a restart will read more of the ledger`);
   }
 
-  /** Both snapshots, at once and synchronously: at close, when nothing may be left pending. */
-  function writeAllNow(): void {
+  /** Both snapshots, as the books are at close (the tables only when no row waits for the file). */
+  async function writeAll(): Promise<void> {
     if (!ledger) return;
     ledger.flush();
     const file = fileNow();
     if (!file) return;
-    const files: Array<[string, unknown]> = [[companion('meter.json'), { version: 2, ...file, carried: totalsNow() }]];
+    const files: Array<[string, unknown]> = [[companion('meter.json'), totalsAt(file)]];
     if (ledger.pendingRows === 0) files.push([companion('snapshot.json'), tablesNow(file)]);
-    for (const [path, value] of files) {
-      try {
-        writeFileSync(`${path}.tmp`, JSON.stringify(value));
-        renameSync(`${path}.tmp`, path);
-      } catch (error) {
-        snapshotFailed(path, error);
-      }
-    }
+    await Promise.all(files.map(([path, value]) => writeSnapshot(path, JSON.stringify(value)).catch((error: unknown) => snapshotFailed(path, error))));
   }
 
   // Idle and unattributed emissions accrue at the grid of their time, not only when someone looks.
@@ -614,7 +608,7 @@ export function createProxyBooks(options: {
       clearInterval(accrueTimer);
       for (const timer of timers) clearInterval(timer);
       await Promise.all([tablesWriting, totalsWriting]);
-      writeAllNow();
+      await writeAll();
       ledger?.close();
     },
   };

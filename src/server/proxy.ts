@@ -333,7 +333,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   // MAX_BOOKS_WAITING answers wait, then 503; a turn whose readers have all gone is skipped.
   // /metrics has a lane of its own, so that a crowd of readers of /carbon/stats never makes
   // Prometheus's scrape time out.
-  type Turn = { readers: Set<ServerResponse>; contentType: string; done: Promise<void> };
+  type Turn = { readers: Set<ServerResponse>; done: Promise<void> };
   const lanes = new Map<string, { tail: Promise<void>; waiting: Map<string, Turn> }>();
   const answerInTurn = (res: ServerResponse, laneName: string, key: string, contentType: string, work: () => Promise<Buffer>): Promise<void> => {
     let lane = lanes.get(laneName);
@@ -350,7 +350,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     let endTurn!: () => void;
     const turnEnded = new Promise<void>((resolve) => (endTurn = resolve));
     const { waiting: queue } = lane;
-    const turn: Turn = { readers: new Set([res]), contentType, done: undefined as never };
+    const turn: Turn = { readers: new Set([res]), done: undefined as never };
     turn.done = lane.tail.then(async () => {
       // From here on a new reader gets a fresher answer than this one.
       queue.delete(key);
@@ -361,7 +361,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         const body = await work();
         for (const reader of readers) {
           if (reader.destroyed) continue;
-          reader.writeHead(200, { 'content-type': turn.contentType, 'content-length': body.length, 'cache-control': 'no-store' });
+          reader.writeHead(200, { 'content-type': contentType, 'content-length': body.length, 'cache-control': 'no-store' });
           reader.end(body);
         }
       } finally {
