@@ -6,13 +6,13 @@
  */
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
 import { createProxyBooks } from '../../src/server/proxy-books';
+import { freePort } from './free-port';
 import { raw } from './raw-http';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 
@@ -164,12 +164,7 @@ describe('the own routes and the network', () => {
   it('an upstream that sends requests back to this proxy is a loop: 508, once', async () => {
     const { source, clock } = machine();
     const meter = createEnergyMeter({ sources: [source], clock, sampleIntervalMs: 20, onWarning: false });
-    const server: Server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as AddressInfo).port;
-    server.close();
-    await once(server, 'close');
+    const port = await freePort();
     const proxy = createCarbonProxy({ upstream: `http://127.0.0.1:${port}`, meter, onWarning: false });
     proxy.server.listen(port, '127.0.0.1');
     await once(proxy.server, 'listening');

@@ -4,12 +4,12 @@
  * `/metrics/` passed to the model server. Each case fails on the code before.
  */
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { packedProject, runPacked, startPackedProxy } from './packed-cli';
+import { freePort } from './free-port';
 import { raw } from './raw-http';
 
 let upstream: FixtureServer;
@@ -196,12 +196,7 @@ describe('Host names (DNS rebinding)', () => {
 describe('loops through carbon-trace proxies', () => {
   it('two proxies pointing at each other: 508 within two hops, and no pile of connections', async () => {
     // B's port first, so A can be told to forward there.
-    const holder: Server = createServer();
-    holder.listen(0, '127.0.0.1');
-    await once(holder, 'listening');
-    const bPort = (holder.address() as AddressInfo).port;
-    holder.close();
-    await once(holder, 'close');
+    const bPort = await freePort();
     const a = await start({ upstream: `http://127.0.0.1:${bPort}` });
     const b = await start({ upstream: a.url }, bPort);
     let connections = 0;
