@@ -16,6 +16,7 @@ import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMete
 import { LEDGER_COLUMNS } from '../../src/server/ledger';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { runProcess, spawnProcess, stopProcess } from '../setup/processes';
+import { noteNotRun } from '../setup/system-tools';
 import { packedProject, runPacked, startPackedProxy } from './packed-cli';
 
 const dirs: string[] = [];
@@ -218,6 +219,7 @@ describe('a full disk', () => {
     }
   })();
 
+  if (!prlimit) noteNotRun(import.meta.filename, 'prlimit', 'the full-disk test needs prlimit (util-linux, on Linux): sudo apt-get install -y util-linux');
   it.skipIf(!prlimit)('rows that do not fit wait in memory, whole, and are written when space comes back: no partial line, the books and the file agree after a restart', async () => {
     const ledger = join(tempDir(), 'ledger.csv');
     const bin = join(project, 'node_modules', '.bin', 'carbon-trace');
@@ -412,6 +414,7 @@ describe('one proxy per ledger, for real', () => {
       return false;
     }
   })();
+  if (!namespaces) noteNotRun(import.meta.filename, 'namespaces', 'the PID-namespace lock test needs unprivileged user namespaces (unshare --user --pid), which this machine does not allow');
   it.skipIf(!namespaces)('two containers sharing the volume, each its own PID 1: the second is refused', async () => {
     const ledger = join(tempDir(), 'ledger.csv');
     const bin = join(project, 'node_modules', '.bin', 'carbon-trace');

@@ -63,6 +63,21 @@ export function requireSystemTool(testFile: string, tool: SystemTool): string | 
 }
 
 /**
+ * Leaves a note for the end of the run that a test did not run here, and why (a capability this
+ * machine lacks that is not a program to install: user namespaces, a Linux-only tool).
+ *
+ * @example
+ * ```ts
+ * if (!namespaces) noteNotRun(import.meta.filename, 'namespaces', 'unprivileged user namespaces are not allowed here');
+ * ```
+ */
+export function noteNotRun(testFile: string, what: string, why: string): void {
+  const file = relative(root, testFile);
+  mkdirSync(NOT_RUN_DIR, { recursive: true });
+  writeFileSync(join(NOT_RUN_DIR, `${basename(file)}-${what}.txt`), `${file}: a test did not run: ${why}\n`);
+}
+
+/**
  * `describe`, or, when the tool is missing, a skipped `describe` whose title says why.
  *
  * @example
