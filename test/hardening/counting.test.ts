@@ -85,16 +85,22 @@ describe('every model call counts', () => {
   });
 
   it('LangChain: a run never ended (a stream the caller stopped reading) counts as aborted once dropped', async () => {
-    const tracker = new CarbonTracker();
-    const events: CarbonLLMRunInfo[] = [];
-    const handler = new CarbonTraceCallbackHandler({ tracker, runTtlMs: 50, onWarning: false, onMetrics: (_m, run) => void events.push(run) });
-    const chat = new ChatOpenAI({ model: 'fixture-model', apiKey: 'x', maxRetries: 0, configuration: { baseURL: server.baseURL, fetch: handler.fetch } });
-    server.reply = () => ({ content: long, trace: sampleTrace() });
-    for await (const _chunk of await chat.stream('x', { callbacks: [handler] })) break;
-    await new Promise((resolve) => setTimeout(resolve, 80));
-    expect(handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
-    expect(tracker.totals()).toMatchObject({ calls: 1, tracedCalls: 0 });
-    expect(events.map((e) => e.outcome)).toEqual(['aborted']);
+    // Only Date is faked: the stream runs on real timers, the handler's clock moves by hand.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const tracker = new CarbonTracker();
+      const events: CarbonLLMRunInfo[] = [];
+      const handler = new CarbonTraceCallbackHandler({ tracker, runTtlMs: 60_000, onWarning: false, onMetrics: (_m, run) => void events.push(run) });
+      const chat = new ChatOpenAI({ model: 'fixture-model', apiKey: 'x', maxRetries: 0, configuration: { baseURL: server.baseURL, fetch: handler.fetch } });
+      server.reply = () => ({ content: long, trace: sampleTrace() });
+      for await (const _chunk of await chat.stream('x', { callbacks: [handler] })) break;
+      vi.setSystemTime(Date.now() + 60_001);
+      expect(handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });
+      expect(tracker.totals()).toMatchObject({ calls: 1, tracedCalls: 0 });
+      expect(events.map((e) => e.outcome)).toEqual(['aborted']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { tool } from '@langchain/core/tools';
 import { END, MemorySaver, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph';
 import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { ChatOpenAI } from '@langchain/openai';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { parseCarbonTrace, type CarbonMetrics, type CarbonTotals } from '../../src/index';
 import { CarbonTraceCallbackHandler, getCarbonMetrics, type CarbonLLMRunInfo } from '../../src/langchain/index';
@@ -393,13 +393,20 @@ describe('CarbonTraceCallbackHandler run bookkeeping', () => {
   });
 
   it('drops runs LangChain never ends (a stream the caller stops reading) after runTtlMs', async () => {
-    const r = recordingHandler({ runTtlMs: 50 });
-    server.reply = () => ({ content: 'one two three four', trace: sampleTrace() });
-    for await (const _chunk of await chat({ handler: r.handler }).stream('x', { callbacks: [r.handler] })) break;
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    expect(r.handler.pendingState().runs).toBe(1); // LangChain reported no end
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    expect(r.handler.pendingState()).toMatchObject({ runs: 0, roots: 0 });
+    // Only Date is faked: the stream runs on real timers, the handler's clock moves by hand.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const start = Date.now();
+      const r = recordingHandler({ runTtlMs: 60_000 });
+      server.reply = () => ({ content: 'one two three four', trace: sampleTrace() });
+      for await (const _chunk of await chat({ handler: r.handler }).stream('x', { callbacks: [r.handler] })) break;
+      vi.setSystemTime(start + 59_000);
+      expect(r.handler.pendingState().runs).toBe(1); // LangChain reported no end
+      vi.setSystemTime(start + 60_001);
+      expect(r.handler.pendingState()).toMatchObject({ runs: 0, roots: 0 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('never throws on malformed callback arguments', async () => {
