@@ -20,6 +20,12 @@ export type BookedRequest = Omit<LedgerEntry, 'at'> & {
   trace: Record<string, unknown> | undefined;
   /** A completion answered 2xx: its usage should say its tokens (an unknown count then makes the total unknown). */
   expectsUsage?: boolean;
+  /** The wire module that recognised the request (`'chat'`, `'responses'`, `'ollama'`…); `undefined` for a metered request no wire knows. */
+  wire?: string;
+  /** What the call was: a generation (`'chat'`), an embedding or a rerank/score. */
+  kind?: 'chat' | 'embedding' | 'rerank';
+  /** Whether the trace was put on the response and the client received that response whole. */
+  traceDelivered?: boolean;
 };
 
 /**
