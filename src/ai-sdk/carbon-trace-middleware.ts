@@ -265,7 +265,7 @@ export function carbonTraceMiddleware(options: CarbonTraceMiddlewareOptions = {}
         throw error;
       }
       const { stream, ...rest } = streamResult;
-      const accumulator = createCarbonTraceAccumulator();
+      const accumulator = createCarbonTraceAccumulator({ onWarning: false });
       let reported = false;
 
       const finishCall = (outcome: CallOutcome, usage?: unknown): { metrics?: CarbonMetrics; estimate?: CarbonEstimate } => {

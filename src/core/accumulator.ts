@@ -1,4 +1,4 @@
-import { findCarbonTrace, readCarbonTrace } from './parse-carbon-trace';
+import { findCarbonTrace, readCarbonTrace, warnAboutResponse, type ExtractCarbonMetricsOptions } from './parse-carbon-trace';
 import type { CarbonMetrics } from './types';
 
 /**
@@ -15,7 +15,10 @@ import type { CarbonMetrics } from './types';
 export type CarbonTraceAccumulator = {
   /** Feed one chunk: a parsed object or its JSON text. Chunks without a trace cost a key lookup. */
   add(chunk: unknown): void;
-  /** The metrics of the last chunk that carried a trace, or `undefined`. Parsed once. */
+  /**
+   * The metrics of the last chunk that carried a trace, or `undefined` — then with a warning, once
+   * per accumulator (see `onWarning`). Parsed once. Call it when the stream is done.
+   */
   build(): CarbonMetrics | undefined;
   /** Whether any chunk so far carried a trace (valid or not). */
   readonly hasTrace: boolean;
@@ -26,6 +29,8 @@ export type CarbonTraceAccumulator = {
 /**
  * Creates a {@link CarbonTraceAccumulator}: the stream counterpart of `extractCarbonMetrics`.
  * When several chunks carry a trace, the last one wins — servers send the final figure last.
+ * Feed it the chunks of any wire: chat completions, the Responses API's events (the trace is on
+ * `response.completed`), Anthropic's (`message_delta`), Ollama's NDJSON lines.
  *
  * @example
  * ```ts
@@ -36,10 +41,12 @@ export type CarbonTraceAccumulator = {
  * acc.build()?.gwpKgco2eq; // 0.0003
  * ```
  */
-export function createCarbonTraceAccumulator(): CarbonTraceAccumulator {
+export function createCarbonTraceAccumulator(options: ExtractCarbonMetricsOptions = {}): CarbonTraceAccumulator {
   let raw: unknown;
   let seen = false;
   let built: { metrics: CarbonMetrics | undefined; problem?: string } | undefined;
+  let warned = false;
+  const read = () => (built ??= seen ? readCarbonTrace(raw) : { metrics: undefined });
   return {
     add(chunk) {
       const trace = findCarbonTrace(chunk);
@@ -49,15 +56,18 @@ export function createCarbonTraceAccumulator(): CarbonTraceAccumulator {
       built = undefined;
     },
     build() {
-      built ??= seen ? readCarbonTrace(raw) : { metrics: undefined };
-      return built.metrics;
+      const result = read();
+      if (!warned && result.metrics === undefined) {
+        warned = true;
+        warnAboutResponse(options.onWarning, seen, result.problem);
+      }
+      return result.metrics;
     },
     get hasTrace() {
       return seen;
     },
     get problem() {
-      this.build();
-      return built?.problem;
+      return read().problem;
     },
   };
 }

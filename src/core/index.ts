@@ -1,6 +1,6 @@
 export { createCarbonTraceAccumulator, type CarbonTraceAccumulator } from './accumulator';
 export { getCarbonEstimate, getCarbonMetrics, isCarbonEstimate, isCarbonMetrics, type NotAStreamResult } from './get-carbon-metrics';
-export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, ESTIMATE_METADATA_KEY, extractCarbonMetrics, findCarbonTrace, hasCarbonFigure, parseCarbonTrace } from './parse-carbon-trace';
+export { CARBON_METADATA_KEY, CARBON_TRACE_FIELD, ESTIMATE_METADATA_KEY, extractCarbonMetrics, findCarbonTrace, hasCarbonFigure, parseCarbonTrace, type ExtractCarbonMetricsOptions } from './parse-carbon-trace';
 export { addCarbonEstimate, addCarbonMetrics, emptyCarbonTotals, sumCarbonEstimates, sumCarbonMetrics, sumTotals } from './sum-carbon-metrics';
 export type { CarbonEstimateSetting } from './call-estimator';
 export type {

@@ -1,3 +1,4 @@
+import { createWarner, type CarbonTraceWarningHandler } from './report';
 import type { CarbonMetrics, CarbonSessionTotals } from './types';
 import { isFigure } from './units';
 import { carbonTraceWireFields, plainWireValue, type CarbonTraceWireField } from './wire-schema';
@@ -89,9 +90,56 @@ export function readCarbonTrace(value: unknown): { metrics: CarbonMetrics | unde
 }
 
 /**
- * Finds `x_carbon_trace` in a whole response body or one stream chunk and parses it.
+ * Options of {@link extractCarbonMetrics} and `createCarbonTraceAccumulator`.
  *
- * Accepts the parsed body or its JSON text. Never throws; `undefined` when there is no trace.
+ * @example
+ * ```ts
+ * const options: ExtractCarbonMetricsOptions = { onWarning: (message) => logger.warn(message) };
+ * ```
+ */
+export type ExtractCarbonMetricsOptions = {
+  /**
+   * Where the warning goes when the response carried no trace, or one with no usable figure.
+   * Default: `console.warn`, each distinct warning once per process. `false` silences it.
+   */
+  onWarning?: CarbonTraceWarningHandler;
+};
+
+/**
+ * The warning of a response read alone: no trace, or one with nothing usable in it.
+ *
+ * @example
+ * ```ts
+ * warnAboutResponse(undefined, false, undefined); // console: no x_carbon_trace in the response…
+ * ```
+ */
+export function warnAboutResponse(onWarning: CarbonTraceWarningHandler | undefined, found: boolean, problem: string | undefined): void {
+  if (onWarning === false) return;
+  const warn = createWarner(onWarning);
+  if (!found) warn('response\0missing', NO_TRACE_IN_RESPONSE);
+  else if (problem !== undefined) warn(`response\0${problem}`, `the response's x_carbon_trace has no usable figure (${problem}): no carbon metrics for it`);
+}
+
+/**
+ * What a reader of one response is told when it had no trace, with where to look.
+ *
+ * @example
+ * ```ts
+ * expect(warnings).toContain(NO_TRACE_IN_RESPONSE);
+ * ```
+ */
+export const NO_TRACE_IN_RESPONSE =
+  'no x_carbon_trace in the response: no carbon metrics for it. The server sends none (put the carbon-trace proxy in front of it), or the wire carries none (TEI\'s bare-array bodies; see docs/clients.md)';
+
+/**
+ * Finds `x_carbon_trace` in a whole response body or one stream chunk and parses it: top
+ * level on every wire, or inside the `response` of the Responses API's `response.completed`
+ * event. Use it on `chat.completions.create`, `responses.create` and `embeddings.create`
+ * results alike.
+ *
+ * Accepts the parsed body or its JSON text. Never throws; `undefined` when there is no trace
+ * or no usable figure in it, with a warning (see {@link ExtractCarbonMetricsOptions}). For a
+ * stream, feed the chunks to `createCarbonTraceAccumulator` instead: most chunks carry none.
  *
  * @example
  * ```ts
@@ -100,8 +148,15 @@ export function readCarbonTrace(value: unknown): { metrics: CarbonMetrics | unde
  * const metrics = extractCarbonMetrics(body); // CarbonMetrics | undefined
  * ```
  */
-export function extractCarbonMetrics(body: unknown): CarbonMetrics | undefined {
-  return parseCarbonTrace(findCarbonTrace(body));
+export function extractCarbonMetrics(body: unknown, options: ExtractCarbonMetricsOptions = {}): CarbonMetrics | undefined {
+  const trace = findCarbonTrace(body);
+  if (trace === undefined) {
+    warnAboutResponse(options.onWarning, false, undefined);
+    return undefined;
+  }
+  const read = readCarbonTrace(trace);
+  warnAboutResponse(options.onWarning, true, read.problem);
+  return read.metrics;
 }
 
 /**
@@ -124,8 +179,12 @@ export function findCarbonTrace(body: unknown): unknown {
       if (!body.includes(CARBON_TRACE_FIELD)) return undefined;
       body = parseJsonObject(body);
     }
-    if (!isPlainRecord(body) || !Object.hasOwn(body, CARBON_TRACE_FIELD)) return undefined;
-    return body[CARBON_TRACE_FIELD];
+    if (!isPlainRecord(body)) return undefined;
+    if (Object.hasOwn(body, CARBON_TRACE_FIELD)) return body[CARBON_TRACE_FIELD];
+    // The Responses API's stream ends with an event that wraps the whole response, and the
+    // trace rides on that response (DESIGN.md §8).
+    const wrapped = body.type === 'response.completed' ? body.response : undefined;
+    return isPlainRecord(wrapped) && Object.hasOwn(wrapped, CARBON_TRACE_FIELD) ? wrapped[CARBON_TRACE_FIELD] : undefined;
   } catch {
     return undefined;
   }
