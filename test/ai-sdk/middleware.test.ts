@@ -31,7 +31,7 @@ describe.each(MAJORS)('carbonTraceMiddleware on $label (real openai-compatible p
     expect(getCarbonMetrics(result)).toEqual(result.providerMetadata.codecarbon);
     expect(getCarbonMetrics(result.steps[0])).toEqual(result.providerMetadata.codecarbon);
     expect(calls).toHaveLength(1);
-    expect(calls[0]![1]).toEqual({ provider: 'garden.chat', modelId: 'fixture-model', type: 'generate', attributes: {}, outcome: 'completed' });
+    expect(calls[0]![1]).toEqual({ provider: 'garden.chat', modelId: 'fixture-model', type: 'generate', kind: 'chat', attributes: {}, outcome: 'completed' });
     expect(calls[0]![0]).toEqual(result.providerMetadata.codecarbon);
   });
 
@@ -245,7 +245,7 @@ describe.each(MAJORS)('carbonTraceMiddleware on $label (real openai-compatible p
     expect(ours.message).toBe(bare.message);
     expect(ours.statusCode).toBe(500);
     // The failed call still counts: once, without metrics.
-    expect(onMetrics.mock.calls).toEqual([[undefined, { provider: 'garden.chat', modelId: 'fixture-model', type: 'generate', attributes: {}, outcome: 'failed' }]]);
+    expect(onMetrics.mock.calls).toEqual([[undefined, { provider: 'garden.chat', modelId: 'fixture-model', type: 'generate', kind: 'chat', attributes: {}, outcome: 'failed' }]]);
   });
 
   it('HTTP 500 on a stream: the same error part as without the middleware', async () => {
