@@ -1,4 +1,5 @@
 import { findCarbonTrace } from '../core/parse-carbon-trace';
+import type { ResponseObserver } from './capture-fetch';
 
 // Loosely typed on purpose: LangChain messages and OpenAI-compatible bodies are read defensively.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -10,11 +11,11 @@ type Loose = any;
  * @example
  * ```ts
  * const capture = captures.begin(init.body);
- * capture?.observe(chunkData); // per SSE data line, or once with the JSON body text
+ * capture?.observe(chunkData); // per SSE data line or NDJSON line, or once with the JSON body text
  * capture?.finish();
  * ```
  */
-export class ResponseCapture {
+export class ResponseCapture implements ResponseObserver {
   /** The LLM runs this response may belong to, known when its request was sent. */
   readonly candidates: Set<string>;
   /** Whether one run alone carries the request's messages: then the response is that run's. */
@@ -55,6 +56,10 @@ export class ResponseCapture {
     this.finished = true;
   }
 
+  fail(): void {
+    this.failed = true;
+  }
+
   /** The trace, once any deferred body has been read. */
   rawTrace(): unknown {
     if (this.pendingJson !== undefined) {
@@ -85,11 +90,26 @@ export class ResponseCapture {
     const trace = findCarbonTrace(body);
     if (trace !== undefined) this.trace = trace;
     this.readBody(body);
+    // The last document of its stream. Clients may stop reading here (the ollama client returns
+    // on `done: true`, before the body ends): the run then ends with its own response finished,
+    // which the content match relies on — else it could take a finished look-alike of another run.
+    if (body.done === true || body.type === 'message_stop' || body.type === 'response.completed') this.finished = true;
   }
 
   private readBody(body: Loose): void {
     if (Array.isArray(body.choices)) {
       for (const choice of body.choices) this.readChoice(choice);
+    } else if (body.type === undefined && body.message !== null && typeof body.message === 'object') {
+      // Ollama /api/chat: one object per line (or the whole body), each with a piece of the message.
+      this.readOllamaMessage(body.message);
+    } else if (body.type === undefined && typeof body.response === 'string') {
+      // Ollama /api/generate.
+      this.choice(0).text += body.response;
+    } else if (body.type === 'message' && Array.isArray(body.content)) {
+      // Anthropic Messages, a whole body.
+      body.content.forEach((block: Loose, index: number) => this.readAnthropicBlock(index, block));
+    } else if (body.type === 'content_block_start' || body.type === 'content_block_delta') {
+      this.readAnthropicEvent(body);
     } else if (Array.isArray(body.output)) {
       this.readResponsesOutput(body.output);
     } else if (body.type === 'response.completed' && Array.isArray(body.response?.output)) {
@@ -123,6 +143,43 @@ export class ResponseCapture {
       if (typeof call?.function?.name === 'string') tool.name += call.function.name;
       if (typeof call?.function?.arguments === 'string') tool.args += call.function.arguments;
     });
+  }
+
+  private readOllamaMessage(message: Loose): void {
+    const choice = this.choice(0);
+    if (typeof message.content === 'string') choice.text += message.content;
+    if (!Array.isArray(message.tool_calls)) return;
+    // Ollama sends each tool call whole, its arguments an object.
+    for (const call of message.tool_calls) {
+      const args = call?.function?.arguments;
+      choice.tools.set(choice.tools.size, { name: String(call?.function?.name ?? ''), args: typeof args === 'string' ? args : JSON.stringify(args ?? {}) });
+    }
+  }
+
+  /** One content block of an Anthropic message: text, or a tool call (`tool_use`, its input an object). */
+  private readAnthropicBlock(index: unknown, block: Loose): void {
+    const choice = this.choice(0);
+    if (block?.type === 'text' && typeof block.text === 'string') choice.text += block.text;
+    else if (block?.type === 'tool_use') {
+      const key = typeof index === 'number' ? index : choice.tools.size;
+      // A stream starts the block with `input: {}` and sends the arguments as JSON pieces.
+      const input = block.input !== null && typeof block.input === 'object' && Object.keys(block.input).length > 0 ? JSON.stringify(block.input) : '';
+      choice.tools.set(key, { name: String(block.name ?? ''), args: input });
+    }
+  }
+
+  private readAnthropicEvent(event: Loose): void {
+    if (event.type === 'content_block_start') {
+      this.readAnthropicBlock(event.index, event.content_block);
+      return;
+    }
+    const delta = event.delta;
+    const choice = this.choice(0);
+    if (delta?.type === 'text_delta' && typeof delta.text === 'string') choice.text += delta.text;
+    else if (delta?.type === 'input_json_delta' && typeof delta.partial_json === 'string' && typeof event.index === 'number') {
+      const tool = choice.tools.get(event.index);
+      if (tool !== undefined) tool.args += delta.partial_json;
+    }
   }
 
   private readResponsesOutput(output: Loose[]): void {
@@ -287,8 +344,9 @@ export function requestKeyOfMessages(messages: unknown): string | undefined {
 }
 
 /**
- * The key of an OpenAI-compatible request body: chat completions (`messages`), the Responses
- * API (`input`) or completions (`prompt`).
+ * The key of a request body: chat completions, Ollama `/api/chat` and Anthropic Messages
+ * (`messages`, with Anthropic's `system` first), the Responses API (`input`) or completions and
+ * Ollama `/api/generate` (`prompt`).
  *
  * @example
  * ```ts
@@ -304,7 +362,10 @@ export function requestKeyOfBody(body: unknown): string | undefined {
     return undefined;
   }
   if (parsed === null || typeof parsed !== 'object') return undefined;
-  if (Array.isArray(parsed.messages)) return keyOf(parsed.messages.map((m: Loose) => textOf(m?.content)));
+  // Anthropic Messages (and Ollama /api/generate) send the system prompt apart from the messages;
+  // LangChain's run has it as the first message.
+  const system = typeof parsed.system === 'string' || Array.isArray(parsed.system) ? [textOf(parsed.system)] : [];
+  if (Array.isArray(parsed.messages)) return keyOf([...system, ...parsed.messages.map((m: Loose) => textOf(m?.content))]);
   if (typeof parsed.input === 'string') return keyOf([parsed.input]);
   if (Array.isArray(parsed.input)) return keyOf(parsed.input.map((item: Loose) => textOf(item?.content ?? item?.output)));
   if (typeof parsed.prompt === 'string' || Array.isArray(parsed.prompt)) return requestKeyOfMessages(parsed.prompt);

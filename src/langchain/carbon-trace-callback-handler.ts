@@ -8,23 +8,41 @@ import { CARBON_METADATA_KEY, ESTIMATE_METADATA_KEY, findCarbonTrace, readCarbon
 import { createWarner, reportCall, safeInvoke, type CarbonTraceWarningHandler, type TraceAbsence } from '../core/report';
 import { createSessionEmissions } from '../core/session-emissions';
 import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from '../core/sum-carbon-metrics';
-import type { CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonTotals } from '../core/types';
+import type { CallKind, CallOutcome, CarbonAttributes, CarbonEstimate, CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals } from '../core/types';
 import { loadEstimateCall } from '../estimate/load';
-import { createCaptureFetch, type FetchLike } from './capture-fetch';
+import { createCaptureFetch, type FetchLike, type ObservedRequest, type ResponseObserver } from './capture-fetch';
 import { requestKeyOfMessages, TraceCaptures } from './capture-matching';
+import { clientOf, fetchFixFor, type ChatClient } from './client-hints';
+import { currentRunnableContext } from './runnable-context';
+import { EmbeddingCapture, embeddingPromptTokens, embeddingRequestOf, type EmbeddingOutcome, type EmbeddingRequest } from './embedding-capture';
 
 /**
- * What `onMetrics` is told about the LLM run.
+ * What `onMetrics` is told about the call: an LLM run (`kind: 'chat'`), or an embedding request
+ * `handler.fetch` sent (`kind: 'embedding'`).
  *
  * @example
  * ```ts
- * const onMetrics = (m: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => console.log(run.modelName, run.outcome, m?.gwpKgco2eq);
+ * const onMetrics = (m: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => console.log(run.kind, run.modelName, run.outcome, m?.gwpKgco2eq);
  * ```
  */
 export type CarbonLLMRunInfo = {
+  /**
+   * `'chat'` for an LLM run (chat models and LLMs); `'embedding'` for an embedding request seen by
+   * `handler.fetch` (`OpenAIEmbeddings`, `OllamaEmbeddings`), which LangChain reports to no handler.
+   */
+  kind: CallKind;
+  /**
+   * The LLM run's id. An embedding call has no LangChain run: this is an id carbon-trace gave its
+   * HTTP request (`embedding:<uuid>`).
+   */
   runId: string;
+  /** The run the call was made in. For an embedding call: the runnable it was sent from, when known. */
   parentRunId?: string;
-  /** The outermost run this handler saw: the chain or graph invocation, or the model call itself. */
+  /**
+   * The outermost run this handler saw: the chain or graph invocation, or the model call itself.
+   * An embedding call sent from inside a runnable the handler sees (a LangGraph node, a tool, a
+   * `RunnableLambda`) belongs to that runnable's root; otherwise it is its own root, `runId`.
+   */
   rootRunId: string;
   modelName?: string;
   /** The `provider` option, or the model's `ls_provider` (`'openai'` for ChatOpenAI). */
@@ -110,6 +128,8 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
 }
 
 type LLMState = {
+  /** The LangChain class, for warnings that show the fix that works for it. */
+  client: ChatClient;
   modelName?: string;
   provider?: string;
   /** The model's own `ls_provider`, whatever the `provider` option says: what the estimate needs. */
@@ -123,6 +143,7 @@ type LLMState = {
   detachAbort?: () => void;
 };
 type RunState = { parentRunId?: string; rootRunId: string; llm?: LLMState };
+type EmbeddingCall = { request: EmbeddingRequest; attributes: CarbonAttributes; parentRunId?: string; rootRunId?: string };
 type RootState = { totals: CarbonTotals; estimates: CarbonTotals; lastActivityAt: number; runIds: Set<string> };
 
 // Bound for state a misbehaving caller could grow: runs that never end.
@@ -161,8 +182,13 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   name = 'carbon_trace_callback_handler';
 
   /**
-   * A fetch for `new ChatOpenAI({ configuration: { fetch: handler.fetch } })`: it observes each
-   * response for `x_carbon_trace` without changing the bytes the client reads.
+   * A fetch to give the model's HTTP client: it observes each response for `x_carbon_trace`
+   * without changing the bytes the client reads. `new ChatOpenAI({ configuration: { fetch } })`,
+   * `new ChatOllama({ fetch })`, `new ChatAnthropic({ clientOptions: { fetch } })`.
+   *
+   * Embedding classes start no LangChain run, so this fetch books their calls itself
+   * (`kind: 'embedding'`, in {@link totals}, the trackers and `onMetrics`):
+   * `new OpenAIEmbeddings({ configuration: { fetch } })`, `new OllamaEmbeddings({ fetch })`.
    */
   readonly fetch: FetchLike;
 
@@ -188,18 +214,25 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     const inner = fields.fetch;
     this.fetch = createCaptureFetch(
       () => inner ?? globalThis.fetch,
-      (body) => {
-        const capture = this.captures.begin(body);
-        if (capture === undefined) {
-          this.warnOnce(
-            'fetch-without-runs',
-            'handler.fetch saw a request while none of its LLM runs was open, so the response is not read: ' +
-              'pass the handler in callbacks as well, e.g. model.invoke(input, { callbacks: [handler] })',
-          );
-        }
-        return capture;
-      },
+      (request) => this.beginRequest(request),
     );
+  }
+
+  /** A request is about to be sent through `handler.fetch`: what observes its response. */
+  private beginRequest(request: ObservedRequest): ResponseObserver | undefined {
+    // No model call is a GET (model lists, health checks): nothing there to tie to a run.
+    if (request.method === 'GET' || request.method === 'HEAD') return undefined;
+    const embedding = embeddingRequestOf(request);
+    if (embedding !== undefined) return this.beginEmbedding(embedding);
+    const capture = this.captures.begin(request.body);
+    if (capture === undefined) {
+      this.warnOnce(
+        'fetch-without-runs',
+        'handler.fetch saw a request while none of its LLM runs was open, so the response is not read: ' +
+          'pass the handler in callbacks as well, e.g. model.invoke(input, { callbacks: [handler] })',
+      );
+    }
+    return capture;
   }
 
   /**
@@ -386,7 +419,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     metadata: Record<string, unknown> | undefined,
     messages: unknown,
   ): void {
-    const llmState: LLMState = { attributes: this.attributesOf(metadata), startedAt: performance.now() };
+    const llmState: LLMState = { client: clientOf(llm), attributes: this.attributesOf(metadata), startedAt: performance.now() };
     this.startRun(runId, parentRunId).llm = llmState;
     this.captures.openRun(runId, requestKeyOfMessages(messages));
     const modelName = modelNameOf(llm, extraParams, metadata);
@@ -433,10 +466,10 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     }
 
     const { modelName, provider, attributes } = run.llm;
-    const record: { provider?: string; modelId?: string; attributes: CarbonAttributes } = { attributes };
+    const record: CarbonRecordContext = { kind: 'chat', attributes };
     if (provider !== undefined) record.provider = provider;
     if (modelName !== undefined) record.modelId = modelName;
-    const info: CarbonLLMRunInfo = { runId, rootRunId: run.rootRunId, attributes, outcome };
+    const info: CarbonLLMRunInfo = { kind: 'chat', runId, rootRunId: run.rootRunId, attributes, outcome };
     if (parentRunId !== undefined) info.parentRunId = parentRunId;
     if (modelName !== undefined) info.modelName = modelName;
     if (provider !== undefined) info.provider = provider;
@@ -444,6 +477,62 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     reportCall(this.warn, this.options, { source: modelName ?? 'the model', absence, record, estimate }, metrics, info);
     if (run.rootRunId === runId) this.endRoot(runId);
     else this.touch(run.rootRunId);
+  }
+
+  /**
+   * Embedding classes start no LangChain run: the request itself is the call, booked when its
+   * response has been read or has failed. Sent from inside a runnable this handler sees, it
+   * counts in that runnable's root as well.
+   */
+  private beginEmbedding(request: EmbeddingRequest): ResponseObserver {
+    const context = currentRunnableContext();
+    const parentRunId = context?.runId !== undefined && this.runs.has(context.runId) ? context.runId : undefined;
+    const rootRunId = parentRunId === undefined ? undefined : this.runs.get(parentRunId)?.rootRunId;
+    if (rootRunId !== undefined) this.touch(rootRunId);
+    const call: EmbeddingCall = { request, attributes: this.attributesOf(context?.metadata) };
+    if (parentRunId !== undefined) call.parentRunId = parentRunId;
+    if (rootRunId !== undefined) call.rootRunId = rootRunId;
+    return new EmbeddingCapture((ended) => this.guard('embedding', () => this.finishEmbedding(call, ended)));
+  }
+
+  private finishEmbedding(call: EmbeddingCall, ended: EmbeddingOutcome): void {
+    const { request, attributes } = call;
+    const modelName = request.modelName;
+    const provider = this.options.provider || request.provider;
+    const source = modelName ?? 'the embedding model';
+    let metrics: CarbonMetrics | undefined;
+    let absence: TraceAbsence = { reason: 'failed' };
+    if (ended.outcome === 'completed' && Array.isArray(ended.body)) {
+      absence = {
+        reason: 'other',
+        key: 'bare-array',
+        message: `the response of ${source} is a bare JSON array (TEI's /embed), which has no place for x_carbon_trace: no carbon metrics for this call`,
+      };
+    } else if (ended.outcome === 'completed') {
+      const raw = findCarbonTrace(ended.body);
+      const read = raw === undefined ? undefined : readCarbonTrace(raw);
+      absence = read?.problem === undefined ? { reason: 'no-trace' } : { reason: 'unusable', problem: read.problem };
+      const usage = { promptTokens: embeddingPromptTokens(ended.body) };
+      metrics = bookAtGrid(withUsageTokens(this.sessions.apply(`${provider}/${modelName ?? 'unknown'}`, read?.metrics), usage), this.options.gridIntensity, this.options.onWarning);
+    }
+    const outcome: CallOutcome = ended.outcome;
+    addCarbonMetrics(this.allTotals, metrics);
+    // Counted in estimateTotals' calls too, so that both say how many calls there were.
+    addCarbonEstimate(this.allEstimates, undefined);
+    const root = call.rootRunId === undefined ? undefined : this.roots.get(call.rootRunId);
+    if (root) {
+      addCarbonMetrics(root.totals, metrics);
+      addCarbonEstimate(root.estimates, undefined);
+      this.touch(call.rootRunId!);
+    }
+
+    const runId = `embedding:${globalThis.crypto.randomUUID()}`;
+    const record: CarbonRecordContext = { kind: 'embedding', provider, attributes };
+    if (modelName !== undefined) record.modelId = modelName;
+    const info: CarbonLLMRunInfo = { kind: 'embedding', runId, rootRunId: call.rootRunId ?? runId, attributes, outcome, provider };
+    if (call.parentRunId !== undefined) info.parentRunId = call.parentRunId;
+    if (modelName !== undefined) info.modelName = modelName;
+    reportCall(this.warn, this.options, { source, absence, record }, metrics, info);
   }
 
   private endRun(runId: string): void {
@@ -516,7 +605,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     if (raw === undefined) raw = findCarbonTrace(output?.llmOutput);
 
     if (raw !== undefined) {
-      if (!fromFetch && llm?.chunkTrace !== undefined) {
+      // Only chat completions streamed with __includeRawResponse can lose a trace on the usage-only chunk.
+      if (!fromFetch && llm?.chunkTrace !== undefined && llm.sawRawChunks === true) {
         this.warnOnce(
           'usage-chunk',
           'streamed traces are read from the chunks LangChain hands to handlers (__includeRawResponse); a trace a server sends on the ' +
@@ -547,7 +637,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
           key: 'raw-chunks',
           message:
             `no x_carbon_trace on the streamed chunks LangChain handed over for ${source}; a server that sends it on the usage-only ` +
-            'last chunk is seen only through handler.fetch — new ChatOpenAI({ configuration: { fetch: handler.fetch } })',
+            `last chunk is seen only through handler.fetch — ${fetchFixFor(llm.client)}`,
         },
       };
     }
@@ -560,7 +650,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
           key: 'unobserved',
           message:
             `carbon-trace did not see the response of ${source}: give the model the handler's fetch — ` +
-            'new ChatOpenAI({ configuration: { fetch: handler.fetch } }) — so its x_carbon_trace can be read',
+            `${fetchFixFor(llm?.client)} — so its x_carbon_trace can be read`,
         },
       };
     }
