@@ -151,7 +151,8 @@ describe.each(CHATS)('$name with handler.fetch', ({ make, fix }) => {
   });
 
   it('a malformed trace: the call succeeds, no metrics, a warning naming the fields', async () => {
-    server.reply = () => ({ text: 'ok', trace: { emissions_g_co2: 'lots', energy_consumed_wh: null, __proto__: { polluted: true } } });
+    // Parsed, so that `__proto__` is an own key on the wire, as a hostile server would send it.
+    server.reply = () => ({ text: 'ok', trace: JSON.parse('{"emissions_g_co2":"lots","energy_consumed_wh":null,"__proto__":{"polluted":true}}') });
     const r = recordingHandler();
     const message = await make({ fetch: r.handler.fetch }).invoke('x', { callbacks: [r.handler] });
     expect(message.text).toBe('ok');
