@@ -26,4 +26,4 @@ export async function quickstart(): Promise<number> {
 export const middleware = carbonTraceMiddleware({ attributes: { service: 'x' } });
 
 export const estimate: CarbonEstimate | undefined = estimateCallImpact({ provider: 'mistral', modelId: 'mistral-large-latest', outputTokens: 100, latencySeconds: 2 });
-export const estimating = new CarbonTraceCallbackHandler({ estimate: true, onRootRunEnd: (totals, { estimates }) => void (totals.calls + estimates.gwpKgco2eq) });
+export const estimating = new CarbonTraceCallbackHandler({ estimate: true, onRootRunEnd: (totals, { estimates }) => void (totals.calls + (estimates.gwpKgco2eq ?? 0)) });

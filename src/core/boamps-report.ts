@@ -133,7 +133,8 @@ export function toBoAmpsReport(
   const models = options.modelId === undefined ? Object.keys(byModel) : [options.modelId].filter((m) => Object.hasOwn(byModel, m));
   const totals = sumTotals(models.map((m) => byModel[m]!));
   const estimates = sumTotals(models.filter((m) => estimated !== undefined && Object.hasOwn(estimated.byModel, m)).map((m) => estimated!.byModel[m]!));
-  if (totals.tracedCalls === 0 && estimates.tracedCalls === 0) {
+  // A measure needs an energy: calls that traced emissions alone give none to report.
+  if (totals.energyKwh === undefined && estimates.energyKwh === undefined) {
     throw new RangeError(
       `no traced${estimated ? ' or estimated' : ''} calls${options.modelId === undefined ? '' : ` for model ${options.modelId}`}: a BoAmps report needs a measured or estimated energy`,
     );
@@ -143,15 +144,15 @@ export function toBoAmpsReport(
   const uncovered = totals.calls - covered;
   const version = estimated?.methods?.length === 1 ? /EcoLogits (\S+)/.exec(estimated.methods[0]!)?.[1] : undefined;
   const measures: BoAmpsReport['measures'] = [];
-  if (totals.tracedCalls > 0) {
+  if (totals.energyKwh !== undefined) {
     measures.push({
       measurementMethod: 'codecarbon',
       powerConsumption: totals.energyKwh,
-      measurementDuration: totals.durationSeconds,
+      ...(totals.durationSeconds !== undefined ? { measurementDuration: totals.durationSeconds } : {}),
       ...(options.measurementStart ? { measurementDateTime: boampsDateTime(options.measurementStart) } : {}),
     });
   }
-  if (estimates.tracedCalls > 0) {
+  if (estimates.energyKwh !== undefined) {
     measures.push({ measurementMethod: 'ecologits', ...(version ? { version } : {}), powerConsumption: estimates.energyKwh });
   }
   const estimateText =
@@ -174,9 +175,10 @@ export function toBoAmpsReport(
       taskFamily: options.taskFamily ?? 'chatbot',
       nbRequest: covered,
       algorithms: models.map((m) => ({ algorithmType: 'llm' as const, foundationModelName: m })),
+      // A token count no call reported is left out, not written as 0.
       dataset: [
-        { dataUsage: 'input', dataType: 'token', dataQuantity: totals.promptTokens + estimates.promptTokens },
-        { dataUsage: 'output', dataType: 'token', dataQuantity: totals.completionTokens + estimates.completionTokens },
+        ...tokenEntry('input', totals.promptTokens, estimates.promptTokens),
+        ...tokenEntry('output', totals.completionTokens, estimates.completionTokens),
       ],
       taskDescription:
         `LLM inference measured by CodeCarbon on the serving hardware, read by carbon-trace: ` +
@@ -184,7 +186,7 @@ export function toBoAmpsReport(
         `${totals.tracedCalls - totals.measuredCalls} estimated); ${untraced} call${untraced === 1 ? '' : 's'} without a trace ` +
         `${untraced === 1 ? 'is' : 'are'} not in the codecarbon measure.` +
         // No traced call: no emissions figure at all rather than a 0 that reads as measured.
-        `${totals.tracedCalls > 0 ? ` Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq${partial(totals)}.` : ''}` +
+        `${totals.gwpKgco2eq !== undefined ? ` Emissions of the traced calls: ${totals.gwpKgco2eq} kgCO2eq${partial(totals)}.` : ''}` +
         `${estimateText}${models.includes(OVERFLOW_MODEL) ? ` "${OVERFLOW_MODEL}" stands for the models beyond the tracker's maxModels distinct ids.` : ''}`,
     },
     measures,
@@ -211,4 +213,9 @@ function partial(totals: CarbonTotals): string {
     durationSeconds < totals.tracedCalls ? `duration from ${durationSeconds}` : '',
   ].filter(Boolean);
   return gaps.length > 0 ? ` (${gaps.join(', ')} of the ${totals.tracedCalls} traced calls)` : '';
+}
+
+function tokenEntry(dataUsage: 'input' | 'output', traced: number | undefined, estimated: number | undefined): BoAmpsReport['task']['dataset'] {
+  if (traced === undefined && estimated === undefined) return [];
+  return [{ dataUsage, dataType: 'token', dataQuantity: (traced ?? 0) + (estimated ?? 0) }];
 }

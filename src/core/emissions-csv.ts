@@ -24,14 +24,16 @@ export const EMISSIONS_CSV_COLUMNS = [
  * carbon-trace's own columns, after CodeCarbon's, so coverage and measured share travel along.
  * `tracking_methods` names the kinds of figure a row sums, `;`-separated: `codecarbon`
  * (measured), `codecarbon_estimated` (the server's CodeCarbon power model), or `ecologits`
- * (estimated from the model's size) — never the latter with either of the former.
+ * (estimated from the model's size) — never the latter with either of the former. `call_kinds`
+ * names the kinds of call the row's model served (`chat`, `embedding`, `rerank`), `;`-separated;
+ * empty when unknown.
  *
  * @example
  * ```ts
- * EMISSIONS_CSV_EXTRA_COLUMNS; // ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods']
+ * EMISSIONS_CSV_EXTRA_COLUMNS; // ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods', 'call_kinds']
  * ```
  */
-export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods'] as const;
+export const EMISSIONS_CSV_EXTRA_COLUMNS = ['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods', 'call_kinds'] as const;
 
 /**
  * Options of `tracker.toEmissionsCsv()`.
@@ -46,6 +48,8 @@ export type EmissionsCsvOptions = {
   projectName?: string;
   /** `timestamp` of every row. Default: now. */
   now?: Date;
+  /** The kinds of call each model served, for `call_kinds` (the tracker fills it). Default: none. */
+  kindsByModel?: Record<string, readonly string[]>;
 };
 
 /**
@@ -78,8 +82,8 @@ export function toEmissionsCsv(
   for (const [model, t] of Object.entries(estimatesByModel ?? {})) rows.push([model, t, true]);
   for (const [model, t, estimated] of rows) {
     // A sum no call contributed to is unknown, not zero.
-    const sum = (key: keyof CarbonTotals['callsWith']) => (t.callsWith[key] > 0 ? t[key] : '');
-    const timedSeconds = t.durationSeconds;
+    const sum = (key: keyof CarbonTotals['callsWith']) => (t.callsWith[key] > 0 ? (t[key] ?? '') : '');
+    const timedSeconds = t.durationSeconds ?? 0;
     const perSecond = (value: number, factor: number, key: keyof CarbonTotals['callsWith']) =>
       timedSeconds > 0 && t.callsWith[key] > 0 ? (value * factor) / timedSeconds : '';
     const row: Record<string, string | number> = {
@@ -102,9 +106,10 @@ export function toEmissionsCsv(
       calls: t.calls,
       traced_calls: estimated ? 0 : t.tracedCalls,
       measured_calls: estimated ? 0 : t.measuredCalls,
-      prompt_tokens: t.promptTokens,
-      completion_tokens: t.completionTokens,
+      prompt_tokens: t.promptTokens ?? '',
+      completion_tokens: t.completionTokens ?? '',
       tracking_methods: estimated ? 'ecologits' : traceMethods(t),
+      call_kinds: Object.hasOwn(options.kindsByModel ?? {}, model) ? options.kindsByModel![model]!.join(';') : '',
     };
     lines.push(columns.map((c) => csvField(row[c] ?? '')).join(','));
   }

@@ -21,12 +21,13 @@ const TIMED = ['energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEn
 >;
 
 /**
- * Fresh all-zero totals.
+ * Fresh totals of no call: counts at 0, sums absent (unknown until a call brings a figure).
  *
  * @example
  * ```ts
  * import { emptyCarbonTotals } from 'carbon-trace';
  * emptyCarbonTotals().calls; // 0
+ * emptyCarbonTotals().energyKwh; // undefined
  * ```
  */
 export function emptyCarbonTotals(): CarbonTotals {
@@ -35,7 +36,6 @@ export function emptyCarbonTotals(): CarbonTotals {
     calls: 0,
     tracedCalls: 0,
     measuredCalls: 0,
-    ...emptyFieldSums(),
     callsWith: emptyFieldSums(),
     withDuration: { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0 },
   };
@@ -96,7 +96,7 @@ function addFigures(totals: CarbonTotals, figures: CarbonMetrics | CarbonEstimat
   for (const key of SUMMED) {
     const value = usable(metrics[key]);
     if (value === undefined) continue;
-    totals[key] += value;
+    totals[key] = (totals[key] ?? 0) + value;
     totals.callsWith[key]++;
   }
   if (usable(metrics.durationSeconds) !== undefined) {
@@ -118,7 +118,7 @@ function usable(value: unknown): number | undefined {
  * import { sumCarbonMetrics } from 'carbon-trace';
  * import { getCarbonMetrics } from 'carbon-trace/ai-sdk';
  * const totals = sumCarbonMetrics(result.steps.map(getCarbonMetrics));
- * console.log(`${totals.gwpKgco2eq * 1000} gCO2eq over ${totals.callsWith.gwpKgco2eq} of ${totals.calls} steps`);
+ * console.log(`${formatEmissions(totals.gwpKgco2eq)} over ${totals.callsWith.gwpKgco2eq} of ${totals.calls} steps`);
  * ```
  */
 export function sumCarbonMetrics(items: Iterable<CarbonMetrics | undefined | null>): CarbonTotals {
@@ -171,7 +171,8 @@ export function addTotals(sum: CarbonTotals, item: CarbonTotals): CarbonTotals {
   sum.tracedCalls += item.tracedCalls;
   sum.measuredCalls += item.measuredCalls;
   for (const key of SUMMED) {
-    sum[key] += item[key];
+    const value = item[key];
+    if (isFigure(value)) sum[key] = (sum[key] ?? 0) + value;
     sum.callsWith[key] += item.callsWith?.[key] ?? 0;
   }
   for (const key of TIMED) sum.withDuration[key] += item.withDuration?.[key] ?? 0;

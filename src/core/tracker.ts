@@ -6,7 +6,7 @@ import { withGridIntensity, type GridIntensitySetting } from './grid-intensity';
 import { hasCarbonFigure } from './parse-carbon-trace';
 import type { CarbonTraceWarningHandler } from './report';
 import { addCarbonEstimate, addCarbonMetrics, copyTotals, emptyCarbonTotals } from './sum-carbon-metrics';
-import type { CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, EstimateMethod, TrackingMethod } from './types';
+import type { CallKind, CarbonMetrics, CarbonMetricsRecorder, CarbonRecordContext, CarbonTotals, EstimateMethod, TrackingMethod } from './types';
 
 /**
  * Options of {@link CarbonTracker}.
@@ -79,6 +79,9 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   private estimates = new Map<string, CarbonTotals>();
   private estimateMethods = new Set<string>();
   private providers = new Map<string, Set<string>>();
+  private kinds = new Map<CallKind, CarbonTotals>();
+  /** The kinds of call each model served, for the CSV's `call_kinds`. */
+  private modelKinds = new Map<string, Set<CallKind>>();
   /** When each model's first traced call was recorded: the start of its measured period. */
   private firstTraced = new Map<string, Date>();
   /** Per attribute key, totals per value; every key's values add up to every call. */
@@ -114,6 +117,11 @@ export class CarbonTracker implements CarbonMetricsRecorder {
     if (!this.models.has(model) && this.models.size >= this.maxModels) model = OVERFLOW_MODEL;
     addCarbonMetrics(getOrCreate(this.models, model), metrics);
     if (metrics != null && !this.firstTraced.has(model) && hasCarbonFigure(metrics)) this.firstTraced.set(model, new Date());
+    const kind = callKindOf(context.kind);
+    addCarbonMetrics(getOrCreate(this.kinds, kind), metrics);
+    let kinds = this.modelKinds.get(model);
+    if (kinds === undefined) this.modelKinds.set(model, (kinds = new Set()));
+    kinds.add(kind);
     if (typeof context.provider === 'string' && context.provider !== '') {
       let providers = this.providers.get(model);
       if (providers === undefined) this.providers.set(model, (providers = new Set()));
@@ -189,6 +197,19 @@ export class CarbonTracker implements CarbonMetricsRecorder {
   }
 
   /**
+   * Totals per kind of call: `chat` (every generation, and calls recorded without a kind),
+   * `embedding`, `rerank`. They add up to {@link totals}. The object has no prototype.
+   *
+   * @example
+   * ```ts
+   * const embeddingsKwh = tracker.byKind().embedding?.energyKwh;
+   * ```
+   */
+  byKind(): Partial<Record<CallKind, CarbonTotals>> {
+    return copyOut(this.kinds);
+  }
+
+  /**
    * Totals per kind of figure, never mixed: `codecarbon` (measured by the server's hardware
    * counters), `codecarbon_estimated` (the server's CodeCarbon fell back to its power model) and
    * `ecologits` (estimated here from the model's size, for calls without a trace). Calls with
@@ -243,7 +264,8 @@ export class CarbonTracker implements CarbonMetricsRecorder {
    */
   toEmissionsCsv(options: EmissionsCsvOptions & { estimates?: boolean } = {}): string {
     const { estimates, ...csv } = options;
-    return toEmissionsCsv(this.byModel(), csv, estimates === true ? this.estimatesByModel() : undefined);
+    const kindsByModel = Object.fromEntries([...this.modelKinds].map(([model, kinds]) => [model, [...kinds].sort()]));
+    return toEmissionsCsv(this.byModel(), { kindsByModel, ...csv }, estimates === true ? this.estimatesByModel() : undefined);
   }
 
   /**
@@ -284,6 +306,8 @@ export class CarbonTracker implements CarbonMetricsRecorder {
     this.estimates = new Map();
     this.estimateMethods = new Set();
     this.providers = new Map();
+    this.kinds = new Map();
+    this.modelKinds = new Map();
     this.firstTraced = new Map();
     this.attributes = new Map();
   }
@@ -304,6 +328,13 @@ export class CarbonTracker implements CarbonMetricsRecorder {
       addCarbonMetrics(getOrCreate(values, value), metrics);
     }
   }
+}
+
+const CALL_KINDS: ReadonlySet<string> = new Set(['chat', 'embedding', 'rerank']);
+
+/** A recorded call's kind; anything else (or none: every caller before kinds existed) is a generation. */
+function callKindOf(kind: unknown): CallKind {
+  return typeof kind === 'string' && CALL_KINDS.has(kind) ? (kind as CallKind) : 'chat';
 }
 
 function positiveInteger(value: unknown): number | undefined {

@@ -112,7 +112,9 @@ export type CarbonSummedField =
 export type CarbonFieldSums = Record<CarbonSummedField, number>;
 
 /**
- * Sums over many calls. Every number is a plain sum; fields absent on a call add nothing.
+ * Sums over many calls. Every number is a plain sum; fields absent on a call add nothing. A sum
+ * no call contributed to is absent (`undefined`), not `0`: a total over calls none of which was
+ * traced is unknown, and `formatEnergy(totals.energyKwh)` prints `—` for it.
  *
  * `calls` counts every call, traced or not, failed or not, so `tracedCalls / calls` is the
  * coverage: a call without a trace is carbon you did not see. `callsWith` says how many calls
@@ -128,7 +130,7 @@ export type CarbonFieldSums = Record<CarbonSummedField, number>;
  * totals.callsWith.gwpKgco2eq; // 1 when metricsA carried emissions
  * ```
  */
-export type CarbonTotals = CarbonFieldSums & {
+export type CarbonTotals = Partial<CarbonFieldSums> & {
   /** Every call, with or without a trace, including calls that failed or were aborted. */
   calls: number;
   /** Calls whose trace gave at least one carbon figure (energy, emissions, power or duration). */
@@ -167,6 +169,8 @@ export type CarbonRecordContext = {
   provider?: string;
   modelId?: string;
   attributes?: CarbonAttributes;
+  /** What the call was: a generation (`'chat'`, the default), an embedding or a rerank. */
+  kind?: CallKind;
   /**
    * An EcoLogits estimate of a call that carried no trace (adapters' `estimate` option). Kept
    * apart from `metrics`, so a recorder that does not know about estimates still books the call
@@ -174,6 +178,17 @@ export type CarbonRecordContext = {
    */
   estimate?: CarbonEstimate;
 };
+
+/**
+ * What a model call was, for totals per kind: a generation (`'chat'`: chat, completions,
+ * Responses, Messages, Ollama's generate), an embedding, or a rerank or score.
+ *
+ * @example
+ * ```ts
+ * const kinds: CallKind[] = ['chat', 'embedding', 'rerank'];
+ * ```
+ */
+export type CallKind = 'chat' | 'embedding' | 'rerank';
 
 /**
  * Anything that records every model call, traced or not: a `CarbonTracker`, or your own.

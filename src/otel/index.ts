@@ -27,7 +27,8 @@ export const CARBON_INSTRUMENTS = {
  * carbon-trace's own for the tracking method and whether the call carried a trace. An EcoLogits
  * estimate (adapters' `estimate` option) is recorded with `codecarbon.tracking_method` =
  * `ecologits` and `codecarbon.traced` = `false`: filter on it to keep measurements alone, e.g.
- * `sum(codecarbon_energy_total{codecarbon_tracking_method!="ecologits"})`.
+ * `sum(codecarbon_energy_total{codecarbon_tracking_method!="ecologits"})`. `codecarbon.call.kind` says
+ * what the call was (`chat`, `embedding`, `rerank`), for totals per kind.
  *
  * @example
  * ```ts
@@ -39,6 +40,7 @@ export const CARBON_METRIC_ATTRIBUTES = {
   model: 'gen_ai.request.model',
   trackingMethod: 'codecarbon.tracking_method',
   traced: 'codecarbon.traced',
+  kind: 'codecarbon.call.kind',
 } as const;
 
 /**
@@ -102,6 +104,7 @@ export function createOtelCarbonRecorder(options: OtelCarbonRecorderOptions = {}
       }
       if (context.provider) attributes[CARBON_METRIC_ATTRIBUTES.provider] = context.provider;
       if (context.modelId) attributes[CARBON_METRIC_ATTRIBUTES.model] = context.modelId;
+      attributes[CARBON_METRIC_ATTRIBUTES.kind] = context.kind === 'embedding' || context.kind === 'rerank' ? context.kind : 'chat';
       if (m === undefined) {
         const estimate = context.estimate;
         if (!isCarbonEstimate(estimate)) {

@@ -65,7 +65,8 @@ describe('CarbonTracker keeps the kinds apart', () => {
     expect(methods.ecologits).toMatchObject({ calls: 2, tracedCalls: 2, measuredCalls: 0, completionTokens: 60, promptTokens: 14 });
     expect(methods.ecologits?.energyKwh).toBeCloseTo(0.01, 12);
     expect(methods.ecologits?.gwpKgco2eq).toBeCloseTo(0.004, 12);
-    expect(tracker.byModel()['gpt-4o-mini']).toMatchObject({ calls: 3, tracedCalls: 0, energyKwh: 0 });
+    expect(tracker.byModel()['gpt-4o-mini']).toMatchObject({ calls: 3, tracedCalls: 0 });
+    expect(tracker.byModel()['gpt-4o-mini']!.energyKwh).toBeUndefined(); // unknown, not 0
     expect(tracker.estimatesByModel()['gpt-4o-mini']).toMatchObject({ calls: 2, tracedCalls: 2 });
     expect(Object.getPrototypeOf(tracker.estimatesByModel())).toBeNull();
     tracker.reset();
@@ -92,7 +93,8 @@ describe('CarbonTracker keeps the kinds apart', () => {
 
   it('an estimate passed where metrics go counts as an untraced call, not as a measurement', () => {
     const totals = addCarbonMetrics(emptyCarbonTotals(), estimate as unknown as CarbonMetrics);
-    expect(totals).toMatchObject({ calls: 1, tracedCalls: 0, energyKwh: 0 });
+    expect(totals).toMatchObject({ calls: 1, tracedCalls: 0 });
+    expect(totals.energyKwh).toBeUndefined();
     expect(sumCarbonMetrics([estimate as unknown as CarbonMetrics, measured]).tracedCalls).toBe(1);
     const tracker = new CarbonTracker();
     tracker.record(estimate as unknown as CarbonMetrics, { modelId: 'm' });

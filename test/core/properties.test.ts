@@ -105,8 +105,9 @@ describe('parseCarbonTrace properties', () => {
         const figures = ['energyKwh', 'gwpKgco2eq', 'cpuEnergyKwh', 'gpuEnergyKwh', 'ramEnergyKwh', 'cpuPowerWatts', 'gpuPowerWatts', 'ramPowerWatts', 'durationSeconds'] as const;
         const traced = metrics.filter((m) => m !== undefined && figures.some((f) => m[f] !== undefined));
         expect(totals.tracedCalls).toBe(traced.length);
-        let energy = 0;
-        for (const m of metrics) energy += m?.energyKwh ?? 0;
+        // Summed in the same order; unknown (absent) when no call carried an energy, never 0.
+        let energy: number | undefined;
+        for (const m of metrics) if (m?.energyKwh !== undefined) energy = (energy ?? 0) + m.energyKwh;
         expect(totals.energyKwh).toBe(energy);
         expect(totals.callsWith.energyKwh).toBe(metrics.filter((m) => m?.energyKwh !== undefined).length);
         const numbers = [...Object.values(totals), ...Object.values(totals.callsWith), ...Object.values(totals.withDuration)].filter((v) => typeof v === 'number');

@@ -21,10 +21,10 @@ describe('sumCarbonMetrics', () => {
     expect(totals.completionTokens).toBe(17);
   });
 
-  it('returns zeros with calls = 0 for nothing', () => {
+  it('returns calls = 0 and no sums for nothing: an unknown total, not a zero', () => {
     const fields = { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0, durationSeconds: 0, promptTokens: 0, completionTokens: 0 };
-    expect(sumCarbonMetrics([])).toEqual({
-      calls: 0, tracedCalls: 0, measuredCalls: 0, ...fields,
+    expect(sumCarbonMetrics([])).toStrictEqual({
+      calls: 0, tracedCalls: 0, measuredCalls: 0,
       callsWith: fields,
       withDuration: { energyKwh: 0, gwpKgco2eq: 0, cpuEnergyKwh: 0, gpuEnergyKwh: 0, ramEnergyKwh: 0 },
     });
@@ -38,9 +38,9 @@ describe('sumCarbonMetrics', () => {
   it('ignores corrupted numbers in metrics that came back from JSON', () => {
     const corrupted = { ...a, energyKwh: 'x', gwpKgco2eq: -1, durationSeconds: null } as unknown as CarbonMetrics;
     const totals = sumCarbonMetrics([corrupted]);
-    expect(totals.energyKwh).toBe(0);
-    expect(totals.gwpKgco2eq).toBe(0);
-    expect(totals.durationSeconds).toBe(0);
+    expect(totals.energyKwh).toBeUndefined();
+    expect(totals.gwpKgco2eq).toBeUndefined();
+    expect(totals.durationSeconds).toBeUndefined();
     expect(totals.tracedCalls).toBe(1);
   });
 });
@@ -76,5 +76,22 @@ describe('createCarbonTraceAccumulator', () => {
     acc.add({ x_carbon_trace: 'garbage' });
     expect(acc.hasTrace).toBe(true);
     expect(acc.build()).toBeUndefined();
+  });
+});
+
+describe('a total over calls none of which was traced', () => {
+  it('is unknown (—), not 0 Wh, and becomes a figure with the first traced call', async () => {
+    const { formatEmissions, formatEnergy } = await import('../../src/index');
+    const { addTotals, sumTotals } = await import('../../src/core/sum-carbon-metrics');
+    const untraced = sumCarbonMetrics([undefined, undefined, null]);
+    expect(untraced.calls).toBe(3);
+    expect(formatEnergy(untraced.energyKwh)).toBe('—');
+    expect(formatEmissions(untraced.gwpKgco2eq)).toBe('—');
+    // Summing unknowns stays unknown; one known figure makes the sum that figure.
+    expect(sumTotals([untraced, untraced]).energyKwh).toBeUndefined();
+    const traced = sumCarbonMetrics([{ trackingMethod: 'codecarbon', measured: true, energyKwh: 0, warnings: [] }]);
+    expect(traced.energyKwh).toBe(0); // a measured zero is a figure
+    expect(formatEnergy(addTotals(sumTotals([untraced]), traced).energyKwh)).toBe('0 Wh');
+    expect(JSON.parse(JSON.stringify(untraced))).toEqual(untraced);
   });
 });

@@ -15,6 +15,28 @@ function sampleTracker(): CarbonTracker {
 }
 
 describe('CarbonTracker', () => {
+  it('totals per kind of call add up to every call; no kind (or a bad one) is a generation', () => {
+    const tracker = new CarbonTracker();
+    tracker.record(measured, { modelId: 'llama', kind: 'chat' });
+    tracker.record(measured, { modelId: 'llama' });
+    tracker.record(measured, { modelId: 'bge', kind: 'embedding' });
+    tracker.record(undefined, { modelId: 'bge', kind: 'embedding' });
+    tracker.record(estimated, { modelId: 'rr', kind: 'rerank' });
+    tracker.record(measured, { modelId: 'x', kind: '__proto__' as never });
+    const byKind = tracker.byKind();
+    expect(Object.getPrototypeOf(byKind)).toBeNull();
+    expect(Object.keys(byKind).sort()).toEqual(['chat', 'embedding', 'rerank']);
+    expect(byKind.chat).toMatchObject({ calls: 3, tracedCalls: 3 });
+    expect(byKind.embedding).toMatchObject({ calls: 2, tracedCalls: 1 });
+    expect(byKind.rerank).toMatchObject({ calls: 1, tracedCalls: 1 });
+    expect(byKind.chat!.calls + byKind.embedding!.calls + byKind.rerank!.calls).toBe(tracker.totals().calls);
+    const csv = tracker.toEmissionsCsv({ now: new Date(0) }).trim().split('\n');
+    const kinds = Object.fromEntries(csv.slice(1).map((line) => [line.split(',')[2], line.split(',').at(-1)]));
+    expect(kinds).toEqual({ llama: 'chat', bge: 'embedding', rr: 'rerank', x: 'chat' });
+    tracker.reset();
+    expect(tracker.byKind()).toEqual({});
+  });
+
   it('totals and per-model sums match hand-computed values', () => {
     const tracker = sampleTracker();
     // All: 2+2+1 g, 8+8+3 Wh, 4+4+2 s; llama: 2 traced of 3 calls.
@@ -88,7 +110,7 @@ describe('tracker.toEmissionsCsv', () => {
   it("has CodeCarbon's columns first, in its units", () => {
     const [header, ...rows] = parseCsv(sampleTracker().toEmissionsCsv({ projectName: 'bot', now: new Date('2026-01-02T03:04:05Z') }));
     expect(header!.slice(0, EMISSIONS_CSV_COLUMNS.length)).toEqual([...EMISSIONS_CSV_COLUMNS]);
-    expect(header!.slice(EMISSIONS_CSV_COLUMNS.length)).toEqual(['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods']);
+    expect(header!.slice(EMISSIONS_CSV_COLUMNS.length)).toEqual(['calls', 'traced_calls', 'measured_calls', 'prompt_tokens', 'completion_tokens', 'tracking_methods', 'call_kinds']);
     const llama = Object.fromEntries(header!.map((h, i) => [h, rows[0]![i]]));
     expect(llama.timestamp).toBe('2026-01-02T03:04:05.000Z');
     expect(llama.project_name).toBe('bot');

@@ -266,7 +266,7 @@ describe('CarbonTraceCallbackHandler with the real ChatOpenAI', () => {
     expect(r.metrics).toHaveLength(30);
     expect(r.roots).toHaveLength(30);
     // Each root is one call: its emissions identify which call it was.
-    const perRoot = r.roots.map(([t]) => Math.round(t.gwpKgco2eq * 1e4)).sort((a, b) => a - b);
+    const perRoot = r.roots.map(([t]) => Math.round(t.gwpKgco2eq! * 1e4)).sort((a, b) => a - b);
     expect(perRoot).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     expect(r.handler.totals().gwpKgco2eq).toBeCloseTo(kg(0.1 * (30 * 31) / 2), 10);
     expect(r.handler.pendingState()).toEqual({ runs: 0, roots: 0, captures: 0 });

@@ -85,8 +85,15 @@ describe('OpenTelemetry counters, scraped by Prometheus', () => {
     expect(sumOf(samples, 'codecarbon_calls_total', ['gen_ai_provider_name="garden.chat"'])).toBe(3);
     expect(sumOf(samples, 'codecarbon_calls_total', ['gen_ai_provider_name="openai"'])).toBe(1);
 
+    // Every call of a language model is a generation; an embedding recorded as such is apart.
+    expect(sumOf(samples, 'codecarbon_calls_total', ['codecarbon_call_kind="chat"'])).toBe(4);
+    otel.record({ trackingMethod: 'codecarbon', measured: true, energyKwh: 0.001, warnings: [] }, { modelId: 'bge', kind: 'embedding' });
+    const after = parseExposition(await (await fetch(scrapeUrl)).text());
+    expect(sumOf(after, 'codecarbon_calls_total', ['codecarbon_call_kind="embedding"'])).toBe(1);
+    expect(sumOf(after, 'codecarbon_energy_total', ['codecarbon_call_kind="embedding"'])).toBeCloseTo(3600, 6);
+
     // The in-process tracker agrees with what Prometheus scraped.
-    expect(tracker.totals().energyKwh * 3.6e6).toBeCloseTo(sumOf(samples, 'codecarbon_energy_total'), 6);
+    expect(tracker.totals().energyKwh! * 3.6e6).toBeCloseTo(sumOf(samples, 'codecarbon_energy_total'), 6);
     expect(tracker.totals()).toMatchObject({ calls: 4, tracedCalls: 3 });
     expect(tracker.byModel()['model-a']).toMatchObject({ calls: 3, tracedCalls: 2 });
   });

@@ -202,7 +202,7 @@ describe('both adapters read what withCarbonTrace produces, to the joule the met
     const stats = proxy.meter.stats();
     expect(stats).toMatchObject({ requests: 50, activeRequests: 0 });
     // What the adapters booked is what the meter attributed (kWh × 3.6e6 = J), to the joule.
-    expect(Math.abs(totals.energyKwh * 3.6e6 - stats.attributedJoules)).toBeLessThan(1e-6);
+    expect(Math.abs(totals.energyKwh! * 3.6e6 - stats.attributedJoules)).toBeLessThan(1e-6);
     expect(Math.abs(stats.attributedJoules + stats.idleJoules - stats.totalJoules)).toBeLessThan(1e-6);
     expect(getCarbonMetrics(await ai.generateText({ model: wrapped, prompt: 'call-1' }))?.measured).toBe(true);
   });
