@@ -4,8 +4,13 @@
  * when the test worker exits is killed — also when a hook threw or a test timed out.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const alive = new Set<ChildProcess>();
+// The global setup's folder for this run: each group started here is noted in it by its pid, so
+// that the run's end checks these groups and no one else's (another run, a proxy run by hand).
+const STARTED_DIR = process.env.CARBON_TRACE_TEST_STARTED;
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -32,6 +37,13 @@ process.once('exit', () => {
 export function spawnProcess(command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options, detached: true });
   alive.add(child);
+  if (STARTED_DIR !== undefined && child.pid !== undefined) {
+    try {
+      writeFileSync(join(STARTED_DIR, String(child.pid)), `${[command, ...args].join(' ').slice(0, 300)}\n`);
+    } catch {
+      // The run's folder is gone (a test run outside npm test): nothing to note.
+    }
+  }
   // The group leader exiting does not end its children: kill the group when it goes, too.
   child.once('exit', () => {
     killGroup(child, 'SIGKILL');
