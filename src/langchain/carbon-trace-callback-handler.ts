@@ -67,7 +67,11 @@ export type CarbonLLMRunInfo = {
  * ```
  */
 export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInput {
-  /** Once per LLM run, however it ended; `undefined` when it carried no usable trace. Throws are reported, never raised. */
+  /**
+   * Once per LLM run, however it ended, and once per embedding request `handler.fetch` sent
+   * (`run.kind` says which); `undefined` when it carried no usable trace. Throws are reported,
+   * never raised.
+   */
   onMetrics?: (metrics: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => void | Promise<void>;
   /**
    * Once per root run (chain, graph, agent or bare model call), with the totals of its LLM runs'
@@ -79,7 +83,10 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * not bloat graph state, checkpoints and tracer uploads. Default `true`.
    */
   stripRawResponse?: boolean;
-  /** Records every LLM run, traced or not: a `CarbonTracker`, an OpenTelemetry recorder, or several. */
+  /**
+   * Records every LLM run and every embedding request of `handler.fetch`, traced or not, with its
+   * `kind`: a `CarbonTracker`, an OpenTelemetry recorder, or several.
+   */
   tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[];
   /** Where warnings go. Default: `console.warn`, each distinct warning once. `false` silences them. */
   onWarning?: CarbonTraceWarningHandler;
@@ -158,8 +165,12 @@ type Loose = any;
  * chain, agent or LangGraph graph, writes it to `message.response_metadata.codecarbon`, and
  * totals it per root run.
  *
- * Give the model `handler.fetch` to see every trace (invoke, stream, usage-only last chunks);
- * without it the handler reads `__raw_response` (ChatOpenAI `__includeRawResponse: true`).
+ * Give the model `handler.fetch` to see every trace (invoke, stream, usage-only last chunks), on
+ * every wire a LangChain class speaks: chat completions and the Responses API (`ChatOpenAI`),
+ * Ollama's NDJSON (`ChatOllama`), Anthropic Messages (`ChatAnthropic`). Given to
+ * `OpenAIEmbeddings` or `OllamaEmbeddings`, it books their calls too (`kind: 'embedding'`).
+ * Without it the handler reads what the class keeps: `__raw_response` (ChatOpenAI
+ * `__includeRawResponse: true`), `response_metadata` (ChatOllama), `llmOutput` (ChatAnthropic).
  *
  * @example
  * ```ts
@@ -176,6 +187,11 @@ type Loose = any;
  * const message = await model.invoke('Hello', { callbacks: [carbon] });
  * getCarbonMetrics(message)?.gwpKgco2eq; // kgCO2eq of this call, from response_metadata.codecarbon
  * carbon.totals().energyKwh;             // kWh of every call so far
+ *
+ * // Other classes take the fetch in their own option:
+ * // new ChatOllama({ baseUrl, fetch: carbon.fetch }), new OllamaEmbeddings({ baseUrl, fetch: carbon.fetch }),
+ * // new ChatAnthropic({ anthropicApiUrl, clientOptions: { fetch: carbon.fetch } }),
+ * // new OpenAIEmbeddings({ configuration: { baseURL, fetch: carbon.fetch } })
  * ```
  */
 export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
@@ -218,25 +234,9 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     );
   }
 
-  /** A request is about to be sent through `handler.fetch`: what observes its response. */
-  private beginRequest(request: ObservedRequest): ResponseObserver | undefined {
-    // No model call is a GET (model lists, health checks): nothing there to tie to a run.
-    if (request.method === 'GET' || request.method === 'HEAD') return undefined;
-    const embedding = embeddingRequestOf(request);
-    if (embedding !== undefined) return this.beginEmbedding(embedding);
-    const capture = this.captures.begin(request.body);
-    if (capture === undefined) {
-      this.warnOnce(
-        'fetch-without-runs',
-        'handler.fetch saw a request while none of its LLM runs was open, so the response is not read: ' +
-          'pass the handler in callbacks as well, e.g. model.invoke(input, { callbacks: [handler] })',
-      );
-    }
-    return capture;
-  }
-
   /**
-   * Totals over every LLM run this handler has seen, failed and aborted ones included.
+   * Totals over every call this handler has seen — LLM runs, and the embedding requests of
+   * `handler.fetch` — failed and aborted ones included.
    *
    * @example
    * ```ts
@@ -249,7 +249,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
 
   /**
    * Totals of the EcoLogits estimates of the runs that carried no trace (`estimate` option),
-   * never mixed into {@link totals}: `calls` counts every LLM run, `tracedCalls` the estimated ones.
+   * never mixed into {@link totals}: `calls` counts every call (embedding requests included, which
+   * are never estimated), `tracedCalls` the estimated ones.
    *
    * @example
    * ```ts
@@ -390,6 +391,23 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   }
 
   // ---- internals ------------------------------------------------------------------------
+
+  /** A request is about to be sent through `handler.fetch`: what observes its response. */
+  private beginRequest(request: ObservedRequest): ResponseObserver | undefined {
+    // No model call is a GET (model lists, health checks): nothing there to tie to a run.
+    if (request.method === 'GET' || request.method === 'HEAD') return undefined;
+    const embedding = embeddingRequestOf(request);
+    if (embedding !== undefined) return this.beginEmbedding(embedding);
+    const capture = this.captures.begin(request.body);
+    if (capture === undefined) {
+      this.warnOnce(
+        'fetch-without-runs',
+        'handler.fetch saw a request while none of its LLM runs was open, so the response is not read: ' +
+          'pass the handler in callbacks as well, e.g. model.invoke(input, { callbacks: [handler] })',
+      );
+    }
+    return capture;
+  }
 
   private startRun(runId: string, parentRunId: string | undefined): RunState {
     const now = Date.now();

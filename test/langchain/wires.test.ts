@@ -429,7 +429,8 @@ describe('embedding calls, whatever the client', () => {
     const direct = await (await fetch(`${server.baseURL}/v1/embeddings`, init)).arrayBuffer();
     expect(Buffer.from(await unread.arrayBuffer())).toEqual(Buffer.from(direct));
     const streamed = await r.handler.fetch(`${server.baseURL}/v1/embeddings`, init);
-    for await (const _chunk of streamed.body!) void _chunk;
+    const reader = streamed.body!.getReader();
+    while (!(await reader.read()).done);
     expect(r.metrics.map(([m, info]) => [m?.promptTokens, info.outcome])).toEqual([
       [10, 'completed'],
       [10, 'completed'],
