@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonTraceAccumulator, extractCarbonMetrics, formatEmissions, formatEnergy } from '../../src/index';
 import { sampleTrace, startFixtureServer, type FixtureServer, type TracePlacement } from '../fixtures/openai-compatible-server';
+import { startWireServer, type WireServer } from '../fixtures/wire-server';
 
 let server: FixtureServer;
 let client: OpenAI;
@@ -57,5 +58,58 @@ describe('openai SDK (plain), chat.completions.create', () => {
     for await (const chunk of stream) trace.add(chunk);
     expect(trace.hasTrace).toBe(false);
     expect(trace.build()).toBeUndefined();
+  });
+});
+
+describe('openai SDK (plain), the other wires', () => {
+  let wires: WireServer;
+  let onWire: OpenAI;
+  beforeAll(async () => {
+    wires = await startWireServer();
+    onWire = new OpenAI({ baseURL: `${wires.baseURL}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+  });
+  afterAll(() => wires.close());
+
+  it('responses.create: extractCarbonMetrics reads the trace on the response object', async () => {
+    wires.reply = () => ({ text: 'traced answer', trace: sampleTrace(2) });
+    const response = await onWire.responses.create({ model: 'fixture-model', input: 'hi' });
+    expect(response.output_text).toBe('traced answer');
+    const warnings: string[] = [];
+    const carbon = extractCarbonMetrics(response, { onWarning: (w) => void warnings.push(w) });
+    expect(carbon?.gwpKgco2eq).toBeCloseTo(0.0002, 12);
+    expect(warnings).toEqual([]);
+  });
+
+  it('responses.create streamed: the accumulator over the events finds it on response.completed', async () => {
+    wires.reply = () => ({ text: 'one two three', trace: sampleTrace(3) });
+    const stream = await onWire.responses.create({ model: 'fixture-model', input: 'hi', stream: true });
+    const trace = createCarbonTraceAccumulator({ onWarning: false });
+    let text = '';
+    const types: string[] = [];
+    for await (const event of stream) {
+      trace.add(event);
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+    }
+    expect(text.trim()).toBe('one two three');
+    expect(types.at(-1)).toBe('response.completed');
+    expect(trace.build()?.gwpKgco2eq).toBeCloseTo(0.0003, 12);
+  });
+
+  it('embeddings.create: the trace is at the top level of the list, as for a completion', async () => {
+    wires.reply = () => ({ trace: sampleTrace(1), embeddingDims: 4 });
+    // The SDK asks for base64 by default and decodes it: the body's other fields stay.
+    const response = await onWire.embeddings.create({ model: 'fixture-model', input: ['a', 'b'] });
+    expect(response.data).toHaveLength(2);
+    expect(response.data[0]!.embedding).toHaveLength(4);
+    expect(extractCarbonMetrics(response)?.energyKwh).toBeCloseTo(0.0004, 12);
+  });
+
+  it('an untraced answer gives undefined with the warning the README promises', async () => {
+    wires.reply = () => ({});
+    const warnings: string[] = [];
+    const response = await onWire.embeddings.create({ model: 'fixture-model', input: 'a' });
+    expect(extractCarbonMetrics(response, { onWarning: (w) => void warnings.push(w) })).toBeUndefined();
+    expect(warnings).toEqual([expect.stringMatching(/^no x_carbon_trace in the response: no carbon metrics for it/)]);
   });
 });
