@@ -316,6 +316,17 @@ describe('ollama-ai-provider-v2 and the middleware\'s fetch', () => {
     expect(await run(wrappedModel)).toEqual(await run(ollamaModel()));
   });
 
+  it('a `__proto__` key in a streamed trace: read as data by the fetch, nothing reaches a prototype', async () => {
+    // An own `__proto__` key on the wire, as JSON.parse makes it. Ollama's stream parser accepts it.
+    server.reply = () => ({ trace: JSON.parse('{"emissions_g_co2":0.2,"__proto__":{"energy_consumed_wh":9}}') });
+    const carbon = carbonTraceMiddleware({ onWarning: false });
+    const model = ai7.wrapLanguageModel({ model: ollamaModel(carbon.fetch), middleware: carbon });
+    const metrics = getCarbonMetrics(await ai7.streamText({ model, prompt: 'x' }).providerMetadata);
+    expect(metrics?.gwpKgco2eq).toBeCloseTo(kg(0.2), 12);
+    expect(metrics?.energyKwh).toBeUndefined();
+    expect(({} as Loose).energy_consumed_wh).toBeUndefined();
+  });
+
   it('a request that is not a model call of this middleware passes through the fetch untouched', async () => {
     const carbon = carbonTraceMiddleware({ onWarning: false });
     const response = await carbon.fetch(`${server.baseURL}/api/tags`);
