@@ -10,6 +10,9 @@ import { END, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph
 import { ChatAnthropic } from '@langchain/anthropic';
 import { ChatOllama, OllamaEmbeddings } from '@langchain/ollama';
 import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseCarbonTrace, type CarbonMetrics, type CarbonRecordContext, type CarbonTotals } from '../../src/index';
 import { CarbonTraceCallbackHandler, getCarbonMetrics, type CarbonLLMRunInfo } from '../../src/langchain/index';
@@ -272,6 +275,19 @@ describe('the chat classes, one by one', () => {
     await r.handler.handleLLMError(new Error('done'), 'run-bytes');
   });
 
+  it('Ollama NDJSON through handler.fetch alone: the trace of the done:true line reaches the run (no response_metadata fallback)', async () => {
+    server.reply = () => ({ text: 'from the fetch', trace: sampleTrace(7) });
+    const r = recordingHandler();
+    const ollama = ['langchain', 'chat_models', 'ollama', 'ChatOllama'];
+    r.handler.handleChatModelStart({ lc: 1, type: 'not_implemented', id: ollama }, [[new HumanMessage('x')]], 'run-ndjson');
+    const init = { method: 'POST', body: JSON.stringify({ model: 'fixture-model', messages: [{ role: 'user', content: 'x' }], stream: true }) };
+    await (await r.handler.fetch(`${server.baseURL}/api/chat`, init)).text();
+    // The run's own output, without the trace ChatOllama would copy into response_metadata.
+    await r.handler.handleLLMEnd({ generations: [[{ text: 'from the fetch', message: new AIMessage('from the fetch') }]] }, 'run-ndjson');
+    expect(r.metrics.map(([m]) => m?.promptTokens)).toEqual([70]);
+    expect(r.handler.pendingState()).toEqual(EMPTY_STATE);
+  });
+
   it('a chat history with an AI message keeps the exclusive match (Ollama and Anthropic messages)', async () => {
     for (const c of [CHATS[0]!, CHATS[2]!]) {
       server.reply = () => ({ text: 'second', trace: sampleTrace(4) });
@@ -439,6 +455,32 @@ describe('embedding calls, whatever the client', () => {
     await cancelled.body!.cancel();
     expect(r.metrics[2]).toEqual([undefined, expect.objectContaining({ kind: 'embedding', outcome: 'aborted' })]);
     expect(r.handler.totals()).toMatchObject({ calls: 3, tracedCalls: 2 });
+  });
+
+  it('a body cut mid-way: the client gets the same error, the call counts as failed', async () => {
+    // A local stand-in: the wire fixture cuts streams only. It announces a whole body and sends half.
+    const body = JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], x_carbon_trace: sampleTrace(1) });
+    const cutter = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.write(body.slice(0, 40), () => res.socket?.destroy());
+    });
+    cutter.listen(0, '127.0.0.1');
+    await once(cutter, 'listening');
+    try {
+      const url = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}/v1/embeddings`;
+      const init = { method: 'POST', body: '{"model":"m","input":"a"}' };
+      const read = async (f: typeof fetch) => settle((await f(url, init)).json());
+      const bare = await read(fetch);
+      expect(bare).not.toBe('resolved');
+      const r = recordingHandler();
+      expect(await read(r.handler.fetch)).toBe(bare);
+      expect(r.metrics).toEqual([[undefined, expect.objectContaining({ kind: 'embedding', outcome: 'failed' })]]);
+      expect(r.warnings).toEqual([]);
+    } finally {
+      cutter.closeAllConnections();
+      cutter.close();
+      await once(cutter, 'close');
+    }
   });
 
   it('a request that never reaches the server: a failed embedding call, the caller gets the same error', async () => {
