@@ -215,6 +215,25 @@ describe.each(CASES)('$label', ({ ai, model: makeModel, providerPrefix }) => {
   });
 });
 
+describe('with other embedding middlewares', () => {
+  it('carbonTraceMiddleware first, then one that rebuilds the headers (defaultEmbeddingSettingsMiddleware): still the sum', async () => {
+    server.reply = ({ body }) => ({ trace: sampleTrace(firstValueNumber(body)) });
+    const model = ai7.wrapEmbeddingModel({
+      model: createOpenAI({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' }).embedding('fixture-embed'),
+      middleware: [
+        carbonTraceMiddleware({ onWarning: false }),
+        ai7.defaultEmbeddingSettingsMiddleware({ settings: { headers: { 'x-team': 'search' } } }),
+        splitBy(1),
+      ],
+    });
+    server.requests.length = 0;
+    const result = await ai7.embedMany({ model, values: ['v1', 'v2', 'v4'] });
+    expect(server.requests.map((r) => r.headers['x-team'])).toEqual(['search', 'search', 'search']);
+    expect(getCarbonMetrics(result)?.gwpKgco2eq).toBeCloseTo(kg(0.1 * 7), 12);
+    expect(getCarbonMetrics(result)?.warnings[0]).toBe('summed over 3 embedding requests (embedMany split the values into 3 calls)');
+  });
+});
+
 describe('the embedding middleware\'s groups (unit)', () => {
   const metrics = (n: number) => parseCarbonTrace(sampleTrace(n))!;
   const aiHeaders = () => ({ 'user-agent': 'ai/7.0.0' });

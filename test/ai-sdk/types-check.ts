@@ -3,12 +3,13 @@
  * `wrapLanguageModel` with its own provider, and the results must expose our metrics.
  */
 import { generateText as generateText5, wrapLanguageModel as wrap5 } from 'ai-v5';
-import { generateText as generateText6, wrapLanguageModel as wrap6 } from 'ai-v6';
-import { generateText as generateText7, streamText as streamText7, wrapLanguageModel as wrap7 } from 'ai';
+import { embedMany as embedMany6, generateText as generateText6, wrapEmbeddingModel as wrapEmbed6, wrapLanguageModel as wrap6 } from 'ai-v6';
+import { embed as embed7, generateText as generateText7, streamText as streamText7, wrapEmbeddingModel as wrapEmbed7, wrapLanguageModel as wrap7 } from 'ai';
 import { createOpenAICompatible as create1 } from 'ai-sdk-openai-compatible-v1';
 import { createOpenAICompatible as create2 } from 'ai-sdk-openai-compatible-v2';
 import { createOpenAICompatible as create3 } from '@ai-sdk/openai-compatible';
 import { createOpenAI } from '@ai-sdk/openai';
+import { createOllama } from 'ollama-ai-provider-v2';
 import { sumCarbonMetrics, type CarbonMetrics, type CarbonTotals } from '../../src/index';
 import { carbonTraceMiddleware, getCarbonMetrics } from '../../src/ai-sdk/index';
 
@@ -35,4 +36,15 @@ export async function ai7(): Promise<CarbonMetrics | undefined> {
   // @ts-expect-error a stream result holds promises: pass `await result.providerMetadata`
   getCarbonMetrics(result);
   return getCarbonMetrics(await result.providerMetadata);
+}
+
+/** The one middleware is also accepted by `wrapEmbeddingModel` of ai@6 and ai@7, and its fetch by the providers. */
+export async function embeddings(): Promise<Array<CarbonMetrics | undefined>> {
+  const carbon = carbonTraceMiddleware();
+  const seven = wrapEmbed7({ model: createOpenAI({ baseURL }).embedding('e'), middleware: carbon });
+  const six = wrapEmbed6({ model: create2({ name: 'garden', baseURL }).embeddingModel('e'), middleware: [carbon] });
+  const ollama = createOllama({ baseURL, fetch: carbon.fetch });
+  const chat = wrap7({ model: ollama('llama3.2'), middleware: carbon });
+  await generateText7({ model: chat, prompt: 'x' });
+  return [getCarbonMetrics(await embed7({ model: seven, value: 'x' })), getCarbonMetrics(await embedMany6({ model: six, values: ['x'] }))];
 }
