@@ -218,7 +218,8 @@ const PAGE = `<!doctype html>
 
   function renderRecent(recent) {
     if (recent.length === 0) { $('recent').innerHTML = '<div class="empty">no request yet</div>'; return; }
-    const rows = recent.slice(-12).reverse();
+    // /carbon/stats lists them newest first.
+    const rows = recent.slice(0, 12);
     const eScale = scaleFor(rows.map((r) => WH(r.totalJoules)));
     const gScale = scaleFor(rows.map((r) => r.emissionsGrams));
     $('recent').innerHTML = '<table><thead><tr><th>time</th><th class="left">model</th><th>status</th><th>energy</th><th>CO2eq</th><th>duration</th><th>tokens out</th><th>figure</th></tr></thead><tbody>' +

@@ -11,11 +11,12 @@ import type { ResolvedGridIntensity } from './trace-record';
 
 /**
  * The ledger's columns: CodeCarbon's `emissions.csv` columns (so CodeCarbon's tools and a
- * spreadsheet read it), then carbon-trace's. An empty cell means unknown, never 0.
+ * spreadsheet read it), then carbon-trace's. An empty cell means unknown, never 0. Columns are
+ * only ever added at the end: a ledger an earlier version began keeps the columns of its header.
  *
  * @example
  * ```ts
- * LEDGER_COLUMNS.slice(-4); // ['prompt_tokens', 'completion_tokens', 'grid_intensity_g_co2_per_kwh', 'grid_intensity_source'] …
+ * LEDGER_COLUMNS.slice(-3); // ['warnings', 'trace_delivered', 'kind']
  * ```
  */
 export const LEDGER_COLUMNS = [
@@ -31,7 +32,23 @@ export const LEDGER_COLUMNS = [
   'grid_intensity_g_co2_per_kwh',
   'grid_intensity_source',
   'warnings',
+  // Added in 0.2: a ledger begun by 0.1 has neither (see openLedger).
+  'trace_delivered',
+  'kind',
 ] as const;
+
+/**
+ * What a call was: a generation (`chat`: chat, completions, Responses, Messages, Ollama's and
+ * TGI's generate), an embedding, or a rerank/score.
+ *
+ * @example
+ * ```ts
+ * const kind: CallKind = 'embedding';
+ * ```
+ */
+export type CallKind = 'chat' | 'embedding' | 'rerank';
+
+const CALL_KINDS: ReadonlySet<string> = new Set<CallKind>(['chat', 'embedding', 'rerank']);
 
 /**
  * One closed request, as the ledger keeps it and gives it back.
@@ -53,6 +70,10 @@ export type LedgerEntry = {
   energy: RequestEnergy;
   grid: ResolvedGridIntensity;
   usage: { promptTokens?: number; completionTokens?: number };
+  /** What the call was; `undefined` when no wire knew the request (or the row predates the column). */
+  kind?: CallKind | undefined;
+  /** Whether the trace was put on the response and the client got that response whole; `undefined` when not known (a row that predates the column). */
+  traceDelivered?: boolean | undefined;
 };
 
 /** What the machine is, once per process: CodeCarbon's descriptive columns. */
@@ -69,8 +90,16 @@ const machine = (() => {
     });
 })();
 
-/** The ledger line of one closed request (with its newline). */
-export function ledgerLine(entry: LedgerEntry, runId: string, projectName: string): string {
+/**
+ * The ledger line of one closed request (with its newline), in `columns` (the file's header's:
+ * {@link LEDGER_COLUMNS} unless the file was begun by an earlier version).
+ *
+ * @example
+ * ```ts
+ * appendFileSync('ledger.csv', ledgerLine(entry, randomUUID(), 'carbon-trace proxy'));
+ * ```
+ */
+export function ledgerLine(entry: LedgerEntry, runId: string, projectName: string, columns: readonly string[] = LEDGER_COLUMNS): string {
   const { energy } = entry;
   const seconds = energy.durationSeconds;
   const known = energy.totalJoules !== undefined;
@@ -88,6 +117,8 @@ export function ledgerLine(entry: LedgerEntry, runId: string, projectName: strin
     prompt_tokens: entry.usage.promptTokens ?? '',
     completion_tokens: entry.usage.completionTokens ?? '',
     warnings: energy.warnings.join(' | '),
+    trace_delivered: entry.traceDelivered === undefined ? '' : entry.traceDelivered ? 'true' : 'false',
+    kind: entry.kind ?? '',
   };
   if (known) {
     const kg = (energy.totalJoules! / JOULES_PER_KWH) * (entry.grid.gCo2PerKwh / 1000);
@@ -104,7 +135,7 @@ export function ledgerLine(entry: LedgerEntry, runId: string, projectName: strin
     row.grid_intensity_g_co2_per_kwh = entry.grid.gCo2PerKwh;
     row.grid_intensity_source = entry.grid.source;
   }
-  return `${LEDGER_COLUMNS.map((c) => csvField(row[c] ?? '')).join(',')}\n`;
+  return `${columns.map((c) => csvField(row[c] ?? '')).join(',')}\n`;
 }
 
 /** Splits one CSV line (RFC 4180 quoting), undoing the ' that guards formulas. */
@@ -167,6 +198,8 @@ function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | un
   const warnings = get('warnings');
   const prompt = numberOf(get('prompt_tokens'));
   const completion = numberOf(get('completion_tokens'));
+  const kind = get('kind');
+  const delivered = get('trace_delivered');
   return {
     at,
     model: get('model') || undefined,
@@ -183,6 +216,9 @@ function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | un
     },
     grid: { gCo2PerKwh: grid ?? 0, source: get('grid_intensity_source') ?? '' },
     usage: { ...(prompt !== undefined ? { promptTokens: prompt } : {}), ...(completion !== undefined ? { completionTokens: completion } : {}) },
+    // A ledger begun before these columns has none: unknown, not "no".
+    ...(kind !== undefined && CALL_KINDS.has(kind) ? { kind: kind as CallKind } : {}),
+    ...(delivered === 'true' || delivered === 'false' ? { traceDelivered: delivered === 'true' } : {}),
   };
 }
 
@@ -234,6 +270,8 @@ export type Ledger = {
   readonly lostRows: number;
   /** Whether the file held rows when it was opened (an earlier run's). */
   readonly hasRows: boolean;
+  /** The columns rows are written in: its header's ({@link LEDGER_COLUMNS}, or fewer in a ledger an earlier version began). */
+  readonly columns: readonly string[];
   /** The rows this run has put in the file, and their energy: what a restart reads back. */
   readonly written: { rows: number; withoutFigure: number; joules: ComponentJoules };
   /** Why the file at `path` is no longer the one written (moved, replaced, cut short), once seen; rows then wait in memory. */
@@ -298,6 +336,8 @@ export function openLedger(options: LedgerOptions): Ledger {
   let realPath: string;
   let bytes: number;
   let hasRows = false;
+  // The file's own columns, from its header: rows are written in these.
+  let columns: string[] = [...LEDGER_COLUMNS];
   try {
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw notRegular(path, stat);
@@ -314,7 +354,23 @@ export function openLedger(options: LedgerOptions): Ledger {
       writeSync(fd, header);
       bytes = Buffer.byteLength(header);
     }
-    hasRows = bytes > readHeader(fd, bytes).bytes;
+    const head = readHeader(fd, bytes);
+    hasRows = bytes > head.bytes;
+    columns = parseCsvLine(head.line) ?? head.line.split(',');
+    if (!LEDGER_COLUMNS.every((c) => columns.includes(c))) {
+      if (hasRows) {
+        // Its rows are read by its header: a row of more cells than that header would be misread
+        // by every CSV reader, so the file keeps its columns.
+        const missing = LEDGER_COLUMNS.filter((c) => !columns.includes(c));
+        warn(`ledger ${path}: begun by an earlier version, its header has no ${missing.join(', ')} column${missing.length === 1 ? '' : 's'}: rows are written in its own columns, without them (a new ledger file has them)`);
+      } else {
+        // A header and no row: nothing to misread, it takes this version's header.
+        ftruncateSync(fd, 0);
+        writeSync(fd, header);
+        bytes = Buffer.byteLength(header);
+        columns = [...LEDGER_COLUMNS];
+      }
+    }
   } catch (error) {
     release();
     closeSync(fd);
@@ -447,12 +503,13 @@ export function openLedger(options: LedgerOptions): Ledger {
       return written;
     },
     hasRows,
+    columns,
     get detached() {
       return detached;
     },
     append(entry) {
       if (!open) return;
-      const line = Buffer.from(ledgerLine(entry, runId, projectName));
+      const line = Buffer.from(ledgerLine(entry, runId, projectName, columns));
       // A file moved, replaced or cut short under us: seen before the write, never after it
       // (a cut file would take rows with no header before them; a replaced one, none of ours).
       if (!checkStillOurs()) {

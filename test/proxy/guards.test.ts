@@ -270,7 +270,9 @@ describe('the books\' routes stay cheap', () => {
       const ranked = Object.entries(all[table] as Record<string, { joules: number }>).sort((a, b) => b[1].joules - a[1].joules).map(([name]) => name);
       expect(Object.keys(top[table]).sort(), table).toEqual(ranked.slice(0, 2).sort());
     }
-    expect(top.recent).toEqual([all.recent.at(-1)]);
+    // Newest first: ?recent=1 is the last request, the first of the whole list.
+    expect(top.recent).toEqual([all.recent[0]]);
+    expect(all.recent.map((r: { model: string }) => r.model)).toEqual(['m4', 'm3', 'm2', 'm1', 'm0']);
     expect(top.requests).toBe(all.requests);
   });
 

@@ -73,7 +73,7 @@ describe('the ledger survives kill -9 (the packed CLI)', () => {
       expect(after.requests).toBe(12);
       expect(after.attributedJoules).toBeCloseTo(before.attributedJoules, 9);
       expect(after.byModel.llama.requests).toBe(before.byModel.llama.requests);
-      expect(Date.parse(after.since)).toBeLessThanOrEqual(Date.parse(before.recent[0].at));
+      expect(Date.parse(after.since)).toBeLessThanOrEqual(Date.parse(before.recent.at(-1).at)); // the oldest (newest first)
       await Promise.all(Array.from({ length: 5 }, () => chat(second.url)));
       for (let i = 0; i < 100 && (await stats(second.url)).requests < 17; i++) await new Promise((r) => setTimeout(r, 20));
       const more = await stats(second.url);
