@@ -290,6 +290,18 @@ describe('the chat classes, one by one', () => {
     expect(r.handler.pendingState()).toEqual(EMPTY_STATE);
   });
 
+  it('a class carbon-trace does not know: the warning lists how each known class takes the fetch', async () => {
+    const r = recordingHandler();
+    for (const id of [['langchain', 'chat_models', 'mistralai', 'ChatMistralAI'], ['__proto__'], []]) {
+      r.handler.handleChatModelStart({ lc: 1, type: 'not_implemented', id }, [[new HumanMessage('x')]], 'run-other');
+      await r.handler.handleLLMEnd({ generations: [[{ text: 'x' }]] }, 'run-other');
+    }
+    expect(r.warnings).toHaveLength(3);
+    for (const warning of r.warnings) {
+      expect(warning).toMatch(/pass handler\.fetch as the fetch of the model's HTTP client \(ChatOpenAI: configuration: \{ fetch \}, ChatOllama: fetch, ChatAnthropic: clientOptions: \{ fetch \}\)/);
+    }
+  });
+
   it('a chat history with an AI message keeps the exclusive match (Ollama and Anthropic messages)', async () => {
     for (const c of [CHATS[0]!, CHATS[2]!]) {
       server.reply = () => ({ text: 'second', trace: sampleTrace(4) });
