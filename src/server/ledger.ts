@@ -3,6 +3,7 @@ import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyn
 import { rename, writeFile } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
+import type { CallKind } from '../core/types';
 import { JOULES_PER_KWH } from '../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from './types';
 import { addJoules } from './attribution';
@@ -36,17 +37,6 @@ export const LEDGER_COLUMNS = [
   'trace_delivered',
   'kind',
 ] as const;
-
-/**
- * What a call was: a generation (`chat`: chat, completions, Responses, Messages, Ollama's and
- * TGI's generate), an embedding, or a rerank/score.
- *
- * @example
- * ```ts
- * const kind: CallKind = 'embedding';
- * ```
- */
-export type CallKind = 'chat' | 'embedding' | 'rerank';
 
 const CALL_KINDS: ReadonlySet<string> = new Set<CallKind>(['chat', 'embedding', 'rerank']);
 

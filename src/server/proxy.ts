@@ -118,13 +118,15 @@ export type ProxyStats = CombinedStats & {
   byApiKey: Record<string, BookRow>;
   /** Per end user: the request's OpenAI `user` field, or its `X-Carbon-Trace-User` header. */
   byUser: Record<string, BookRow>;
+  /** Per kind of call: `chat`, `embedding`, `rerank`, and `(unknown)` for a metered route no wire knows. */
+  byKind: Record<string, BookRow>;
   /** Token counts of the requests whose usage reported them. */
   tokens: { prompt: number; completion: number; requestsWithUsage: number };
   /** The completion tokens of `tokens`, kept for readers of earlier versions. */
   completionTokens: number;
   recent: RecentRequest[];
   /** With `top`: how many rows each table left out. */
-  rowsOmitted?: { byModel: number; byApiKey: number; byUser: number };
+  rowsOmitted?: { byModel: number; byApiKey: number; byUser: number; byKind: number };
   /** With a ledger: rows booked but not yet in its file (it cannot take them now: a full disk), and rows lost from it. */
   ledger?: { path: string; pendingRows: number; lostRows: number };
 };
@@ -310,6 +312,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
       byModel: v.byModel,
       byApiKey: v.byApiKey,
       byUser: v.byUser,
+      byKind: v.byKind,
       ...(limits.top !== undefined ? { rowsOmitted: v.rowsOmitted } : {}),
       tokens: v.tokens,
       completionTokens: v.tokens.completion,
