@@ -1,9 +1,10 @@
 /**
  * The proxy's live dashboard: one self-contained page (no CDN, no build step — the GPU box may be
  * offline) that polls `/carbon/stats` every second and shows the requests' emissions first, then
- * idle and the machine's total; power now; energy per request on a time axis and as a table;
- * totals per model, API key and user; what is measured and what is estimated. One unit per
- * column. Every number
+ * idle and the machine's total; power now; energy per request on a time axis and as a table
+ * (newest first, with its kind and whether its trace reached the client); totals per model, kind
+ * of call, API key and user, with energy per 1,000 tokens where the same requests gave both;
+ * what is measured and what is estimated. One unit per column. Every number
  * it shows carries its raw value in `data-value`, so a test can hold the page to the JSON.
  *
  * @example
@@ -100,6 +101,10 @@ const PAGE = `<!doctype html>
     <div id="models"></div>
   </section>
   <section class="wide">
+    <h2>Per kind of call</h2>
+    <div id="kinds"></div>
+  </section>
+  <section class="wide">
     <h2>Top API keys and users</h2>
     <div class="pair"><div id="keys"></div><div id="users"></div></div>
   </section>
@@ -134,6 +139,8 @@ const PAGE = `<!doctype html>
     const at = text.lastIndexOf(' ');
     el.innerHTML = esc(text.slice(0, at)) + '<span class="unit">' + esc(text.slice(at + 1)) + '</span>';
   };
+  // Whether the trace reached the client: null is not known (a row of a ledger older than that column).
+  const delivered = (d) => d == null ? '<span data-delivered="unknown">—</span>' : d ? '<span class="badge measured" data-delivered="true">delivered</span>' : '<span class="badge warn" data-delivered="false">not delivered</span>';
   const badge = (measured, known) => known === false ? '<span class="badge warn">no figure</span>' : '<span class="badge ' + (measured ? 'measured' : '') + '">' + (measured ? 'measured' : 'estimated') + '</span>';
 
   function render(s) {
@@ -176,7 +183,8 @@ const PAGE = `<!doctype html>
     renderChart(s.recent);
     renderRecent(s.recent);
     const omitted = s.rowsOmitted || {};
-    $('models').innerHTML = table(s.byModel, 'model', 'no model called yet', s.attributedJoules, TOP, omitted.byModel);
+    $('models').innerHTML = table(s.byModel, 'model', 'no model called yet', s.attributedJoules, TOP, omitted.byModel, true);
+    $('kinds').innerHTML = table(s.byKind, 'kind', 'no request yet', s.attributedJoules, TOP, omitted.byKind, true);
     $('keys').innerHTML = table(s.byApiKey, 'API key (one-way id)', 'no request yet', s.attributedJoules, 5, omitted.byApiKey);
     $('users').innerHTML = table(s.byUser, 'user', 'no request yet', s.attributedJoules, 5, omitted.byUser);
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · since ' + new Date(s.since).toLocaleString() + ' · refreshes every second';
@@ -222,13 +230,22 @@ const PAGE = `<!doctype html>
     const rows = recent.slice(0, 12);
     const eScale = scaleFor(rows.map((r) => WH(r.totalJoules)));
     const gScale = scaleFor(rows.map((r) => r.emissionsGrams));
-    $('recent').innerHTML = '<table><thead><tr><th>time</th><th class="left">model</th><th>status</th><th>energy</th><th>CO2eq</th><th>duration</th><th>tokens out</th><th>figure</th></tr></thead><tbody>' +
+    $('recent').innerHTML = '<table><thead><tr><th>time</th><th class="left">model</th><th class="left">kind</th><th>status</th><th>energy</th><th>CO2eq</th><th>duration</th><th>tokens in</th><th>tokens out</th><th>figure</th><th>trace</th></tr></thead><tbody>' +
       rows.map((r) => '<tr class="recent"><td>' + esc(new Date(r.at).toLocaleTimeString()) + '</td><td class="left">' + esc(r.model || '—') + (r.streamed ? ' <span class="badge">stream</span>' : '') +
-        '</td><td>' + r.status + '</td><td data-value="' + r.totalJoules + '">' + esc(inUnit(WH(r.totalJoules), eScale, 'Wh')) + '</td><td data-value="' + r.emissionsGrams + '">' + esc(inUnit(r.emissionsGrams, gScale, 'g')) +
-        '</td><td>' + r.durationSeconds.toFixed(3) + ' s</td><td>' + (r.completionTokens ?? '—') + '</td><td>' + badge(r.measured, r.totalJoules != null) + '</td></tr>').join('') + '</tbody></table>';
+        '</td><td class="left">' + esc(r.kind || '—') + '</td><td>' + r.status + '</td><td data-value="' + r.totalJoules + '">' + esc(inUnit(WH(r.totalJoules), eScale, 'Wh')) + '</td><td data-value="' + r.emissionsGrams + '">' + esc(inUnit(r.emissionsGrams, gScale, 'g')) +
+        '</td><td>' + r.durationSeconds.toFixed(3) + ' s</td><td>' + (r.promptTokens ?? '—') + '</td><td>' + (r.completionTokens ?? '—') + '</td><td>' + badge(r.measured, r.totalJoules != null) + '</td><td>' + delivered(r.traceDelivered) + '</td></tr>').join('') + '</tbody></table>';
   }
 
-  function table(book, label, empty, attributed, limit, omitted) {
+  // Energy per 1,000 tokens of one kind: the energy and the tokens of the same requests (those
+  // whose usage reported that kind and that have a figure), never a row's whole energy.
+  const per1k = (basis) => (basis && basis.tokens > 0 ? WH((1000 * basis.joules) / basis.tokens) : null);
+  // Of the requests whose delivery is known, the share whose trace reached the client.
+  const deliveredShare = (m) => {
+    const known = (m.tracesDelivered || 0) + (m.tracesNotDelivered || 0);
+    return known > 0 ? m.tracesDelivered / known : null;
+  };
+
+  function table(book, label, empty, attributed, limit, omitted, perToken) {
     let rows = Object.entries(book || {});
     if (rows.length === 0) return '<div class="empty">' + empty + '</div>';
     rows.sort((a, b) => b[1].joules - a[1].joules);
@@ -237,12 +254,23 @@ const PAGE = `<!doctype html>
     const eScale = scaleFor(rows.map(([, r]) => WH(r.joules)));
     const gScale = scaleFor(rows.map(([, r]) => r.emissionsGrams));
     const pScale = scaleFor(rows.map(([, r]) => WH(r.requests > 0 ? r.joules / r.requests : 0)));
+    const inScale = scaleFor(rows.map(([, r]) => per1k(r.withTokens && r.withTokens.prompt)));
+    const outScale = scaleFor(rows.map(([, r]) => per1k(r.withTokens && r.withTokens.completion)));
     const attr = label === 'model' ? 'data-model' : 'data-row';
-    return '<table><thead><tr><th>' + esc(label) + '</th><th>requests</th><th>energy</th><th>CO2eq</th><th>per request</th><th>share</th></tr></thead><tbody>' +
+    const head = '<th>' + esc(label) + '</th><th>requests</th><th>energy</th><th>CO2eq</th><th>per request</th>' +
+      (perToken ? '<th>per 1k tokens in</th><th>per 1k tokens out</th><th>traces delivered</th>' : '') + '<th>share</th>';
+    const columns = perToken ? 9 : 6;
+    const perTokenCells = (m) => {
+      if (!perToken) return '';
+      const pin = per1k(m.withTokens && m.withTokens.prompt), pout = per1k(m.withTokens && m.withTokens.completion), d = deliveredShare(m);
+      return '<td class="per-1k-in" data-value="' + pin + '">' + esc(inUnit(pin, inScale, 'Wh')) + '</td><td class="per-1k-out" data-value="' + pout + '">' + esc(inUnit(pout, outScale, 'Wh')) +
+        '</td><td class="delivered" data-value="' + d + '">' + (d == null ? '—' : (100 * d).toFixed(1) + ' %') + '</td>';
+    };
+    return '<table><thead><tr>' + head + '</tr></thead><tbody>' +
       rows.map(([name, m]) => '<tr ' + attr + '="' + esc(name) + '"><td>' + esc(name) + '</td><td data-value="' + m.requests + '">' + m.requests +
         '</td><td data-value="' + m.joules + '">' + esc(inUnit(WH(m.joules), eScale, 'Wh')) + '</td><td data-value="' + m.emissionsGrams + '">' + esc(inUnit(m.emissionsGrams, gScale, 'g')) +
-        '</td><td>' + esc(inUnit(WH(m.requests > 0 ? m.joules / m.requests : 0), pScale, 'Wh')) + '</td><td>' + (attributed > 0 ? (100 * m.joules / attributed).toFixed(1) + ' %' : '—') + '</td></tr>').join('') +
-      (more > 0 ? '<tr class="more"><td colspan="6" class="left">and ' + more + ' more (all of them: /carbon/stats)</td></tr>' : '') + '</tbody></table>';
+        '</td><td>' + esc(inUnit(WH(m.requests > 0 ? m.joules / m.requests : 0), pScale, 'Wh')) + '</td>' + perTokenCells(m) + '<td>' + (attributed > 0 ? (100 * m.joules / attributed).toFixed(1) + ' %' : '—') + '</td></tr>').join('') +
+      (more > 0 ? '<tr class="more"><td colspan="' + columns + '" class="left">and ' + more + ' more (all of them: /carbon/stats)</td></tr>' : '') + '</tbody></table>';
   }
 
   async function refresh() {

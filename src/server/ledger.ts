@@ -38,7 +38,15 @@ export const LEDGER_COLUMNS = [
   'kind',
 ] as const;
 
-const CALL_KINDS: ReadonlySet<string> = new Set<CallKind>(['chat', 'embedding', 'rerank']);
+/**
+ * The kinds a call can be: anything else in a ledger's `kind` cell is not one.
+ *
+ * @example
+ * ```ts
+ * CALL_KINDS.has('embedding'); // true
+ * ```
+ */
+export const CALL_KINDS: ReadonlySet<string> = new Set<CallKind>(['chat', 'embedding', 'rerank']);
 
 /**
  * One closed request, as the ledger keeps it and gives it back.

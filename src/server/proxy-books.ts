@@ -4,10 +4,11 @@
  * (`snapshots.ts`, read back by `restore.ts`), and the views written from them (`metrics-text.ts`,
  * `model-garden.ts`, `views`). Every view reads these books, so they cannot disagree.
  */
-import { keyIdSecretBeside, openLedger, type Ledger } from './ledger';
+import { CALL_KINDS, keyIdSecretBeside, openLedger, type Ledger } from './ledger';
 import type { MeterStats } from './meter';
 import { metricsText } from './books/metrics-text';
 import { createMeterTotals, type CombinedStats } from './books/meter-totals';
+import { countedUsage } from './books/rows';
 import { restoreBooks } from './books/restore';
 import { createSnapshotWriter } from './books/snapshots';
 import { createTables, type BookedRequest, type ViewLimits } from './books/tables';
@@ -64,8 +65,10 @@ export function createProxyBooks(options: {
   let closed = false;
 
   return {
-    book(request: BookedRequest): void {
+    book(booked: BookedRequest): void {
       const at = new Date().toISOString();
+      // A count no number could be, or a kind no wire has, is unknown: into no file, no total.
+      const request: BookedRequest = { ...booked, usage: countedUsage(booked.usage), kind: booked.kind !== undefined && CALL_KINDS.has(booked.kind) ? booked.kind : undefined };
       meterTotals.book(request.energy.totalJoules);
       writer?.booked();
       // Written before the client gets the response it books: a row in the file is a request served.

@@ -147,6 +147,23 @@ export type Booking = {
   status: string;
 };
 
+const tokenCount = (n: unknown): number | undefined => (typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined);
+
+/**
+ * A usage as the books take it: a count that is not a finite, non-negative number is not a
+ * count (NaN, a negative, a string from a strange server), so it is unknown — never added in.
+ *
+ * @example
+ * ```ts
+ * countedUsage({ promptTokens: 12, completionTokens: NaN }); // { promptTokens: 12 }
+ * ```
+ */
+export function countedUsage(usage: { promptTokens?: unknown; completionTokens?: unknown } | undefined): { promptTokens?: number; completionTokens?: number } {
+  const prompt = tokenCount(usage?.promptTokens);
+  const completion = tokenCount(usage?.completionTokens);
+  return { ...(prompt !== undefined ? { promptTokens: prompt } : {}), ...(completion !== undefined ? { completionTokens: completion } : {}) };
+}
+
 /**
  * What every row of one request is booked with, worked out once.
  *
