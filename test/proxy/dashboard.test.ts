@@ -92,6 +92,27 @@ describeWith(CHROMIUM, 'the dashboard at /carbon, in Chromium', () => {
       }
     }
     expect(await page.$$eval('tr.recent', (trs) => trs.length)).toBe(12);
+    // Newest first, as the heading says and as /carbon/stats lists them; each row says its kind and whether its trace reached the client.
+    expect(await page.$eval('#recent', (el) => el.parentElement!.querySelector('h2')!.textContent)).toBe('Recent requests — newest first');
+    const recent = stats.recent as unknown as Array<{ totalJoules: number | null; kind: string | null; traceDelivered: boolean | null }>;
+    const recentRows = await page.$$eval('tr.recent', (trs) =>
+      trs.map((tr) => ({
+        joules: (tr.querySelector('td[data-value]') as HTMLElement).dataset.value,
+        kind: tr.children[2]!.textContent,
+        delivered: (tr.querySelector('[data-delivered]') as HTMLElement).dataset.delivered,
+      })),
+    );
+    expect(recentRows).toEqual(recent.slice(0, 12).map((r) => ({ joules: String(r.totalJoules), kind: r.kind ?? '—', delivered: r.traceDelivered === null ? 'unknown' : String(r.traceDelivered) })));
+    // Per model: energy per 1,000 tokens out divides the energy and the tokens of the same requests.
+    for (const [model, row] of Object.entries(stats.byModel as unknown as Record<string, { withTokens: { completion: { joules: number; tokens: number } } }>)) {
+      const { joules, tokens } = row.withTokens.completion;
+      const cell = await page.$eval(`tr[data-model="${model}"] td.per-1k-out`, (td) => (td as HTMLElement).dataset.value);
+      if (tokens > 0) expect(Number(cell)).toBeCloseTo((1000 * joules) / tokens / 3600, 15);
+      else expect(cell).toBe('null');
+    }
+    // Per kind of call: the rows add up to the requests.
+    const kindRequests = await page.$$eval('#kinds tr[data-row] td[data-value]:nth-child(2)', (tds) => tds.map((td) => Number((td as HTMLElement).dataset.value)));
+    expect(kindRequests.reduce((a, b) => a + b, 0)).toBe(stats.requests);
     expect(await page.$$eval('#keys tbody tr', (trs) => trs.length)).toBe(1); // no Authorization header: one (none) row
     expect(await page.textContent('#keys')).toContain('(none)');
     const bars = await page.$$eval('#chart g.request', (gs) => gs.map((g) => Number((g as SVGGElement).dataset.value)));
