@@ -3,13 +3,14 @@ import { readBounded } from '../core/read-bounded';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
 import { boundedName } from './books';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, isCompletionPath, noteUsage, readCompletion, spliceTrace, UPSTREAM_TRACE_WARNING } from './json-splice';
 import type { EnergyMeter } from './meter';
-import type { BookedRequest } from './proxy';
-import { RequestFields } from './request-fields';
-import { EventTracer } from './sse-trace';
+import type { BookedRequest } from './proxy-books';
 import { carbonTraceRecord } from './trace-record';
 import type { RequestEnergy } from './types';
+import { chatWire, isCompletionPath } from './wires/chat';
+import { answerFraming, wireFor, type Wire, type WireUsage } from './wires/index';
+import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, readMembers, spliceTrace, UPSTREAM_TRACE_WARNING } from './wires/json-splice';
+import { RequestFields } from './wires/request-fields';
 
 /**
  * A Web-standard fetch handler: Hono, Next.js route handlers, Bun, Deno, Cloudflare Workers, or a
@@ -39,7 +40,11 @@ export type WithCarbonTraceOptions = {
    * read as each request is booked. Default: the world average, 475 — stated in every trace.
    */
   gridIntensity?: GridIntensityOption;
-  /** Which requests get a trace. Default: `POST` to a path ending in `/chat/completions` or `/completions`. */
+  /**
+   * Which requests get a trace. Default: a `POST` some wire knows (chat and completions, the
+   * Responses API, embeddings, rerank and score, Ollama's, TGI's and llama.cpp's APIs, Anthropic
+   * Messages); a request this says yes to that no wire knows is read as a chat completion.
+   */
   traced?: (request: Request) => boolean;
   /** The largest request body a traced request may have, bytes; a larger one is answered 413. Default 32 MiB. */
   maxBodyBytes?: number;
@@ -53,14 +58,16 @@ export type { BookedRequest };
 
 
 /**
- * Wraps a fetch handler so that every chat completion it serves carries an `x_carbon_trace`: the
- * energy the meter attributed to that request (CPU, GPU, RAM), its duration, powers and
- * emissions at the grid's intensity. JSON responses get the field as their last member, spliced
- * into the bytes; streamed responses get it on the last data chunk before `[DONE]`. Every other
- * byte is what the handler returned — a BOM, a charset, an array body; errors, non-2xx responses
- * and other routes pass through untouched (their energy is still booked); a response that
- * already carries `x_carbon_trace` keeps its own. A client that goes away cancels the upstream
- * body and closes the books. Request bodies beyond `maxBodyBytes` are answered 413.
+ * Wraps a fetch handler so that every answer it serves on a wire carbon-trace knows carries an
+ * `x_carbon_trace`: the energy the meter attributed to that request (CPU, GPU, RAM), its
+ * duration, powers and emissions at the grid's intensity — where that wire's clients keep it
+ * (DESIGN.md §8: the top level of a JSON body; in a stream, the chunk with the `finish_reason`,
+ * the `response` of `response.completed`, Ollama's `"done": true` line, TGI's and llama.cpp's last
+ * event, Anthropic's `message_delta`). Every other byte is what the handler returned — a BOM, a
+ * charset, an array body (TEI's, which has no place for a trace); errors, non-2xx responses and
+ * other routes pass through untouched (their energy is still booked); a response that already
+ * carries `x_carbon_trace` keeps its own. A client that goes away cancels the upstream body and
+ * closes the books. Request bodies beyond `maxBodyBytes` are answered 413.
  *
  * The handler is asked for an uncompressed body (`accept-encoding: identity`), and the
  * `content-encoding` and `content-length` of a body it rewrites are dropped: `fetch` decodes a
@@ -79,37 +86,61 @@ export type { BookedRequest };
  */
 export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceOptions): FetchHandler {
   const warn = createWarner(options.onWarning);
-  const isTraced = options.traced ?? isCompletionRequest;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   let grid: ReturnType<typeof gridSource> | undefined;
   const gridNow = async () => {
     grid ??= gridSource(options.gridIntensity, warn);
     return grid.current() ?? (await grid.ready);
   };
+  const wireOf = (request: Request): Wire | undefined => {
+    const path = decodedPath(new URL(request.url).pathname);
+    const wire = wireFor(request.method, path);
+    if (options.traced === undefined) return wire;
+    return options.traced(request) ? (wire ?? chatWire) : undefined;
+  };
 
   return async (request) => {
-    if (!isTraced(request)) return handler(request);
+    const wire = wireOf(request);
+    if (wire === undefined) return handler(request);
+    const path = decodedPath(new URL(request.url).pathname);
     const declared = Number(request.headers.get('content-length'));
     if (Number.isFinite(declared) && declared > maxBodyBytes) return tooLarge(maxBodyBytes);
-    const fields = new RequestFields(['model', 'user']);
+    const fields = new RequestFields(wire.userField === undefined ? ['model'] : ['model', wire.userField]);
     const body = await readBounded(request.body, maxBodyBytes, (chunk) => fields.write(chunk));
     if (body === undefined) return tooLarge(maxBodyBytes);
     const model = boundedName(fields.get('model'));
+    const user = wire.userField === undefined ? undefined : boundedName(fields.get(wire.userField));
     const headers = new Headers(request.headers);
     headers.set('accept-encoding', 'identity');
     // The handler reads the same bytes the client sent.
     const forwarded = new Request(request.url, { method: request.method, headers, body: body as BodyInit, signal: request.signal });
     const metered = options.meter.begin(model === undefined ? {} : { model });
     let booked = false;
-    const book = async (status: number, streamed: boolean, usage: BookedRequest['usage'] = {}, traced = false) => {
+    /** Closes the books; `answered` when the answer could be read (its usage, whether the trace goes on it). */
+    const book = async (status: number, streamed: boolean, answered?: { usage: WireUsage; places: boolean; usagePlace: boolean }) => {
       if (booked) return undefined;
       booked = true;
       const energy: RequestEnergy = await metered.end();
       const g = await gridNow();
-      const trace = traced ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
+      const usage = answered?.usage ?? {};
+      const trace = answered?.places ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
+      const ok = status >= 200 && status < 300;
       if (options.onBooked) {
         try {
-          options.onBooked({ model, status, streamed, energy, trace, grid: g, usage });
+          options.onBooked({
+            model,
+            ...(user === undefined ? {} : { user }),
+            status,
+            streamed,
+            energy,
+            trace,
+            grid: g,
+            usage,
+            expectsUsage: ok && wire.reportsUsage(path) && answered?.usagePlace !== false,
+            wire: wire.name,
+            kind: wire.kind(path),
+            traceDelivered: trace !== undefined && ok,
+          });
         } catch (error) {
           warn(`onBooked\0${String(error)}`, `onBooked threw: ${error instanceof Error ? error.message : String(error)}`);
         }
@@ -125,22 +156,20 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       throw error;
     }
     const type = response.headers.get('content-type') ?? '';
-    const sse = type.includes('text/event-stream');
-    if (!response.ok || response.body === null || !(type.includes('json') || sse) || !canSplice(type)) {
-      await book(response.status, false);
+    const framing = answerFraming(type);
+    const streamed = framing === 'sse' || framing === 'ndjson';
+    const usage: WireUsage = {};
+    const tracer = response.ok && streamed ? wire.streamTracer(framing, { tokens: (n) => metered.tokens(n), usage: (u) => Object.assign(usage, u) }) : undefined;
+    if (!response.ok || response.body === null || !(tracer !== undefined || framing === 'json') || !canSplice(type)) {
+      await book(response.status, streamed);
       return response;
     }
     const out = withoutLengthAndEncoding(response.headers);
 
-    if (sse) {
-      const usage: BookedRequest['usage'] = {};
-      const tracer = new EventTracer({
-        tokens: (n) => metered.tokens(n),
-        usage: (u) => noteUsage(usage, u),
-      });
+    if (tracer !== undefined) {
       const reader = response.body.getReader();
       const finish = async () => {
-        const trace = await book(response.status, true, usage, true);
+        const trace = await book(response.status, true, { usage, places: tracer.placesTrace, usagePlace: true });
         if (tracer.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
         return tracer.complete(trace);
       };
@@ -181,11 +210,9 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       await book(response.status, false);
       throw error;
     }
-    const completion = readCompletion(bytes);
-    const usage: BookedRequest['usage'] = {};
-    noteUsage(usage, completion.usage);
-    if (completion.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
-    const trace = await book(response.status, false, usage, completion.object && !completion.traced);
+    const answer = readMembers(bytes, wire.usageMembers);
+    if (answer.traced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+    const trace = await book(response.status, false, { usage: wire.usageOf(answer.members), places: answer.object && !answer.traced, usagePlace: answer.object });
     const spliced = trace !== undefined ? spliceTrace(bytes, asciiJson(trace)) : undefined;
     if (spliced !== undefined) {
       const etag = out.get('etag');
@@ -195,7 +222,6 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     return new Response((spliced ?? bytes) as BodyInit, { status: response.status, statusText: response.statusText, headers: out });
   };
 }
-
 
 /**
  * The default of `traced`: a `POST` to an OpenAI-compatible completion route.
@@ -207,6 +233,15 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
  */
 export function isCompletionRequest(request: Request): boolean {
   return request.method === 'POST' && isCompletionPath(new URL(request.url).pathname);
+}
+
+/** The path percent-decoded as a server routes it; as it came when its encoding is broken. */
+function decodedPath(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }
 
 function tooLarge(limit: number): Response {

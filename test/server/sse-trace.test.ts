@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countTokens, EventTracer } from '../../src/server/sse-trace';
+import { countTokens, EventTracer } from '../../src/server/wires/sse-trace';
 
 const NUM_RUNS = Number(process.env.CARBON_TRACE_FUZZ_RUNS ?? 200);
 const data = (o: unknown) => `data: ${JSON.stringify(o)}\n\n`;

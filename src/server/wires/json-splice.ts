@@ -1,6 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
-import { isCount } from '../core/units';
+import { CARBON_TRACE_FIELD } from '../../core/parse-carbon-trace';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -77,33 +76,37 @@ function flatJson(record: Record<string, unknown>): string {
 }
 
 /**
- * What carbon-trace reads of a JSON completion: whether it is one JSON object at all (only then is a
- * trace spliced in), whether it carries its own `x_carbon_trace`, and its top-level `usage`. Read
- * by one pass over the bytes that jumps from quote to quote, without decoding or parsing the
- * body (a completion can be large); only `usage`, a few bytes, is parsed.
+ * What carbon-trace reads of a JSON answer: whether it is one JSON object at all (only then is a
+ * trace spliced in), whether it carries its own `x_carbon_trace`, and the `wanted` top-level
+ * members, parsed (a wire's usage: `usage`, or Ollama's `eval_count`…). Read by one pass over
+ * the bytes that jumps from quote to quote, without decoding or parsing the body (an answer can
+ * be large); only the wanted members, a few bytes, are parsed. A member that is not valid JSON is
+ * left out.
  *
  * @example
  * ```ts
- * readCompletion(Buffer.from('{"id":"c","usage":{"completion_tokens":3}}')); // { object: true, traced: false, usage: { completion_tokens: 3 } }
+ * readMembers(Buffer.from('{"id":"c","usage":{"completion_tokens":3}}'), ['usage']);
+ * // { object: true, traced: false, members: { usage: { completion_tokens: 3 } } }
  * ```
  */
-export function readCompletion(body: Uint8Array): { object: boolean; traced: boolean; usage: Loose } {
+export function readMembers(body: Uint8Array, wanted: readonly string[]): { object: boolean; traced: boolean; members: Record<string, unknown> } {
   const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const members = topLevelMembers(bytes, WANTED_MEMBERS);
-  if (members === undefined) return { object: false, traced: false, usage: undefined };
-  const at = members.get('usage');
-  let usage: Loose;
-  if (at !== undefined) {
+  const names = new Set([...wanted, CARBON_TRACE_FIELD]);
+  const spans = topLevelMembers(bytes, names);
+  const members: Record<string, unknown> = Object.create(null);
+  if (spans === undefined) return { object: false, traced: false, members };
+  for (const name of wanted) {
+    const at = spans.get(name);
+    if (at === undefined) continue;
     try {
-      usage = JSON.parse(bytes.toString('latin1', at[0], at[1]));
+      members[name] = JSON.parse(bytes.toString('utf8', at[0], at[1]));
     } catch {
-      usage = undefined;
+      // Not JSON after all: the member is as good as absent.
     }
   }
-  return { object: true, traced: members.has(CARBON_TRACE_FIELD), usage: usage !== null && typeof usage === 'object' ? usage : undefined };
+  return { object: true, traced: spans.has(CARBON_TRACE_FIELD), members };
 }
 
-const WANTED_MEMBERS = new Set(['usage', CARBON_TRACE_FIELD]);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
@@ -242,35 +245,28 @@ export function spliceTrace(body: Uint8Array, traceJson: string): Buffer | undef
   return Buffer.concat([bytes.subarray(0, close), Buffer.from(member, 'latin1'), bytes.subarray(close)]);
 }
 
+/**
+ * The body with the trace added as the last member of the object that is the value of its
+ * top-level `member` (the `response` of the Responses API's `response.completed` event), every
+ * other byte as it was; `undefined` when there is no such object.
+ *
+ * @example
+ * ```ts
+ * spliceTraceInto(Buffer.from('{"type":"response.completed","response":{"id":"r"}}'), '{"energy_consumed_wh":1}', 'response')!.toString();
+ * // '{"type":"response.completed","response":{"id":"r","x_carbon_trace":{"energy_consumed_wh":1}}}'
+ * ```
+ */
+export function spliceTraceInto(body: Uint8Array, traceJson: string, member: string): Buffer | undefined {
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const at = topLevelMembers(bytes, new Set([member]))?.get(member);
+  if (at === undefined) return undefined;
+  const inner = spliceTrace(bytes.subarray(at[0], at[1]), traceJson);
+  return inner === undefined ? undefined : Buffer.concat([bytes.subarray(0, at[0]), inner, bytes.subarray(at[1])]);
+}
+
 /** The request bodies the proxy and `withCarbonTrace` take by default: chat requests with images fit. */
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 /** One rule for JSON and streams: a server that measures itself keeps its own trace. */
 export const UPSTREAM_TRACE_WARNING =
   'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
-
-/**
- * Copies a completion's `usage` token counts into `into`, when they are counts.
- *
- * @example
- * ```ts
- * noteUsage(usage, { prompt_tokens: 12, completion_tokens: 40 }); // usage: { promptTokens: 12, completionTokens: 40 }
- * ```
- */
-export function noteUsage(into: { promptTokens?: number; completionTokens?: number }, usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined): void {
-  if (isCount(usage?.prompt_tokens)) into.promptTokens = usage.prompt_tokens;
-  if (isCount(usage?.completion_tokens)) into.completionTokens = usage.completion_tokens;
-}
-
-/**
- * Whether a path is an OpenAI-compatible completion route (`…/chat/completions`, `…/completions`).
- *
- * @example
- * ```ts
- * isCompletionPath('/v1/chat/completions/'); // true
- * ```
- */
-export function isCompletionPath(path: string): boolean {
-  const trimmed = path.replace(/\/+$/, '');
-  return trimmed.endsWith('/chat/completions') || trimmed.endsWith('/completions');
-}

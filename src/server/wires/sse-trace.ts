@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { asciiJson, carriesTrace } from './json-splice';
-import { CARBON_TRACE_FIELD } from '../core/parse-carbon-trace';
+import { CARBON_TRACE_FIELD } from '../../core/parse-carbon-trace';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -113,6 +113,9 @@ export class EventTracer {
     return this.completed;
   }
 
+  /** The largest event held whole, bytes. */
+  readonly maxFrameBytes = MAX_EVENT_BYTES;
+
   /** Whether the stream sent too much without an event boundary: it then passes as it comes, untraced. */
   get gaveUp(): boolean {
     return this.passing;
@@ -121,6 +124,11 @@ export class EventTracer {
   /** Whether the chunk that would carry the trace already has the upstream's own. */
   get upstreamTraced(): boolean {
     return this.held !== undefined && carriesTrace(this.held.chunk);
+  }
+
+  /** Whether {@link complete} would put a trace on the response now: a last chunk is held, without a trace of its own. */
+  get placesTrace(): boolean {
+    return this.held !== undefined && !carriesTrace(this.held.chunk) && injectIntoEvent(this.held.bytes, '{}') !== undefined;
   }
 
   push(chunk: Buffer): PushResult {
