@@ -36,7 +36,7 @@ const program = new Command()
 program
   .command('proxy')
   .description(
-    'Put x_carbon_trace on every chat completion of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI…), and serve a live dashboard at /carbon.',
+    'Measure every model call to vLLM, llama.cpp, Ollama, TGI or TEI, put x_carbon_trace on each answer with a place for it (chat, Responses, Messages, embeddings, rerank…), and serve a live dashboard at /carbon.',
   )
   .requiredOption('--upstream <url>', 'the model server, e.g. http://127.0.0.1:8000')
   .addOption(new Option('--port <port>', 'port; 0 picks a free one').default(8787).argParser(integer('--port', 0, 65535)))
@@ -64,7 +64,7 @@ program
   .option('--powermetrics <path>', 'Apple silicon, needs root', 'powermetrics')
   .addHelpText(
     'after',
-    '\nRoutes: every path passes through to --upstream; chat completions gain x_carbon_trace.\n' +
+    '\nRoutes: every path passes through to --upstream; each wire\'s answers gain x_carbon_trace (docs/proxy.md).\n' +
       '  GET /carbon                         live dashboard\n' +
       '  GET /carbon/stats                   totals as JSON\n' +
       '  GET /api/v1/carbon/inference/stats  the same in Model Garden\'s shape\n' +
