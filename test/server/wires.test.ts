@@ -12,6 +12,7 @@ import { readMembers, spliceTraceInto } from '../../src/server/wires/json-splice
 import { llamaCppEvents } from '../../src/server/wires/llamacpp';
 import { ollamaLines } from '../../src/server/wires/ollama';
 import { responsesEvents } from '../../src/server/wires/responses';
+import { EventTracer } from '../../src/server/wires/sse-trace';
 import { tgiEvents } from '../../src/server/wires/tgi';
 import type { WireUsage } from '../../src/server/wires/wire';
 
@@ -171,6 +172,22 @@ describe.each(CASES)('$name stream', ({ rules, stream, carrier, tokens, usage, d
 
   it('no trace to give: the stream as it came', () => {
     expect(run(rules, [Buffer.from(stream)], null).text).toBe(stream);
+  });
+});
+
+describe('chat completions (EventTracer): the upstream\'s own trace on the finish chunk', () => {
+  it('a usage chunk after it gets no second trace', () => {
+    const text = [
+      sse({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], x_carbon_trace: { energy_consumed_wh: 9 } }),
+      sse({ id: 'c', choices: [], usage: { prompt_tokens: 1, completion_tokens: 2 } }),
+      'data: [DONE]\n\n',
+    ].join('');
+    const tracer = new EventTracer({ tokens: () => {}, usage: () => {} });
+    const { out, done } = tracer.push(Buffer.from(text));
+    expect(done).toBe(true);
+    expect(tracer.upstreamTraced).toBe(true);
+    expect(tracer.placesTrace).toBe(false);
+    expect(Buffer.concat([...out, ...tracer.complete(TRACE)]).toString()).toBe(text);
   });
 });
 

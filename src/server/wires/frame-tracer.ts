@@ -82,6 +82,7 @@ export class FrameTracer implements StreamTracer {
   private after: Buffer[] = [];
   private completed = false;
   private passing = false;
+  private upstreamSeen = false;
   readonly maxFrameBytes: number;
 
   constructor(
@@ -100,11 +101,11 @@ export class FrameTracer implements StreamTracer {
   }
 
   get upstreamTraced(): boolean {
-    return this.held !== undefined && this.carrierTraced(this.held.data);
+    return this.upstreamSeen || (this.held !== undefined && this.carrierTraced(this.held.data));
   }
 
   get placesTrace(): boolean {
-    return this.held !== undefined && !this.carrierTraced(this.held.data) && this.inject(this.held.frame, '{}') !== undefined;
+    return this.held !== undefined && !this.upstreamTraced && this.inject(this.held.frame, '{}') !== undefined;
   }
 
   push(chunk: Buffer): { out: Buffer[]; done: boolean } {
@@ -185,7 +186,7 @@ export class FrameTracer implements StreamTracer {
   complete(trace: Record<string, unknown> | undefined): Buffer[] {
     const out: Buffer[] = [];
     if (this.held !== undefined) {
-      const withTrace = trace !== undefined && !this.carrierTraced(this.held.data) ? this.inject(this.held.frame, asciiJson(trace)) : undefined;
+      const withTrace = trace !== undefined && !this.upstreamTraced ? this.inject(this.held.frame, asciiJson(trace)) : undefined;
       out.push(withTrace ?? this.held.frame, ...this.heldTail);
     }
     if (this.endFrame !== undefined) out.push(this.endFrame);
@@ -270,6 +271,8 @@ export class FrameTracer implements StreamTracer {
 
   private flushHeld(out: Buffer[]): void {
     if (this.held === undefined) return;
+    // A carrier released with the upstream's own trace: the stream is traced already.
+    if (this.carrierTraced(this.held.data)) this.upstreamSeen = true;
     out.push(this.held.frame, ...this.heldTail);
     this.held = undefined;
     this.heldTail = [];

@@ -105,6 +105,7 @@ export class EventTracer {
   private after: Buffer[] = [];
   private completed = false;
   private passing = false;
+  private upstreamSeen = false;
 
   constructor(private readonly hooks: EventTracerHooks) {}
 
@@ -123,12 +124,12 @@ export class EventTracer {
 
   /** Whether the chunk that would carry the trace already has the upstream's own. */
   get upstreamTraced(): boolean {
-    return this.held !== undefined && carriesTrace(this.held.chunk);
+    return this.upstreamSeen || (this.held !== undefined && carriesTrace(this.held.chunk));
   }
 
   /** Whether {@link complete} would put a trace on the response now: a last chunk is held, without a trace of its own. */
   get placesTrace(): boolean {
-    return this.held !== undefined && !carriesTrace(this.held.chunk) && injectIntoEvent(this.held.bytes, '{}') !== undefined;
+    return this.held !== undefined && !this.upstreamTraced && injectIntoEvent(this.held.bytes, '{}') !== undefined;
   }
 
   push(chunk: Buffer): PushResult {
@@ -228,6 +229,8 @@ export class EventTracer {
 
   private flushHeld(out: Buffer[]): void {
     if (this.held === undefined) return;
+    // The upstream's trace on its finish chunk, before a usage chunk: the stream is traced already.
+    if (carriesTrace(this.held.chunk)) this.upstreamSeen = true;
     out.push(this.held.bytes, ...this.heldTail);
     this.held = undefined;
     this.heldTail = [];
@@ -240,7 +243,7 @@ export class EventTracer {
   complete(trace: Record<string, unknown> | undefined): Buffer[] {
     const out: Buffer[] = [];
     if (this.held !== undefined) {
-      const withTrace = trace !== undefined && !carriesTrace(this.held.chunk) ? injectIntoEvent(this.held.bytes, asciiJson(trace)) : undefined;
+      const withTrace = trace !== undefined && !this.upstreamTraced ? injectIntoEvent(this.held.bytes, asciiJson(trace)) : undefined;
       out.push(withTrace ?? this.held.bytes, ...this.heldTail);
     }
     if (this.doneEvent !== undefined) out.push(this.doneEvent);
