@@ -354,10 +354,6 @@ describe('ollama-ai-provider-v2 and the middleware\'s fetch', () => {
 
 // ---- end to end through the proxy -------------------------------------------------------------
 
-// The proxy splices only chat completions until the wire modules of issue #27 (item 1) land in
-// src/server/wires; the other wires' end-to-end tests run from then on (flip this when they do).
-const PROXY_SPLICES_EVERY_WIRE = false;
-const onEveryWire = it.skipIf(!PROXY_SPLICES_EVERY_WIRE);
 
 describe('end to end through createCarbonProxy in front of a server that sends no trace', () => {
   let proxyUrl = '';
@@ -405,19 +401,19 @@ describe('end to end through createCarbonProxy in front of a server that sends n
     await bothCarryTheTrace(ai7, () => createOpenAICompatible({ name: 'garden', baseURL: `${proxyUrl}/v1`, includeUsage: true })('fixture-model'));
   });
 
-  onEveryWire('Responses API (openai("m")): generate and stream get the proxy\'s trace', async () => {
+  it('Responses API (openai("m")): generate and stream get the proxy\'s trace', async () => {
     await bothCarryTheTrace(ai7, () => createOpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'test' })('fixture-model'));
   });
 
-  onEveryWire('Anthropic Messages: generate and stream get the proxy\'s trace', async () => {
+  it('Anthropic Messages: generate and stream get the proxy\'s trace', async () => {
     await bothCarryTheTrace(ai7, () => createAnthropic({ baseURL: `${proxyUrl}/v1`, apiKey: 'test' })('claude-fixture'));
   });
 
-  onEveryWire('Ollama with the middleware\'s fetch: generate and stream get the proxy\'s trace', async () => {
+  it('Ollama with the middleware\'s fetch: generate and stream get the proxy\'s trace', async () => {
     await bothCarryTheTrace(ai7, (carbon) => createOllama({ baseURL: `${proxyUrl}/api`, fetch: carbon.fetch })('fixture-model'));
   });
 
-  onEveryWire.each([
+  it.each([
     ['@ai-sdk/openai embedding', () => createOpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'test' }).embedding('fixture-embed')],
     ['ollama-ai-provider-v2 embedding', () => createOllama({ baseURL: `${proxyUrl}/api` }).embedding('fixture-embed')],
   ] as const)('%s: embed and embedMany get the proxy\'s trace, as embedding calls', async (_name, makeModel) => {
