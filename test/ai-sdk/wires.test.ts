@@ -42,6 +42,8 @@ type WireCase = {
   /** A model of the provider; `carbon` is given when the provider needs the middleware's fetch. */
   model(carbon?: CarbonTraceMiddleware): Loose;
   usesFetch: boolean;
+  /** The path the provider speaks to (the wire under test). */
+  wirePath: string;
 };
 
 const CASES: WireCase[] = [
@@ -51,6 +53,7 @@ const CASES: WireCase[] = [
     providerKey: 'openai',
     model: () => createOpenAI({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' })('fixture-model'),
     usesFetch: false,
+    wirePath: '/v1/responses',
   },
   {
     label: 'Responses API: openai("m") of @ai-sdk/openai 3 on ai@6',
@@ -58,6 +61,7 @@ const CASES: WireCase[] = [
     providerKey: 'openai',
     model: () => createOpenAIv3({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' })('fixture-model'),
     usesFetch: false,
+    wirePath: '/v1/responses',
   },
   {
     label: 'Anthropic Messages: @ai-sdk/anthropic 4 on ai@7',
@@ -65,6 +69,7 @@ const CASES: WireCase[] = [
     providerKey: 'anthropic',
     model: () => createAnthropic({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' })('claude-fixture'),
     usesFetch: false,
+    wirePath: '/v1/messages',
   },
   {
     label: 'Ollama: ollama-ai-provider-v2 4 on ai@7, with the middleware\'s fetch',
@@ -72,10 +77,11 @@ const CASES: WireCase[] = [
     providerKey: undefined,
     model: (carbon) => createOllama({ baseURL: `${server.baseURL}/api`, ...(carbon ? { fetch: carbon.fetch } : {}) })('fixture-model'),
     usesFetch: true,
+    wirePath: '/api/chat',
   },
 ];
 
-describe.each(CASES)('$label', ({ ai, providerKey, model: makeModel, usesFetch }) => {
+describe.each(CASES)('$label', ({ ai, providerKey, model: makeModel, usesFetch, wirePath }) => {
   function wrapped(options: Parameters<typeof carbonTraceMiddleware>[0] = {}) {
     const carbon = carbonTraceMiddleware({ onWarning: false, ...options });
     return ai.wrapLanguageModel({ model: makeModel(usesFetch ? carbon : undefined), middleware: carbon });
@@ -98,6 +104,14 @@ describe.each(CASES)('$label', ({ ai, providerKey, model: makeModel, usesFetch }
     expect(calls).toHaveLength(1);
     expect(calls[0]![1]).toMatchObject({ type: 'generate', kind: 'chat', outcome: 'completed' });
     expect(records).toEqual([expect.objectContaining({ kind: 'chat' })]);
+  });
+
+  it('speaks its wire, generating and streaming', async () => {
+    server.reply = () => ({ trace: sampleTrace() });
+    server.requests.length = 0;
+    await ai.generateText({ model: wrapped(), prompt: 'x' });
+    await ai.streamText({ model: wrapped(), prompt: 'x' }).consumeStream();
+    expect(server.requests.map((r) => r.path.replace(/\?.*$/, ''))).toEqual([wirePath, wirePath]);
   });
 
   it('streamText: the trace on the result and the finish-step part, no raw parts leak', async () => {

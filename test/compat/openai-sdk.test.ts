@@ -3,6 +3,8 @@
  * loopback fixture, the core reading the response and the chunks it hands over. Typed as a user's
  * strict code is — no cast, no `any`.
  */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonTraceAccumulator, extractCarbonMetrics, formatEmissions, formatEnergy } from '../../src/index';
@@ -111,5 +113,47 @@ describe('openai SDK (plain), the other wires', () => {
     const response = await onWire.embeddings.create({ model: 'fixture-model', input: 'a' });
     expect(extractCarbonMetrics(response, { onWarning: (w) => void warnings.push(w) })).toBeUndefined();
     expect(warnings).toEqual([expect.stringMatching(/^no x_carbon_trace in the response: no carbon metrics for it/)]);
+  });
+});
+
+describe('openai SDK (plain) through the proxy, in front of a server that sends no trace', () => {
+  let wires: WireServer;
+  let viaProxy: OpenAI;
+  let stop: () => Promise<void> = async () => {};
+  beforeAll(async () => {
+    wires = await startWireServer();
+    const { createCarbonProxy, createEnergyMeter } = await import('../../src/server/index');
+    // A steady 100 W machine: these tests assert that a measured figure arrives and where, not its size.
+    const start = performance.now();
+    const meter = createEnergyMeter({ sources: [{ name: '100 W', measured: true, read: () => ({ cpuJoules: (100 * (performance.now() - start)) / 1000 }) }], sampleIntervalMs: 10, onWarning: false });
+    const proxy = createCarbonProxy({ upstream: wires.baseURL, meter, gridIntensity: { gCo2PerKwh: 100 }, onWarning: false });
+    proxy.server.listen(0, '127.0.0.1');
+    await once(proxy.server, 'listening');
+    viaProxy = new OpenAI({ baseURL: `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+    stop = async () => {
+      await proxy.close();
+      await meter.close();
+    };
+  });
+  afterAll(async () => {
+    await stop();
+    await wires.close();
+  });
+
+  it('chat.completions, responses and embeddings each carry the proxy\'s measured figure', async () => {
+    wires.reply = () => ({});
+    const onWarning = (w: string) => expect.fail(w);
+    const chat = await viaProxy.chat.completions.create({ model: 'fixture-model', messages });
+    const response = await viaProxy.responses.create({ model: 'fixture-model', input: 'hi' });
+    const embeddings = await viaProxy.embeddings.create({ model: 'fixture-model', input: ['a'] });
+    for (const body of [chat, response, embeddings]) {
+      const carbon = extractCarbonMetrics(body, { onWarning });
+      expect(carbon).toMatchObject({ trackingMethod: 'codecarbon', measured: true });
+      expect(carbon?.energyKwh).toBeGreaterThanOrEqual(0);
+    }
+    const stream = await viaProxy.responses.create({ model: 'fixture-model', input: 'hi', stream: true });
+    const trace = createCarbonTraceAccumulator({ onWarning });
+    for await (const event of stream) trace.add(event);
+    expect(trace.build()).toMatchObject({ measured: true });
   });
 });
