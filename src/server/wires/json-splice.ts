@@ -91,7 +91,8 @@ function flatJson(record: Record<string, unknown>): string {
  */
 export function readMembers(body: Uint8Array, wanted: readonly string[]): { object: boolean; traced: boolean; members: Record<string, unknown> } {
   const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const names = new Set([...wanted, CARBON_TRACE_FIELD]);
+  let names = MEMBER_SETS.get(wanted);
+  if (names === undefined) MEMBER_SETS.set(wanted, (names = new Set([...wanted, CARBON_TRACE_FIELD])));
   const spans = topLevelMembers(bytes, names);
   const members: Record<string, unknown> = Object.create(null);
   if (spans === undefined) return { object: false, traced: false, members };
@@ -107,6 +108,8 @@ export function readMembers(body: Uint8Array, wanted: readonly string[]): { obje
   return { object: true, traced: spans.has(CARBON_TRACE_FIELD), members };
 }
 
+// Each wire asks for the same few members on every answer: their set is made once.
+const MEMBER_SETS = new WeakMap<readonly string[], ReadonlySet<string>>();
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
