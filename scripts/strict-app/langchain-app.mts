@@ -27,3 +27,7 @@ export const middleware = carbonTraceMiddleware({ attributes: { service: 'x' } }
 
 export const estimate: CarbonEstimate | undefined = estimateCallImpact({ provider: 'mistral', modelId: 'mistral-large-latest', outputTokens: 100, latencySeconds: 2 });
 export const estimating = new CarbonTraceCallbackHandler({ estimate: true, onRootRunEnd: (totals, { estimates }) => void (totals.calls + (estimates.gwpKgco2eq ?? 0)) });
+
+// Callbacks whose arrows return a value (push gives a number) are callbacks all the same.
+const seenRuns: unknown[] = [];
+export const collectingHandler = new CarbonTraceCallbackHandler({ onMetrics: (metrics) => seenRuns.push(metrics), onRootRunEnd: (totals) => seenRuns.push(totals) });

@@ -73,7 +73,7 @@ export type CarbonTraceMiddlewareOptions = {
    * lost coverage is visible; `context.outcome` says whether it completed. A throw or rejection
    * here is reported, never raised.
    */
-  onMetrics?: (metrics: CarbonMetrics | undefined, context: CarbonTraceCallContext) => void | Promise<void>;
+  onMetrics?: (metrics: CarbonMetrics | undefined, context: CarbonTraceCallContext) => unknown;
   /** Records every call, traced or not: a `CarbonTracker`, an OpenTelemetry recorder, or several. */
   tracker?: CarbonMetricsRecorder | readonly CarbonMetricsRecorder[];
   /**

@@ -72,12 +72,12 @@ export interface CarbonTraceCallbackHandlerFields extends BaseCallbackHandlerInp
    * (`run.kind` says which); `undefined` when it carried no usable trace. Throws are reported,
    * never raised.
    */
-  onMetrics?: (metrics: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => void | Promise<void>;
+  onMetrics?: (metrics: CarbonMetrics | undefined, run: CarbonLLMRunInfo) => unknown;
   /**
    * Once per root run (chain, graph, agent or bare model call), with the totals of its LLM runs'
    * traces — and, apart, of their EcoLogits estimates when the `estimate` option is on.
    */
-  onRootRunEnd?: (totals: CarbonTotals, run: { rootRunId: string; estimates: CarbonTotals }) => void | Promise<void>;
+  onRootRunEnd?: (totals: CarbonTotals, run: { rootRunId: string; estimates: CarbonTotals }) => unknown;
   /**
    * Remove `additional_kwargs.__raw_response` once the trace is read, so the raw response does
    * not bloat graph state, checkpoints and tracer uploads. Default `true`.

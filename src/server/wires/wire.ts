@@ -1,15 +1,9 @@
 import type { Buffer } from 'node:buffer';
+import type { CallKind } from '../../core/types';
 import { isCount } from '../../core/units';
 
-/**
- * What a call was: a generation (`chat`), an embedding, or a rerank/score.
- *
- * @example
- * ```ts
- * const kind: CallKind = 'embedding';
- * ```
- */
-export type CallKind = 'chat' | 'embedding' | 'rerank';
+// The books' and the trackers' kinds are one type (a rerank or score is 'rerank').
+export type { CallKind };
 
 /**
  * The tokens a response reported, in the books' names; a count the wire did not give is absent.
