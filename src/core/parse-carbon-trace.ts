@@ -133,8 +133,8 @@ export const NO_TRACE_IN_RESPONSE =
 
 /**
  * Finds `x_carbon_trace` in a whole response body or one stream chunk and parses it: top
- * level on every wire, or inside the `response` of the Responses API's `response.completed`
- * event. Use it on `chat.completions.create`, `responses.create` and `embeddings.create`
+ * level on every wire, or inside the `response` of the Responses API's last event
+ * (`response.completed`, or `response.incomplete`). Use it on `chat.completions.create`, `responses.create` and `embeddings.create`
  * results alike.
  *
  * Accepts the parsed body or its JSON text. Never throws; `undefined` when there is no trace
@@ -181,9 +181,10 @@ export function findCarbonTrace(body: unknown): unknown {
     }
     if (!isPlainRecord(body)) return undefined;
     if (Object.hasOwn(body, CARBON_TRACE_FIELD)) return body[CARBON_TRACE_FIELD];
-    // The Responses API's stream ends with an event that wraps the whole response, and the
-    // trace rides on that response (DESIGN.md §8).
-    const wrapped = body.type === 'response.completed' ? body.response : undefined;
+    // The Responses API's stream ends with an event that wraps the whole response — completed,
+    // or incomplete when it hit max_output_tokens — and the trace rides on that response
+    // (DESIGN.md §8).
+    const wrapped = body.type === 'response.completed' || body.type === 'response.incomplete' ? body.response : undefined;
     return isPlainRecord(wrapped) && Object.hasOwn(wrapped, CARBON_TRACE_FIELD) ? wrapped[CARBON_TRACE_FIELD] : undefined;
   } catch {
     return undefined;

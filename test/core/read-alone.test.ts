@@ -14,6 +14,7 @@ describe('where the trace is found', () => {
     ['an Ollama final object', { model: 'm', done: true, eval_count: 4, x_carbon_trace: trace }],
     ['an Anthropic message_delta event', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 4 }, x_carbon_trace: trace }],
     ['a Responses response.completed event (inside its response)', { type: 'response.completed', sequence_number: 9, response: { id: 'r', object: 'response', x_carbon_trace: trace } }],
+    ['a Responses response.incomplete event (max_output_tokens reached)', { type: 'response.incomplete', response: { id: 'r', status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, x_carbon_trace: trace } }],
   ])('%s', (_name, body) => {
     const onWarning = vi.fn();
     expect(extractCarbonMetrics(body, { onWarning })?.gwpKgco2eq).toBeCloseTo(0.0005, 12);
@@ -21,9 +22,10 @@ describe('where the trace is found', () => {
     expect(onWarning).not.toHaveBeenCalled();
   });
 
-  it('only the Responses completion event is looked into, and only its response', () => {
+  it('only the Responses events that end the response are looked into, and only their response', () => {
     // Another event type that happens to wrap a response is not the final one: its trace would be early.
     expect(findCarbonTrace({ type: 'response.in_progress', response: { x_carbon_trace: trace } })).toBeUndefined();
+    expect(findCarbonTrace({ type: 'response.created', response: { x_carbon_trace: trace } })).toBeUndefined();
     expect(findCarbonTrace({ type: 'response.completed', item: { x_carbon_trace: trace } })).toBeUndefined();
     expect(findCarbonTrace({ type: 'response.completed', response: null })).toBeUndefined();
     expect(findCarbonTrace({ type: 'response.completed', response: [trace] })).toBeUndefined();
