@@ -93,7 +93,7 @@ export class ResponseCapture implements ResponseObserver {
     // The last document of its stream. Clients may stop reading here (the ollama client returns
     // on `done: true`, before the body ends): the run then ends with its own response finished,
     // which the content match relies on — else it could take a finished look-alike of another run.
-    if (body.done === true || body.type === 'message_stop' || body.type === 'response.completed') this.finished = true;
+    if (body.done === true || body.type === 'message_stop' || isResponsesEnd(body.type)) this.finished = true;
   }
 
   private readBody(body: Loose): void {
@@ -112,8 +112,9 @@ export class ResponseCapture implements ResponseObserver {
       this.readAnthropicEvent(body);
     } else if (Array.isArray(body.output)) {
       this.readResponsesOutput(body.output);
-    } else if (body.type === 'response.completed' && Array.isArray(body.response?.output)) {
-      // The Responses API streams deltas, then repeats the whole output at the end.
+    } else if (isResponsesEnd(body.type) && Array.isArray(body.response?.output)) {
+      // The Responses API streams deltas, then repeats the whole output at the end — in
+      // `response.incomplete` when it hit max_output_tokens, which carries the trace as well.
       this.choices.clear();
       this.readResponsesOutput(body.response.output);
       const inner = findCarbonTrace(body.response);
@@ -208,7 +209,7 @@ export type CaptureClaim =
   | { kind: 'found'; trace: unknown }
   /** `handler.fetch` saw no request this run could have sent. */
   | { kind: 'unobserved' }
-  /** Several responses could be this run's and their traces differ: it gets none. */
+  /** Several responses could be this run's and they do not all carry the same trace (or all none): it gets none. */
   | { kind: 'ambiguous'; responses: number };
 
 type RunEntry = { key: string | undefined; captures: Set<ResponseCapture> };
@@ -224,8 +225,9 @@ const MAX_CAPTURES = 10_000;
  * A request is tied to the open runs whose messages it carries. When one run alone could have
  * sent it, the response is that run's. When several could (the same prompt, in flight at the
  * same time), the run takes the one finished response whose generated content and tool calls
- * equal its own output; if that still leaves several with different traces, the run gets no
- * trace — never another run's. A capture lives only as long as a run that may claim it.
+ * equal its own output; if that still leaves several that do not all carry the same trace — one
+ * without a trace counts, it may be this run's own — the run gets no trace, never another run's.
+ * A response is claimed at most once, and lives only as long as a run that may claim it.
  *
  * @example
  * ```ts
@@ -277,26 +279,26 @@ export class TraceCaptures {
     return capture;
   }
 
-  /** Finds the run's response. Call {@link closeRun} afterwards. */
+  /**
+   * Finds the run's response, and only when it is certain which one that is. A response is
+   * claimed at most once: the one taken can be no other run's. Call {@link closeRun} afterwards.
+   */
   claim(runId: string, output: unknown): CaptureClaim {
     const run = this.runs.get(runId);
     if (run === undefined || run.captures.size === 0) return { kind: 'unobserved' };
     const live = [...run.captures].filter((c) => !c.failed);
-    // Only this run could have sent these: a retry leaves a failed one and a good one.
+    // Only this run could have sent these (a retry leaves a cut or failed one and a good one):
+    // whichever carries the trace, it is this run's, so one without a trace competes with none.
     const exclusive = live.filter((c) => c.exclusive);
-    const pool = exclusive.length > 0 ? exclusive : this.sameContent(live, outputKey(output));
-    if (pool.length === 0) return exclusive.length === 0 && live.length > 0 ? { kind: 'ambiguous', responses: live.length } : { kind: 'found', trace: undefined };
-    const traced = pool.filter((c) => c.rawTrace() !== undefined);
-    if (traced.length === 0) return { kind: 'found', trace: undefined };
-    const first = traced[0]!;
-    if (traced.length > 1) {
-      const firstJson = stableJson(first.rawTrace());
-      // Responses that cannot be told apart may still carry the same figure: then it is this run's too.
-      if (traced.some((c) => stableJson(c.rawTrace()) !== firstJson)) return { kind: 'ambiguous', responses: traced.length };
+    if (exclusive.length > 0) {
+      const traced = exclusive.filter((c) => c.rawTrace() !== undefined);
+      return this.take(traced.length > 0 ? traced : exclusive);
     }
-    const trace = first.rawTrace();
-    this.drop(first);
-    return { kind: 'found', trace };
+    const pool = this.sameContent(live, outputKey(output));
+    if (pool.length === 0) return live.length > 0 ? { kind: 'ambiguous', responses: live.length } : { kind: 'found', trace: undefined };
+    // Look-alikes of other runs compete whether or not they carry a trace: an untraced one (a
+    // replica not behind the proxy) may be this run's own, and the traced one another run's.
+    return this.take(pool);
   }
 
   /** The run has ended (or failed, or was dropped): it can claim nothing more. */
@@ -313,6 +315,21 @@ export class TraceCaptures {
       capture.candidates.delete(runId);
       if (capture.candidates.size === 0) this.drop(capture);
     }
+  }
+
+  /**
+   * Takes the one response of `pool` when every response in it carries the same trace (or none):
+   * then the figure is this run's whichever it sent. Otherwise nothing is taken.
+   */
+  private take(pool: ResponseCapture[]): CaptureClaim {
+    const first = pool[0]!;
+    const trace = first.rawTrace();
+    if (pool.length > 1) {
+      const json = stableJson(trace);
+      if (pool.some((c) => stableJson(c.rawTrace()) !== json)) return { kind: 'ambiguous', responses: pool.length };
+    }
+    this.drop(first);
+    return { kind: 'found', trace };
   }
 
   private sameContent(captures: ResponseCapture[], key: string | undefined): ResponseCapture[] {
@@ -370,6 +387,11 @@ export function requestKeyOfBody(body: unknown): string | undefined {
   if (Array.isArray(parsed.input)) return keyOf(parsed.input.map((item: Loose) => textOf(item?.content ?? item?.output)));
   if (typeof parsed.prompt === 'string' || Array.isArray(parsed.prompt)) return requestKeyOfMessages(parsed.prompt);
   return undefined;
+}
+
+/** The event that ends a Responses stream with the whole response: done, or cut at max_output_tokens. */
+function isResponsesEnd(type: unknown): boolean {
+  return type === 'response.completed' || type === 'response.incomplete';
 }
 
 function parseObject(text: string): Loose {

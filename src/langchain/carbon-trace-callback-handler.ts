@@ -219,6 +219,8 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
   private readonly allEstimates = emptyCarbonTotals();
   private readonly estimator: CallEstimator | undefined;
   private readonly warnedOnce = new Set<string>();
+  /** Trace objects already booked, so that one handed to two runs counts once; weak, so they go with their messages. */
+  private readonly bookedTraces = new WeakSet<object>();
 
   constructor(fields: CarbonTraceCallbackHandlerFields = {}) {
     // Awaited so that response_metadata written in handleLLMEnd is there when invoke returns,
@@ -354,12 +356,27 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     });
   }
 
-  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string): void | Promise<void> {
+  override handleLLMEnd(output: LLMResult, runId: string, parentRunId?: string, _tags?: string[], extraParams?: Record<string, unknown>): void | Promise<void> {
+    // LangChain's cache answered: no model call was made, and the answer's trace (if it kept
+    // one) was booked when it was generated. Reading it again would count its energy twice.
+    if (extraParams?.cached === true) {
+      this.guard('handleLLMEnd', () => this.endCachedRun(runId, parentRunId));
+      return;
+    }
     // Only the first runs of a handler with `estimate` can end before its data is loaded.
     if (this.estimator?.loaded === false && this.runs.get(runId)?.llm !== undefined) {
       return this.estimator.ready.then(() => this.endLLMRun(output, runId, parentRunId));
     }
     this.endLLMRun(output, runId, parentRunId);
+  }
+
+  private endCachedRun(runId: string, parentRunId: string | undefined): void {
+    const source = this.runs.get(runId)?.llm?.modelName ?? 'the model';
+    this.finishLLMRun(runId, parentRunId, undefined, {
+      reason: 'other',
+      key: 'cached',
+      message: `the answer of ${source} came from LangChain's cache, not from a model call: no carbon metrics for it (the call that generated it was booked then)`,
+    }, 'completed');
   }
 
   private endLLMRun(output: LLMResult, runId: string, parentRunId: string | undefined): void {
@@ -622,6 +639,22 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
     }
     if (raw === undefined) raw = findCarbonTrace(output?.llmOutput);
 
+    const source = llm?.modelName ?? 'the model';
+    if (raw !== null && typeof raw === 'object') {
+      // One trace object reaching a second run was handed to both (BaseLLM gives every run of a
+      // call a copy of one llmOutput): it is one response's figure, booked once.
+      if (this.bookedTraces.has(raw)) {
+        return {
+          read: undefined,
+          absence: {
+            reason: 'other',
+            key: 'booked-twice',
+            message: `the x_carbon_trace LangChain handed over for ${source} was already booked for another call (one output shared between calls): no carbon metrics for this call rather than the same figure twice`,
+          },
+        };
+      }
+      this.bookedTraces.add(raw);
+    }
     if (raw !== undefined) {
       // Only chat completions streamed with __includeRawResponse can lose a trace on the usage-only chunk.
       if (!fromFetch && llm?.chunkTrace !== undefined && llm.sawRawChunks === true) {
@@ -634,7 +667,6 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
       const read = readCarbonTrace(raw);
       return { read, absence: read.problem === undefined ? { reason: 'no-trace' } : { reason: 'unusable', problem: read.problem } };
     }
-    const source = llm?.modelName ?? 'the model';
     if (claim.kind === 'ambiguous') {
       return {
         read: undefined,
@@ -643,7 +675,7 @@ export class CarbonTraceCallbackHandler extends BaseCallbackHandler {
           key: 'ambiguous',
           message:
             `handler.fetch saw ${claim.responses} responses that could each be the one of this call to ${source} (same prompt, same answer, ` +
-            'in flight together) and they carry different traces: no carbon metrics for this call rather than another call\'s',
+            'in flight together) and they do not all carry the same trace (one may carry none): no carbon metrics for this call rather than another call\'s',
         },
       };
     }
