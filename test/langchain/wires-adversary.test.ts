@@ -272,6 +272,47 @@ describe('a Responses stream that ends with response.incomplete (max_output_toke
     expect(r.handler.totals().tracedCalls).toBe(1);
   });
 
+  it('tool calls cut at max_output_tokens: the whole output of response.incomplete ties each look-alike response to its run', async () => {
+    // The Responses API streams a tool call's arguments as deltas and repeats the whole call in
+    // the event that ends the stream; the capture matches on that.
+    const stream = (city: string, n: number) =>
+      [
+        { type: 'response.created', response: { id: `resp_${n}`, status: 'in_progress', output: [] } },
+        { type: 'response.output_item.added', output_index: 0, item: { type: 'function_call', id: `fc_${n}`, call_id: `call_${n}`, name: 'weather', arguments: '' } },
+        { type: 'response.function_call_arguments.delta', output_index: 0, item_id: `fc_${n}`, delta: JSON.stringify({ city }) },
+        {
+          type: 'response.incomplete',
+          response: { id: `resp_${n}`, status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output: [{ type: 'function_call', id: `fc_${n}`, call_id: `call_${n}`, name: 'weather', arguments: JSON.stringify({ city }) }], x_carbon_trace: sampleTrace(n) },
+        },
+      ]
+        .map((event) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+        .join('');
+    const cities = ['Paris', 'Lyon'];
+    let sent = 0;
+    const r = recordingHandler({
+      fetch: async () => {
+        const n = ++sent;
+        return new Response(stream(cities[n - 1]!, n), { headers: { 'content-type': 'text/event-stream' } });
+      },
+    });
+    const openai = { lc: 1 as const, type: 'not_implemented' as const, id: ['langchain', 'chat_models', 'openai', 'ChatOpenAI'] };
+    for (const runId of ['run-1', 'run-2']) r.handler.handleChatModelStart(openai, [[new HumanMessage('weather?')]], runId);
+    const body = JSON.stringify({ model: 'm', input: 'weather?', stream: true });
+    const responses = [await r.handler.fetch('http://127.0.0.1:9/v1/responses', { method: 'POST', body }), await r.handler.fetch('http://127.0.0.1:9/v1/responses', { method: 'POST', body })];
+    for (const response of responses) await response.text();
+    // Run 2 got Lyon, run 1 Paris: they end in the other order.
+    for (const [runId, city] of [['run-2', 'Lyon'], ['run-1', 'Paris']] as const) {
+      const message = new AIMessage({ content: '', tool_calls: [{ name: 'weather', args: { city }, id: 'x', type: 'tool_call' }] });
+      await r.handler.handleLLMEnd({ generations: [[{ text: '', message } as ChatGeneration]] }, runId);
+    }
+    expect(r.metrics.map(([m, run]) => [run.runId, m?.promptTokens])).toEqual([
+      ['run-2', 20],
+      ['run-1', 10],
+    ]);
+    expect(r.warnings).toEqual([]);
+    expect(r.handler.pendingState()).toEqual(EMPTY_STATE);
+  });
+
   it('concurrent incomplete streams, same prompt, different answers: each run gets its own trace', async () => {
     let n = 0;
     server.reply = () => {
