@@ -20,7 +20,9 @@ export type CallTraceSlot = {
 
 /**
  * One open model call: the signal the provider gets in place of the caller's, and what the
- * fetch saw. `close()` forgets the call and stops following the caller's signal.
+ * fetch saw. `close()` forgets the call and stops following the caller's signal; a call never
+ * closed (a stream neither read nor cancelled) is forgotten once it is garbage, where the runtime
+ * has `WeakRef` and `FinalizationRegistry`.
  *
  * @example
  * ```ts
@@ -68,6 +70,9 @@ const MAX_HELD_CHARS = 16 * 1024 * 1024;
  */
 export function createCallTraceFetch(baseFetch: typeof globalThis.fetch | undefined): CallTraceFetch {
   const calls = new WeakMap<AbortSignal, CallTraceSlot>();
+  // A call's controller lives as long as its signal: whatever still holds the signal (a fetch in
+  // flight) can still be aborted through it, even once the call itself was dropped.
+  const controllers = new WeakMap<AbortSignal, AbortController>();
 
   const traceFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     // Read at call time, so a fetch installed later (a polyfill, a test's stub) is the one used.
@@ -90,25 +95,47 @@ export function createCallTraceFetch(baseFetch: typeof globalThis.fetch | undefi
       const controller = new AbortController();
       const slot: CallTraceSlot = { seen: false, hasTrace: false, trace: undefined };
       calls.set(controller.signal, slot);
+      controllers.set(controller.signal, controller);
       let unfollow = () => {};
       if (callerSignal != null) {
-        if (callerSignal.aborted) {
-          controller.abort(callerSignal.reason);
-        } else {
-          const follow = () => controller.abort(callerSignal.reason);
-          callerSignal.addEventListener('abort', follow, { once: true });
-          unfollow = () => callerSignal.removeEventListener('abort', follow);
-        }
+        if (callerSignal.aborted) controller.abort(callerSignal.reason);
+        else unfollow = follow(callerSignal, controller);
       }
       return {
         signal: controller.signal,
         slot,
         close() {
           calls.delete(controller.signal);
+          controllers.delete(controller.signal);
           unfollow();
         },
       };
     },
+  };
+}
+
+// A call is closed when its response ends, fails or is cancelled; one whose stream is never read
+// nor cancelled is never closed, and a listener on the caller's signal — often one signal for a
+// whole session or server — would keep it forever. Where the runtime has weak references, the
+// listener reaches the call only weakly and is removed once the call is garbage.
+const weakly = typeof WeakRef === 'function' && typeof FinalizationRegistry === 'function';
+const unfollowCollected = weakly ? new FinalizationRegistry<() => void>((unfollow) => unfollow()) : undefined;
+
+/**
+ * Aborts `controller` when `callerSignal` aborts, with the same reason; returns what stops it.
+ * A function of its own so that no closure here captures `controller` strongly (closures of one
+ * scope share what they capture).
+ */
+function follow(callerSignal: AbortSignal, controller: AbortController): () => void {
+  const ref = weakly ? new WeakRef(controller) : undefined;
+  const strong = weakly ? undefined : controller;
+  const onAbort = () => (ref?.deref() ?? strong)?.abort(callerSignal.reason);
+  callerSignal.addEventListener('abort', onAbort, { once: true });
+  const remove = () => callerSignal.removeEventListener('abort', onAbort);
+  unfollowCollected?.register(controller, remove, onAbort);
+  return () => {
+    remove();
+    unfollowCollected?.unregister(onAbort);
   };
 }
 

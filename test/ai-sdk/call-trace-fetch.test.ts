@@ -2,8 +2,31 @@
  * The fetch behind `carbonTraceMiddleware().fetch`, alone: what it reads from each kind of body,
  * what it leaves untouched, and how it follows the caller's abort signal.
  */
-import { describe, expect, it } from 'vitest';
+import { getEventListeners } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { wrapLanguageModel } from 'ai';
+import { createOllama } from 'ollama-ai-provider-v2';
 import { createCallTraceFetch } from '../../src/ai-sdk/call-trace-fetch';
+import { carbonTraceMiddleware } from '../../src/ai-sdk/index';
+import { sampleTrace } from '../fixtures/openai-compatible-server';
+import { startWireServer, type WireServer } from '../fixtures/wire-server';
+import { PROVIDER_PROMPT, readAll, type Loose } from './majors';
+
+// A full collection on demand, to see what an unread response leaves behind once it is garbage.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** Collects garbage, and lets finalizers run, until `done()` or a fixed number of rounds. */
+async function collectUntil(done: () => boolean, rounds = 30): Promise<void> {
+  for (let i = 0; i < rounds && !done(); i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+const abortListeners = (signal: AbortSignal) => getEventListeners(signal, 'abort').length;
 
 const TRACE = { emissions_g_co2: 1, energy_consumed_wh: 2 };
 
@@ -152,5 +175,131 @@ describe('createCallTraceFetch', () => {
     const response = await calls.fetch('http://127.0.0.1:1/api/chat', { signal: call.signal });
     await expect(response.text()).rejects.toBe(cut);
     expect(call.slot.hasTrace).toBe(false);
+  });
+
+  it('a call dropped without close(): once it is garbage, the caller\'s signal no longer holds it', async () => {
+    const calls = createCallTraceFetch(undefined);
+    const caller = new AbortController();
+    // In a function of its own, so that nothing here keeps the call.
+    (() => void calls.open(caller.signal))();
+    expect(abortListeners(caller.signal)).toBe(1);
+    await collectUntil(() => abortListeners(caller.signal) === 0);
+    expect(abortListeners(caller.signal)).toBe(0);
+    expect(caller.signal.aborted).toBe(false);
+  });
+
+  it('a call still held (by its signal alone, as a fetch in flight holds it) keeps following the caller through collections', async () => {
+    const calls = createCallTraceFetch(undefined);
+    const caller = new AbortController();
+    const signal = (() => calls.open(caller.signal).signal)();
+    await collectUntil(() => false, 5);
+    expect(abortListeners(caller.signal)).toBe(1);
+    const reason = new Error('stop');
+    caller.abort(reason);
+    expect(signal.reason).toBe(reason);
+  });
+
+  it('a runtime without WeakRef or FinalizationRegistry (some edge runtimes): the call follows the caller, and close() still lets go', async () => {
+    vi.resetModules();
+    vi.stubGlobal('WeakRef', undefined);
+    vi.stubGlobal('FinalizationRegistry', undefined);
+    try {
+      const { createCallTraceFetch: create } = await import('../../src/ai-sdk/call-trace-fetch');
+      const calls = create(undefined);
+      const caller = new AbortController();
+      const kept = calls.open(caller.signal);
+      const closed = calls.open(caller.signal);
+      closed.close();
+      expect(abortListeners(caller.signal)).toBe(1);
+      caller.abort(new Error('stop'));
+      expect([kept.signal.aborted, closed.signal.aborted]).toEqual([true, false]);
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
+  });
+
+  it('close() twice, and a caller that aborts after close(): nothing thrown, nothing followed', () => {
+    const calls = createCallTraceFetch(undefined);
+    const caller = new AbortController();
+    const call = calls.open(caller.signal);
+    call.close();
+    call.close();
+    expect(abortListeners(caller.signal)).toBe(0);
+    caller.abort();
+    expect(call.signal.aborted).toBe(false);
+  });
+});
+
+describe('carbonTraceMiddleware().fetch and a long-lived caller signal (real ollama-ai-provider-v2, loopback wire fixture)', () => {
+  let server: WireServer;
+  beforeAll(async () => {
+    server = await startWireServer();
+  });
+  afterAll(() => server.close());
+
+  function wrapped() {
+    const carbon = carbonTraceMiddleware({ onWarning: false });
+    const model = wrapLanguageModel({ model: createOllama({ baseURL: `${server.baseURL}/api`, fetch: carbon.fetch })('fixture-model'), middleware: carbon });
+    return model as Loose;
+  }
+
+  it('a stream read to its end, cancelled, or cut by the server: the caller\'s signal holds nothing of the call', async () => {
+    const caller = new AbortController();
+    const model = wrapped();
+
+    server.reply = () => ({ text: 'one two three', trace: sampleTrace(1) });
+    const { stream } = await model.doStream({ prompt: PROVIDER_PROMPT, abortSignal: caller.signal });
+    expect(abortListeners(caller.signal)).toBe(1);
+    const parts = await readAll(stream as ReadableStream<Loose>);
+    expect(parts.find((p: Loose) => p.type === 'finish')?.providerMetadata?.codecarbon?.promptTokens).toBe(10);
+    expect(abortListeners(caller.signal)).toBe(0);
+
+    const cancelled = await model.doStream({ prompt: PROVIDER_PROMPT, abortSignal: caller.signal });
+    const reader = (cancelled.stream as ReadableStream<Loose>).getReader();
+    await reader.read();
+    await reader.cancel();
+    expect(abortListeners(caller.signal)).toBe(0);
+
+    server.reply = () => ({ text: 'one two three four five', trace: sampleTrace(1), cutAfterEvents: 2 });
+    const cut = await model.doStream({ prompt: PROVIDER_PROMPT, abortSignal: caller.signal });
+    await readAll(cut.stream as ReadableStream<Loose>).catch(() => undefined);
+    expect(abortListeners(caller.signal)).toBe(0);
+    expect(caller.signal.aborted).toBe(false);
+  });
+
+  it('streams never read nor cancelled: once they are garbage, the caller\'s signal holds nothing of them', async () => {
+    server.reply = () => ({ text: 'one two three', trace: sampleTrace(1) });
+    const caller = new AbortController();
+    const model = wrapped();
+    for (let i = 0; i < 5; i++) await model.doStream({ prompt: PROVIDER_PROMPT, abortSignal: caller.signal });
+    expect(abortListeners(caller.signal)).toBe(5);
+    await collectUntil(() => abortListeners(caller.signal) === 0);
+    expect(abortListeners(caller.signal)).toBe(0);
+  });
+
+  it('a stream being read keeps following the caller\'s signal through collections: an abort still reaches the request', async () => {
+    server.reply = () => ({ text: 'one two three four five six seven eight', trace: sampleTrace(1) });
+    // Weakly, so that the test itself keeps nothing of the call alive.
+    let sent: WeakRef<AbortSignal> | undefined;
+    const carbon = carbonTraceMiddleware({
+      onWarning: false,
+      fetch: (input, init) => {
+        if (init?.signal) sent = new WeakRef(init.signal);
+        return globalThis.fetch(input, init);
+      },
+    });
+    const model = wrapLanguageModel({ model: createOllama({ baseURL: `${server.baseURL}/api`, fetch: carbon.fetch })('fixture-model'), middleware: carbon }) as Loose;
+    const caller = new AbortController();
+    const { stream } = await model.doStream({ prompt: PROVIDER_PROMPT, abortSignal: caller.signal });
+    const reader = (stream as ReadableStream<Loose>).getReader();
+    await reader.read();
+    await collectUntil(() => false, 5);
+    expect(abortListeners(caller.signal)).toBe(1);
+    const reason = new Error('stop now');
+    caller.abort(reason);
+    expect(sent?.deref()?.reason).toBe(reason);
+    await reader.cancel();
+    expect(abortListeners(caller.signal)).toBe(0);
   });
 });
