@@ -439,3 +439,22 @@ describe('end to end through createCarbonProxy in front of a server that sends n
     expect(kinds).toEqual(['embedding', 'embedding']);
   });
 });
+
+describe('Responses API: a response cut at max_output_tokens (status incomplete)', () => {
+  it.each([
+    ['ai@7 + @ai-sdk/openai 4', ai7, () => createOpenAI({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' })('fixture-model')],
+    ['ai@6 + @ai-sdk/openai 3', ai6, () => createOpenAIv3({ baseURL: `${server.baseURL}/v1`, apiKey: 'test' })('fixture-model')],
+  ] as const)('%s: generate and stream carry the trace of the response.incomplete event', async (_label, ai: Loose, make) => {
+    server.reply = () => ({ text: 'cut short here', trace: sampleTrace(4), incomplete: true });
+    const warnings: string[] = [];
+    const model = ai.wrapLanguageModel({ model: make(), middleware: carbonTraceMiddleware({ onWarning: (w) => void warnings.push(w) }) });
+    const generated = await ai.generateText({ model, prompt: 'x', maxOutputTokens: 3 });
+    expect(generated.finishReason).toBe('length');
+    expect(getCarbonMetrics(generated)?.gwpKgco2eq).toBeCloseTo(kg(0.4), 12);
+    const streamed = ai.streamText({ model, prompt: 'x', maxOutputTokens: 3 });
+    await streamed.consumeStream();
+    expect(await streamed.finishReason).toBe('length');
+    expect(getCarbonMetrics(await streamed.providerMetadata)?.gwpKgco2eq).toBeCloseTo(kg(0.4), 12);
+    expect(warnings).toEqual([]);
+  });
+});
