@@ -8,8 +8,9 @@ import type { BookedRequest } from './proxy-books';
 import { carbonTraceRecord } from './trace-record';
 import type { RequestEnergy } from './types';
 import { chatWire, isCompletionPath } from './wires/chat';
-import { answerFraming, wireFor, type Wire, type WireUsage } from './wires/index';
-import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, readMembers, spliceTrace, UPSTREAM_TRACE_WARNING } from './wires/json-splice';
+import { answerFraming, isStreamed, wireFor, type Wire, type WireUsage } from './wires/index';
+import { asciiJson, canSplice, DEFAULT_MAX_BODY_BYTES, readMembers, spliceTrace, UPSTREAM_TRACE_LATE_WARNING, UPSTREAM_TRACE_WARNING } from './wires/json-splice';
+import { LET_GO_WARNING } from './wires/wire';
 import { RequestFields } from './wires/request-fields';
 
 /**
@@ -157,10 +158,13 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
     }
     const type = response.headers.get('content-type') ?? '';
     const framing = answerFraming(type);
-    const streamed = framing === 'sse' || framing === 'ndjson';
+    const streamed = isStreamed(framing);
     const usage: WireUsage = {};
-    const tracer = response.ok && streamed ? wire.streamTracer(framing, { tokens: (n) => metered.tokens(n), usage: (u) => Object.assign(usage, u) }) : undefined;
+    const tracer =
+      response.ok && (framing === 'sse' || framing === 'ndjson') ? wire.streamTracer(framing, { tokens: (n) => metered.tokens(n), usage: (u) => Object.assign(usage, u) }) : undefined;
     if (!response.ok || response.body === null || !(tracer !== undefined || framing === 'json') || !canSplice(type)) {
+      // A stream this wire cannot frame passes as it comes: it is never held whole.
+      if (response.ok && response.body !== null && (streamed || framing === 'json')) warn(`untraceable\0${type}`, `a completion came in ${type}: passed through without a trace`);
       await book(response.status, streamed);
       return response;
     }
@@ -171,6 +175,7 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
       const finish = async () => {
         const trace = await book(response.status, true, { usage, places: tracer.placesTrace, usagePlace: true });
         if (tracer.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+        else if (tracer.letGo) warn('stream-let-go', LET_GO_WARNING);
         return tracer.complete(trace);
       };
       const stream = new ReadableStream<Uint8Array>({
@@ -180,12 +185,15 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
             try {
               next = await reader.read();
             } catch (error) {
-              // A cut upstream: close the books, and hand the client the same error.
-              await book(response.status, true);
+              // A cut upstream: close the books as the proxy does (502: the client did not get the
+              // answer, and an alert on 502s must see it), and hand the client the same error.
+              await book(502, true);
               throw error;
             }
             if (next.done) {
               if (!tracer.isComplete) for (const chunk of await finish()) controller.enqueue(chunk);
+              // The upstream's own trace after its wire's last event came after ours and the books: both reached the client.
+              if (tracer.upstreamTracedLate) warn('upstream-trace-late', UPSTREAM_TRACE_LATE_WARNING);
               controller.close();
               return;
             }
@@ -196,7 +204,8 @@ export function withCarbonTrace(handler: FetchHandler, options: WithCarbonTraceO
           }
         },
         async cancel(reason) {
-          void book(response.status, true);
+          // The client went away before the end: booked 499, as the proxy books it.
+          void book(499, true);
           await reader.cancel(reason);
         },
       });

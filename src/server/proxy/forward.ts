@@ -8,8 +8,9 @@ import type { EnergyMeter } from '../meter';
 import type { BookedRequest } from '../proxy-books';
 import { carbonTraceRecord } from '../trace-record';
 import type { RequestEnergy } from '../types';
-import { answerFraming, wireFor, type StreamTracer, type WireUsage } from '../wires/index';
-import { asciiJson, canSplice, readMembers, spliceTrace, UPSTREAM_TRACE_WARNING } from '../wires/json-splice';
+import { answerFraming, isStreamed, wireFor, type StreamTracer, type WireUsage } from '../wires/index';
+import { LET_GO_WARNING } from '../wires/wire';
+import { asciiJson, canSplice, readMembers, spliceTrace, UPSTREAM_TRACE_LATE_WARNING, UPSTREAM_TRACE_WARNING } from '../wires/json-splice';
 import { RequestFields } from '../wires/request-fields';
 import { clientHeaders, headerValue, upstreamHeaders } from './headers';
 import { proxyError } from './respond';
@@ -70,7 +71,9 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
     // ones a wire knows also get a trace. GET, HEAD and OPTIONS only read.
     const metering = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
     const upstreamPath = `${basePath}${path}`;
-    const wire = metering ? wireFor(req.method ?? '', upstreamPath) : undefined;
+    // A wire's documented path, as the upstream serves it or after the upstream's base path (an
+    // upstream at /anthropic serves /v1/messages as /anthropic/v1/messages).
+    const wire = metering ? (wireFor(req.method ?? '', upstreamPath) ?? (basePath === '' ? undefined : wireFor(req.method ?? '', path))) : undefined;
     const traced = wire !== undefined;
     const encoded = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
     const userField = wire ? wire.userField : 'user';
@@ -190,8 +193,14 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
     const completeStream = () =>
       (completing ??= closeThen(status, { usage, places: tracer!.placesTrace, usagePlace: true }).then((trace) => {
         if (tracer!.upstreamTraced) warn('upstream-trace', UPSTREAM_TRACE_WARNING);
+        else if (tracer!.letGo) warn('stream-let-go', LET_GO_WARNING);
         if (!res.destroyed) write(tracer!.complete(trace));
       }));
+    // The upstream's own trace after its wire's last event came after ours was sent and the books
+    // closed (they close before the client can have the whole response): both reach the client.
+    const warnLateTrace = () => {
+      if (tracer?.upstreamTracedLate) warn('upstream-trace-late', UPSTREAM_TRACE_LATE_WARNING);
+    };
 
     // The upstream's reason phrase is not passed on: the client gets the standard one for the status
     // (a phrase Node cannot write would otherwise fail the response).
@@ -209,14 +218,17 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
         const encoding = String(headers['content-encoding'] ?? 'identity').toLowerCase();
         const ok = status >= 200 && status < 300;
         const framing = answerFraming(contentType);
-        streamed = framing === 'sse' || framing === 'ndjson';
-        if (wire !== undefined && ok && streamed) {
-          // The request's tokens pace its share of the machine's energy.
-          tracer = wire.streamTracer(framing as 'sse' | 'ndjson', { tokens: (n) => metered?.tokens(n), usage: (u) => Object.assign(usage, u) });
+        streamed = isStreamed(framing);
+        if (wire !== undefined && ok && (framing === 'sse' || framing === 'ndjson')) {
+          // The request's tokens pace its share of the machine's energy. A frame is held whole up
+          // to the operator's limit on what one response may hold.
+          tracer = wire.streamTracer(framing, { tokens: (n) => metered?.tokens(n), usage: (u) => Object.assign(usage, u) }, { maxFrameBytes: parts.maxTracedResponseBytes });
         }
         const traceable = tracer !== undefined || framing === 'json';
-        if (!traced || !ok || !traceable || (encoding !== 'identity' && encoding !== '') || !canSplice(contentType)) {
-          if (traced && ok && traceable) warn(`untraceable\0${encoding}\0${contentType}`, `a completion came ${encoding !== 'identity' ? `encoded as ${encoding}` : `in ${contentType}`}: passed through without a trace`);
+        const identity = encoding === 'identity' || encoding === '';
+        if (!traced || !ok || !traceable || !identity || !canSplice(contentType)) {
+          // A stream this wire cannot frame passes as it comes: it is never held whole.
+          if (traced && ok && (traceable || streamed)) warn(`untraceable\0${encoding}\0${contentType}`, `a completion came ${identity ? `in ${contentType}` : `encoded as ${encoding}`}: passed through without a trace`);
           tracer = undefined;
           mode = 'pass';
           startPass(headers);
@@ -225,6 +237,8 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
         if (tracer !== undefined) {
           mode = 'stream';
           res.writeHead(status, clientHeaders(headers, true));
+          // The status and headers go now: a first frame the tracer holds must not hold them too.
+          res.flushHeaders();
         } else {
           mode = 'json';
         }
@@ -259,7 +273,12 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
           if (!metering) res.end();
           else void guard(closeThen(status).then(() => void (res.destroyed || res.end(lastByte))));
         } else if (mode === 'stream') {
-          void guard(completeStream().then(() => res.end()));
+          void guard(
+            completeStream().then(() => {
+              warnLateTrace();
+              res.end();
+            }),
+          );
         } else {
           const body = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
           held = [];

@@ -1,5 +1,28 @@
+import { isCount } from '../../core/units';
 import { FrameTracer, type FrameRules } from './frame-tracer';
-import { objectAt, trimmedPath, usageFrom, type Wire } from './wire';
+import { objectAt, trimmedPath, usageFrom, type Wire, type WireUsage } from './wire';
+
+/**
+ * The tokens of a Messages `usage`. Its `input_tokens` leaves out the prompt read from or written
+ * to the cache, which the server still processed or held: prompt tokens are the three together, as
+ * OpenAI's `prompt_tokens` and the Responses API's `input_tokens` include cached tokens. A cache
+ * count absent or `null` is none; one that is not a count makes the prompt's unknown.
+ *
+ * @example
+ * ```ts
+ * messagesUsage({ input_tokens: 3, cache_read_input_tokens: 4000, output_tokens: 5 }); // { promptTokens: 4003, completionTokens: 5 }
+ * ```
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function messagesUsage(usage: Record<string, any> | undefined): WireUsage {
+  let prompt: number | undefined = isCount(usage?.input_tokens) ? usage.input_tokens : undefined;
+  for (const key of ['cache_read_input_tokens', 'cache_creation_input_tokens']) {
+    const cached: unknown = usage?.[key];
+    if (prompt === undefined || cached === undefined || cached === null) continue;
+    prompt = isCount(cached) ? prompt + cached : undefined;
+  }
+  return usageFrom(prompt, usage?.output_tokens);
+}
 
 /**
  * The Messages stream: `message_start` reports the input tokens, `message_delta` the output
@@ -17,15 +40,16 @@ export const anthropicEvents: FrameRules = {
   mayMatter: /"type"\s*:\s*"(?:message_start|message_delta|message_stop|ping)"/,
   read(data, usage) {
     switch (data.type) {
-      case 'message_start':
+      case 'message_start': {
         // Its output_tokens is a placeholder (1): the count comes with message_delta.
-        usage(usageFrom(objectAt(objectAt(data, 'message'), 'usage')?.input_tokens, undefined));
+        const { promptTokens } = messagesUsage(objectAt(objectAt(data, 'message'), 'usage'));
+        if (promptTokens !== undefined) usage({ promptTokens });
         return 'pass';
-      case 'message_delta': {
-        const u = objectAt(data, 'usage');
-        usage(usageFrom(u?.input_tokens, u?.output_tokens));
-        return 'carry';
       }
+      case 'message_delta':
+        // Newer servers repeat the input counts here; older ones send output_tokens alone.
+        usage(messagesUsage(objectAt(data, 'usage')));
+        return 'carry';
       case 'ping':
         return 'keep';
       case 'message_stop':
@@ -40,7 +64,8 @@ export const anthropicEvents: FrameRules = {
  * Anthropic's Messages API (`POST /v1/messages`), which llama.cpp's server also speaks and
  * `@ai-sdk/anthropic`, `@anthropic-ai/sdk` and `ChatAnthropic` can point at. The trace goes at
  * the top level of the message; streamed, on the `message_delta` event with the final usage.
- * Usage: `usage.input_tokens`, `usage.output_tokens`.
+ * Usage: `usage.input_tokens` with the cached `cache_read_input_tokens` and
+ * `cache_creation_input_tokens` ({@link messagesUsage}), `usage.output_tokens`.
  *
  * @example
  * ```ts
@@ -49,13 +74,12 @@ export const anthropicEvents: FrameRules = {
  */
 export const anthropicWire: Wire = {
   name: 'anthropic',
-  matches: (method, path) => method === 'POST' && trimmedPath(path).endsWith('/messages'),
+  // Exactly the Messages path: OpenAI's Assistants (/v1/threads/{id}/messages) and other …/messages
+  // routes are not Anthropic's.
+  matches: (method, path) => method === 'POST' && trimmedPath(path) === '/v1/messages',
   kind: () => 'chat',
   reportsUsage: () => true,
   usageMembers: ['usage'],
-  usageOf: (members) => {
-    const usage = objectAt(members, 'usage');
-    return usageFrom(usage?.input_tokens, usage?.output_tokens);
-  },
-  streamTracer: (framing, hooks) => (framing === 'sse' ? new FrameTracer(anthropicEvents, hooks) : undefined),
+  usageOf: (members) => messagesUsage(objectAt(members, 'usage')),
+  streamTracer: (framing, hooks, limits) => (framing === 'sse' ? new FrameTracer(anthropicEvents, hooks, limits) : undefined),
 };

@@ -37,6 +37,6 @@ export const chatWire: Wire = {
     const usage = objectAt(members, 'usage');
     return usageFrom(usage?.prompt_tokens, usage?.completion_tokens);
   },
-  streamTracer: (framing, hooks) =>
-    framing === 'sse' ? new EventTracer({ tokens: hooks.tokens, usage: (u) => hooks.usage(usageFrom(u.prompt_tokens, u.completion_tokens)) }) : undefined,
+  streamTracer: (framing, hooks, limits) =>
+    framing === 'sse' ? new EventTracer({ tokens: hooks.tokens, usage: (u) => hooks.usage(usageFrom(u.prompt_tokens, u.completion_tokens)) }, limits?.maxFrameBytes) : undefined,
 };

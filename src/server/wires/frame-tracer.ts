@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { asciiJson, spliceTrace, spliceTraceInto } from './json-splice';
-import type { StreamHooks, StreamTracer, WireUsage } from './wire';
+import { asciiJson, lateTraceWatch, namesTrace, spliceTrace, spliceTraceInto } from './json-splice';
+import { frameLimit, MAX_HELD_TAIL_BYTES, type StreamHooks, type StreamLimits, type StreamTracer, type WireUsage } from './wire';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -35,17 +35,19 @@ export type FrameRole = 'carry' | 'end' | 'carry-end' | 'keep' | 'pass';
  * };
  * ```
  */
-export type FrameRules = {
+export type FrameRules<Memo = unknown> = {
   framing: 'sse' | 'ndjson';
   /** One match per generated piece, in a frame's bytes read as Latin-1 (global flag). */
   tokens: RegExp;
   /** A quick look at a frame's bytes (Latin-1): only frames it matches are parsed; the rest pass as `pass`. */
   mayMatter: RegExp;
-  /** What a parsed frame that may matter is, and the usage it reports. */
-  read(data: Loose, usage: (usage: WireUsage) => void): FrameRole;
+  /** What a parsed frame that may matter is, and the usage it reports (`memo`: this stream's, from {@link FrameRules.memo}). */
+  read(data: Loose, usage: (usage: WireUsage) => void, memo: Memo): FrameRole;
+  /** What one stream remembers across its frames (llama.cpp's counts per prompt): made afresh for each stream. */
+  memo?: () => Memo;
   /** The member of the carrier whose object gets the trace; the carrier's top level when absent. */
   into?: string;
-  /** The largest frame held whole, bytes; a stream that sends more without a boundary passes untraced. Default 16 MiB. */
+  /** The largest frame held whole, bytes, whatever the operator allows; a stream that sends more without a boundary passes untraced. Default 16 MiB. */
   maxFrameBytes?: number;
 };
 
@@ -56,10 +58,16 @@ const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /**
  * Watches a stream of events (SSE) or lines (NDJSON) pass, byte for byte, and puts the trace on
  * the frame its wire's rules name: only frames that may matter are parsed, only a carrier is held
- * (with what comes after it until the next frame shows whether it was the last), and every other
- * byte flows at once, undecoded. The upstream's own trace wins: a carrier that already has one
- * goes as it came. Chat completions keep their own tracer ({@link EventTracer}); every other
- * streaming wire uses this one.
+ * (with what comes after it until the next frame shows whether it was the last, up to
+ * {@link MAX_HELD_TAIL_BYTES}: beyond, the carrier goes on untraced, in order, and the tracer says
+ * so with `letGo`), and every other byte flows at once, undecoded. What it holds is bounded: one
+ * frame of at most `maxFrameBytes`, and that tail.
+ *
+ * The upstream's own trace wins, on whatever event it came: a stream that named `x_carbon_trace`
+ * anywhere before `complete` gets none of ours. One the upstream sends after its wire's last event
+ * comes after ours was placed and the books closed: it passes as it came, and `upstreamTracedLate`
+ * says so (the proxy warns). Chat completions keep their own tracer ({@link EventTracer}); every
+ * other streaming wire uses this one.
  *
  * @example
  * ```ts
@@ -67,7 +75,7 @@ const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
  * const { out, done } = tracer.push(chunk);
  * ```
  */
-export class FrameTracer implements StreamTracer {
+export class FrameTracer<Memo = unknown> implements StreamTracer {
   // Bytes of the frame not yet ended; `crEnded`: they end with a CR that ended a line (an LF may follow).
   private parts: Buffer[] = [];
   private partsBytes = 0;
@@ -77,19 +85,26 @@ export class FrameTracer implements StreamTracer {
   private blankPending = false;
   private held: { frame: Buffer; data: Loose } | undefined;
   private heldTail: Buffer[] = [];
+  private heldTailBytes = 0;
+  private released = false;
   private ended = false;
   private endFrame: Buffer | undefined;
   private after: Buffer[] = [];
   private completed = false;
   private passing = false;
   private upstreamSeen = false;
+  private late: ReturnType<typeof lateTraceWatch> | undefined;
+  private lateSeen = false;
+  private readonly memo: Memo;
   readonly maxFrameBytes: number;
 
   constructor(
-    private readonly rules: FrameRules,
+    private readonly rules: FrameRules<Memo>,
     private readonly hooks: StreamHooks,
+    limits: StreamLimits = {},
   ) {
-    this.maxFrameBytes = rules.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.maxFrameBytes = frameLimit(limits.maxFrameBytes, rules.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    this.memo = rules.memo?.() as Memo;
   }
 
   get isComplete(): boolean {
@@ -101,15 +116,31 @@ export class FrameTracer implements StreamTracer {
   }
 
   get upstreamTraced(): boolean {
-    return this.upstreamSeen || (this.held !== undefined && this.carrierTraced(this.held.data));
+    if (this.upstreamSeen) return true;
+    // What came after the wire's last event, or an unended last frame, has not been looked at yet.
+    const unread = [...this.after, ...this.parts];
+    if (!this.completed && unread.length > 0 && namesTrace(Buffer.concat(unread).toString('latin1'))) this.upstreamSeen = true;
+    return this.upstreamSeen;
   }
 
   get placesTrace(): boolean {
     return this.held !== undefined && !this.upstreamTraced && this.inject(this.held.frame, '{}') !== undefined;
   }
 
+  get letGo(): boolean {
+    return this.released && this.held === undefined;
+  }
+
+  get upstreamTracedLate(): boolean {
+    return this.lateSeen;
+  }
+
   push(chunk: Buffer): { out: Buffer[]; done: boolean } {
-    if (this.completed || this.passing) return { out: [chunk], done: false };
+    if (this.completed) {
+      if (this.late !== undefined && !this.lateSeen) this.lateSeen = this.late.see(chunk);
+      return { out: [chunk], done: false };
+    }
+    if (this.passing) return { out: [chunk], done: false };
     if (this.ended) {
       this.after.push(chunk);
       return { out: [], done: false };
@@ -119,6 +150,7 @@ export class FrameTracer implements StreamTracer {
       const view = chunk.toString('latin1');
       if (!this.rules.mayMatter.test(view)) {
         this.countTokens(view);
+        if (namesTrace(view)) this.upstreamSeen = true;
         return { out: [chunk], done: false };
       }
     }
@@ -172,9 +204,7 @@ export class FrameTracer implements StreamTracer {
         if (this.partsBytes > this.maxFrameBytes) {
           // No boundary in sight: holding it all would hold the client back. It passes as it comes.
           this.passing = true;
-          if (this.held !== undefined) out.push(this.held.frame, ...this.heldTail);
-          this.held = undefined;
-          this.heldTail = [];
+          this.flushHeld(out);
           out.push(...this.parts.splice(0));
           this.partsBytes = 0;
         }
@@ -188,11 +218,14 @@ export class FrameTracer implements StreamTracer {
     if (this.held !== undefined) {
       const withTrace = trace !== undefined && !this.upstreamTraced ? this.inject(this.held.frame, asciiJson(trace)) : undefined;
       out.push(withTrace ?? this.held.frame, ...this.heldTail);
+      // Ours is on the response: a trace of the upstream's after this point would be a second one.
+      if (withTrace !== undefined) this.late = lateTraceWatch();
     }
     if (this.endFrame !== undefined) out.push(this.endFrame);
     out.push(...this.after, ...this.parts);
     this.held = undefined;
     this.heldTail = [];
+    this.heldTailBytes = 0;
     this.endFrame = undefined;
     this.after = [];
     this.parts = [];
@@ -237,21 +270,20 @@ export class FrameTracer implements StreamTracer {
     const data = this.rules.framing === 'sse' ? dataOf(view) : view.trim() === '' ? undefined : view;
     if (data === undefined) {
       // A comment, a keep-alive or a blank line: after a held frame it waits with it, so the order stays.
-      if (this.held !== undefined) this.heldTail.push(frame);
-      else out.push(frame);
+      this.holdOrPass(frame, out);
       return;
     }
     this.countTokens(view);
+    if (namesTrace(view)) this.upstreamSeen = true;
     let role: FrameRole = 'pass';
     let parsed: Loose;
     if (this.rules.mayMatter.test(view)) {
       parsed = parseObject(this.rules.framing === 'sse' ? (dataOf(frame.toString('utf8')) ?? '') : frame.toString('utf8'));
-      if (parsed !== undefined) role = this.rules.read(parsed, (usage) => this.hooks.usage(usage));
+      if (parsed !== undefined) role = this.rules.read(parsed, (usage) => this.hooks.usage(usage), this.memo);
     }
     switch (role) {
       case 'keep':
-        if (this.held !== undefined) this.heldTail.push(frame);
-        else out.push(frame);
+        this.holdOrPass(frame, out);
         return;
       case 'end':
         this.ended = true;
@@ -261,6 +293,7 @@ export class FrameTracer implements StreamTracer {
       case 'carry-end':
         this.flushHeld(out);
         this.held = { frame, data: parsed };
+        this.released = false;
         this.ended = role === 'carry-end';
         return;
       default:
@@ -269,18 +302,28 @@ export class FrameTracer implements StreamTracer {
     }
   }
 
+  /** A frame that neither carries nor ends: it waits with a held carrier, within bounds; else it goes. */
+  private holdOrPass(frame: Buffer, out: Buffer[]): void {
+    if (this.held === undefined) {
+      out.push(frame);
+      return;
+    }
+    this.heldTail.push(frame);
+    this.heldTailBytes += frame.length;
+    if (this.heldTailBytes > MAX_HELD_TAIL_BYTES) {
+      // A stream kept open with keep-alives after its carrier: holding them all would grow without
+      // bound and starve the client. The carrier goes on untraced, with what waited, in order.
+      this.flushHeld(out);
+      this.released = true;
+    }
+  }
+
   private flushHeld(out: Buffer[]): void {
     if (this.held === undefined) return;
-    // A carrier released with the upstream's own trace: the stream is traced already.
-    if (this.carrierTraced(this.held.data)) this.upstreamSeen = true;
     out.push(this.held.frame, ...this.heldTail);
     this.held = undefined;
     this.heldTail = [];
-  }
-
-  private carrierTraced(data: Loose): boolean {
-    const target = this.rules.into === undefined ? data : data?.[this.rules.into];
-    return target !== null && typeof target === 'object' && Object.hasOwn(target, 'x_carbon_trace');
+    this.heldTailBytes = 0;
   }
 
   /** The frame with the trace spliced where the rules say; `undefined` when its shape is not that simple. */

@@ -222,6 +222,50 @@ export function carriesTrace(value: Loose): boolean {
   return value !== null && typeof value === 'object' && Object.hasOwn(value, CARBON_TRACE_FIELD);
 }
 
+// A member named x_carbon_trace at any depth: inside a JSON string every quote is escaped, so text
+// that only mentions the name (`\"x_carbon_trace\"`) never matches.
+const TRACE_NAME = `"${CARBON_TRACE_FIELD}"`;
+const TRACE_MEMBER = new RegExp(`${TRACE_NAME}\\s*:`);
+
+/**
+ * Whether JSON text (an event, a line, or several, read as Latin-1) has a member named
+ * `x_carbon_trace` anywhere: the upstream's own trace, wherever it put it.
+ *
+ * @example
+ * ```ts
+ * namesTrace('data: {"type":"message_stop","x_carbon_trace":{}}\n\n'); // true
+ * namesTrace('data: {"text":"say \\"x_carbon_trace\\""}\n\n'); // false
+ * ```
+ */
+export function namesTrace(latin1: string): boolean {
+  return latin1.includes(TRACE_NAME) && TRACE_MEMBER.test(latin1);
+}
+
+/**
+ * Watches bytes that pass after a stream's trace was placed, for the upstream's own: the name, whole
+ * or cut between chunks, is enough (a warning, nothing more, follows).
+ *
+ * @example
+ * ```ts
+ * const late = lateTraceWatch();
+ * late.see(Buffer.from('data: {"x_carbon_')); late.see(Buffer.from('trace":{}}\n\n')); // true
+ * ```
+ */
+export function lateTraceWatch(): { see(chunk: Buffer): boolean } {
+  const name = Buffer.from(TRACE_NAME, 'latin1');
+  let tail = Buffer.alloc(0);
+  let seen = false;
+  return {
+    see(chunk) {
+      if (seen) return true;
+      const bytes = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
+      seen = bytes.includes(name);
+      tail = Buffer.from(bytes.subarray(Math.max(0, bytes.length - name.length + 1)));
+      return seen;
+    },
+  };
+}
+
 const isSpace = (b: number | undefined) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
 
 /**
@@ -273,3 +317,16 @@ export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 /** One rule for JSON and streams: a server that measures itself keeps its own trace. */
 export const UPSTREAM_TRACE_WARNING =
   'the upstream response already carries x_carbon_trace: it is passed through unchanged, and carbon-trace books its own figure for the request apart (in /carbon/stats, not in the response)';
+
+/**
+ * The upstream's own trace came after its wire's last event (after `message_stop`,
+ * `response.completed`, `[DONE]`): carbon-trace's was already on the response and the books
+ * closed, so the client got both.
+ *
+ * @example
+ * ```ts
+ * if (tracer.upstreamTracedLate) warn('upstream-trace-late', UPSTREAM_TRACE_LATE_WARNING);
+ * ```
+ */
+export const UPSTREAM_TRACE_LATE_WARNING =
+  "the upstream sent its own x_carbon_trace after the stream's last event, when carbon-trace's was already on the response: the client got both, and the books keep carbon-trace's as delivered";

@@ -1,7 +1,8 @@
 import { FrameTracer, type FrameRules } from './frame-tracer';
 import { trimmedPath, usageFrom, type Wire } from './wire';
 
-const PATHS = /\/api\/(?:chat|generate|embed|embeddings)$/;
+// Ollama serves its API at these paths exactly (a base path before them is the upstream's).
+const PATHS = /^\/api\/(?:chat|generate|embed|embeddings)$/;
 
 /**
  * Ollama's NDJSON stream (`application/x-ndjson`, its default): the trace goes on the final line,
@@ -42,5 +43,5 @@ export const ollamaWire: Wire = {
   reportsUsage: (path) => !trimmedPath(path).endsWith('/api/embeddings'),
   usageMembers: ['prompt_eval_count', 'eval_count'],
   usageOf: (members) => usageFrom(members.prompt_eval_count, members.eval_count),
-  streamTracer: (framing, hooks) => (framing === 'ndjson' ? new FrameTracer(ollamaLines, hooks) : undefined),
+  streamTracer: (framing, hooks, limits) => (framing === 'ndjson' ? new FrameTracer(ollamaLines, hooks, limits) : undefined),
 };

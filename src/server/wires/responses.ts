@@ -39,7 +39,9 @@ export const responsesEvents: FrameRules = {
  */
 export const responsesWire: Wire = {
   name: 'responses',
-  matches: (method, path) => method === 'POST' && trimmedPath(path).endsWith('/responses'),
+  // Exactly the Responses API's path (with or without /v1, as llama.cpp also serves it): another
+  // resource's …/responses is not it.
+  matches: (method, path) => method === 'POST' && /^(?:\/v1)?\/responses$/.test(trimmedPath(path)),
   kind: () => 'chat',
   userField: 'user',
   reportsUsage: () => true,
@@ -48,5 +50,5 @@ export const responsesWire: Wire = {
     const usage = objectAt(members, 'usage');
     return usageFrom(usage?.input_tokens, usage?.output_tokens);
   },
-  streamTracer: (framing, hooks) => (framing === 'sse' ? new FrameTracer(responsesEvents, hooks) : undefined),
+  streamTracer: (framing, hooks, limits) => (framing === 'sse' ? new FrameTracer(responsesEvents, hooks, limits) : undefined),
 };

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { asciiJson, carriesTrace } from './json-splice';
+import { asciiJson, lateTraceWatch, namesTrace } from './json-splice';
+import { frameLimit, MAX_HELD_TAIL_BYTES } from './wire';
 import { CARBON_TRACE_FIELD } from '../../core/parse-carbon-trace';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -82,8 +83,11 @@ function mayBeLast(chunk: Loose): boolean {
  * data chunk before `[DONE]`. Only the chunks that may be last — one with a `finish_reason`, or
  * the usage-only chunk (`choices: []`) — are held back until the next data event shows whether
  * they were; comments after a held chunk (`: keep-alive`) wait with it, so the order of bytes is
- * kept. Content chunks flow at once, untouched and undecoded. The upstream's own trace wins: a
- * last chunk that already carries `x_carbon_trace` is sent as it came.
+ * kept — up to {@link MAX_HELD_TAIL_BYTES}: beyond, the held chunk goes on untraced (`letGo`), so a
+ * stream kept open with comments is never held. Content chunks flow at once, untouched and
+ * undecoded. The upstream's own trace wins, on whatever chunk it came before `[DONE]`: the stream
+ * is then sent as it came. One after `[DONE]` comes after ours was placed and the books closed:
+ * it passes, and `upstreamTracedLate` says so.
  *
  * Used by the proxy (node streams) and by `withCarbonTrace` (web streams) alike.
  *
@@ -101,30 +105,43 @@ export class EventTracer {
   private lineStart = true;
   private held: { bytes: Buffer; chunk: Loose } | undefined;
   private heldTail: Buffer[] = [];
+  private heldTailBytes = 0;
+  private released = false;
+  private late: ReturnType<typeof lateTraceWatch> | undefined;
+  private lateSeen = false;
   private doneEvent: Buffer | undefined;
   private after: Buffer[] = [];
   private completed = false;
   private passing = false;
   private upstreamSeen = false;
 
-  constructor(private readonly hooks: EventTracerHooks) {}
+  /** The largest event held whole, bytes: the limit given, at most 64 KiB. */
+  readonly maxFrameBytes: number;
+
+  constructor(
+    private readonly hooks: EventTracerHooks,
+    maxEventBytes?: number,
+  ) {
+    this.maxFrameBytes = frameLimit(maxEventBytes, MAX_EVENT_BYTES);
+  }
 
   /** Whether `[DONE]` or the end came and {@link complete} has run: later bytes pass as they are. */
   get isComplete(): boolean {
     return this.completed;
   }
 
-  /** The largest event held whole, bytes. */
-  readonly maxFrameBytes = MAX_EVENT_BYTES;
-
   /** Whether the stream sent too much without an event boundary: it then passes as it comes, untraced. */
   get gaveUp(): boolean {
     return this.passing;
   }
 
-  /** Whether the chunk that would carry the trace already has the upstream's own. */
+  /** Whether the upstream put its own trace on some chunk before {@link complete}: ours then stays out. */
   get upstreamTraced(): boolean {
-    return this.upstreamSeen || (this.held !== undefined && carriesTrace(this.held.chunk));
+    if (this.upstreamSeen) return true;
+    // What came after [DONE], or an unended last event, has not been looked at yet.
+    const unread = [...this.after, ...(this.pending === undefined ? [] : [this.pending])];
+    if (!this.completed && unread.length > 0 && namesTrace(Buffer.concat(unread).toString('latin1'))) this.upstreamSeen = true;
+    return this.upstreamSeen;
   }
 
   /** Whether {@link complete} would put a trace on the response now: a last chunk is held, without a trace of its own. */
@@ -132,8 +149,22 @@ export class EventTracer {
     return this.held !== undefined && !this.upstreamTraced && injectIntoEvent(this.held.bytes, '{}') !== undefined;
   }
 
+  /** Whether the chunk that would have carried the trace went on without it: too many comments came after it while the stream stayed open. */
+  get letGo(): boolean {
+    return this.released && this.held === undefined;
+  }
+
+  /** Whether bytes that passed after {@link complete} placed our trace name the upstream's own. */
+  get upstreamTracedLate(): boolean {
+    return this.lateSeen;
+  }
+
   push(chunk: Buffer): PushResult {
-    if (this.completed || this.passing) return { out: [chunk], done: false };
+    if (this.completed) {
+      if (this.late !== undefined && !this.lateSeen) this.lateSeen = this.late.see(chunk);
+      return { out: [chunk], done: false };
+    }
+    if (this.passing) return { out: [chunk], done: false };
     if (this.doneEvent !== undefined) {
       this.after.push(chunk);
       return { out: [], done: false };
@@ -144,6 +175,7 @@ export class EventTracer {
       if (!MAY_BE_LAST.test(view)) {
         const n = countTokens(view);
         if (n > 0) this.hooks.tokens(n);
+        if (namesTrace(view)) this.upstreamSeen = true;
         return { out: [chunk], done: false };
       }
     }
@@ -180,13 +212,11 @@ export class EventTracer {
         this.after.push(bytes);
         this.scanPos = 0;
         this.lineStart = true;
-      } else if (bytes.length > MAX_EVENT_BYTES) {
+      } else if (bytes.length > this.maxFrameBytes) {
         // No event boundary in sight (a server that does not frame its events): holding it all
         // would hold the client back and cost more at every chunk. It passes as it comes.
         this.passing = true;
-        if (this.held !== undefined) out.push(this.held.bytes, ...this.heldTail);
-        this.held = undefined;
-        this.heldTail = [];
+        this.flushHeld(out);
         out.push(bytes);
       } else {
         this.pending = Buffer.from(bytes);
@@ -205,8 +235,18 @@ export class EventTracer {
     const data = dataOf(view);
     if (data === undefined) {
       // A comment or keep-alive: after a held chunk it waits with it, so the order stays.
-      if (this.held !== undefined) this.heldTail.push(event);
-      else out.push(event);
+      if (this.held === undefined) {
+        out.push(event);
+        return;
+      }
+      this.heldTail.push(event);
+      this.heldTailBytes += event.length;
+      if (this.heldTailBytes > MAX_HELD_TAIL_BYTES) {
+        // A stream kept open with comments after its last chunk: holding them all would grow
+        // without bound and starve the client. The chunk goes on untraced, with what waited, in order.
+        this.flushHeld(out);
+        this.released = true;
+      }
       return;
     }
     if (data.trim() === '[DONE]') {
@@ -215,12 +255,14 @@ export class EventTracer {
     }
     const n = countTokens(view);
     if (n > 0) this.hooks.tokens(n);
+    if (namesTrace(view)) this.upstreamSeen = true;
     this.flushHeld(out);
     if (MAY_BE_LAST.test(view)) {
       const chunk = parseChunk(dataOf(event.toString('utf8')) ?? '');
       if (chunk !== undefined && chunk.usage !== null && typeof chunk.usage === 'object') this.hooks.usage(chunk.usage);
       if (chunk !== undefined && mayBeLast(chunk)) {
         this.held = { bytes: event, chunk };
+        this.released = false;
         return;
       }
     }
@@ -229,11 +271,10 @@ export class EventTracer {
 
   private flushHeld(out: Buffer[]): void {
     if (this.held === undefined) return;
-    // The upstream's trace on its finish chunk, before a usage chunk: the stream is traced already.
-    if (carriesTrace(this.held.chunk)) this.upstreamSeen = true;
     out.push(this.held.bytes, ...this.heldTail);
     this.held = undefined;
     this.heldTail = [];
+    this.heldTailBytes = 0;
   }
 
   /**
@@ -245,12 +286,15 @@ export class EventTracer {
     if (this.held !== undefined) {
       const withTrace = trace !== undefined && !this.upstreamTraced ? injectIntoEvent(this.held.bytes, asciiJson(trace)) : undefined;
       out.push(withTrace ?? this.held.bytes, ...this.heldTail);
+      // Ours is on the response: a trace of the upstream's after this point would be a second one.
+      if (withTrace !== undefined) this.late = lateTraceWatch();
     }
     if (this.doneEvent !== undefined) out.push(this.doneEvent);
     out.push(...this.after);
     if (this.pending !== undefined) out.push(this.pending);
     this.held = undefined;
     this.heldTail = [];
+    this.heldTailBytes = 0;
     this.doneEvent = undefined;
     this.after = [];
     this.pending = undefined;

@@ -37,7 +37,8 @@ export const tgiEvents: FrameRules = {
  */
 export const tgiWire: Wire = {
   name: 'tgi',
-  matches: (method, path) => method === 'POST' && /\/generate(?:_stream)?$/.test(trimmedPath(path)),
+  // Exactly TGI's paths: KoboldCpp's /api/v1/generate and other …/generate routes are not TGI's.
+  matches: (method, path) => method === 'POST' && /^\/generate(?:_stream)?$/.test(trimmedPath(path)),
   kind: () => 'chat',
   reportsUsage: () => false,
   usageMembers: ['details'],
@@ -45,7 +46,7 @@ export const tgiWire: Wire = {
     const details = objectAt(members, 'details');
     return usageFrom(details?.input_length, details?.generated_tokens);
   },
-  streamTracer: (framing, hooks) => (framing === 'sse' ? new FrameTracer(tgiEvents, hooks) : undefined),
+  streamTracer: (framing, hooks, limits) => (framing === 'sse' ? new FrameTracer(tgiEvents, hooks, limits) : undefined),
   modelLists: [
     { path: '/info', pick: (body) => stringMember(body, 'model_id') },
     { path: '/v1/models', pick: onlyModelOf },

@@ -26,7 +26,10 @@ export type WireUsage = { promptTokens?: number; completionTokens?: number };
 export type StreamHooks = {
   /** `count` generated pieces went to the client: they pace the request's share of the machine's energy. */
   tokens(count: number): void;
-  /** The stream reported usage (a later report of the same count overrides an earlier one). */
+  /**
+   * The stream reported usage: a later report of the same count overrides an earlier one, and a
+   * count reported as `undefined` is unknown from then on (a sum that lost one of its terms).
+   */
   usage(usage: WireUsage): void;
 };
 
@@ -52,11 +55,66 @@ export type StreamTracer = {
   readonly gaveUp: boolean;
   /** The largest event (or line) held whole, bytes. */
   readonly maxFrameBytes: number;
-  /** The event that would carry the trace already has the upstream's own. */
+  /** The upstream put its own trace on some event of the response, before `complete`: ours stays out. */
   readonly upstreamTraced: boolean;
   /** `complete(trace)` would put the trace on the response now (an event to carry it is held, without a trace of its own). */
   readonly placesTrace: boolean;
+  /**
+   * The event that would carry the trace went on without it: more than {@link MAX_HELD_TAIL_BYTES}
+   * (keep-alives, comments) came after it while the stream stayed open, and no later event took its place.
+   */
+  readonly letGo: boolean;
+  /** Bytes that passed after `complete` name an `x_carbon_trace` of the upstream's: the client got two. */
+  readonly upstreamTracedLate: boolean;
 };
+
+/**
+ * What a stream tracer may hold, as the operator bounds it.
+ *
+ * @example
+ * ```ts
+ * wire.streamTracer('sse', hooks, { maxFrameBytes: 1024 * 1024 });
+ * ```
+ */
+export type StreamLimits = {
+  /** The largest event (or line) held whole, bytes; the tracer's own cap when larger, absent or not a positive number. */
+  maxFrameBytes?: number;
+};
+
+/**
+ * The most bytes a tracer holds after the event that would carry the trace, waiting to learn whether
+ * it was the last: a ping or two on every known wire. Beyond it the event goes on untraced, so a
+ * stream that keeps a connection alive with comments never makes the proxy hold them.
+ *
+ * @example
+ * ```ts
+ * MAX_HELD_TAIL_BYTES; // 65536
+ * ```
+ */
+export const MAX_HELD_TAIL_BYTES = 64 * 1024;
+
+/**
+ * Said when a tracer let its carrier go ({@link StreamTracer.letGo}).
+ *
+ * @example
+ * ```ts
+ * if (tracer.letGo) warn('stream-let-go', LET_GO_WARNING);
+ * ```
+ */
+export const LET_GO_WARNING = `a stream sent more than ${MAX_HELD_TAIL_BYTES / 1024} KiB after the event that would carry the trace while it stayed open: that event went on as it came, without a trace`;
+
+/**
+ * The frame limit a tracer uses: `requested` when it is a positive number below `cap`, else `cap`.
+ *
+ * @example
+ * ```ts
+ * frameLimit(1000, 65536); // 1000
+ * frameLimit(Number.NaN, 65536); // 65536
+ * ```
+ */
+export function frameLimit(requested: number | undefined, cap: number): number {
+  return requested !== undefined && Number.isFinite(requested) && requested >= 1 ? Math.min(Math.floor(requested), cap) : cap;
+}
 
 /**
  * Where a wire's upstream names its model, for requests that name none (TGI's, llama.cpp's).
@@ -94,7 +152,7 @@ export type Wire = {
   /** The usage of a JSON answer, from its `usageMembers` (those present and valid JSON). */
   usageOf(members: Record<string, unknown>): WireUsage;
   /** A tracer for a streamed answer of this framing; `undefined` when the wire does not stream that way. */
-  streamTracer(framing: 'sse' | 'ndjson', hooks: StreamHooks): StreamTracer | undefined;
+  streamTracer(framing: 'sse' | 'ndjson', hooks: StreamHooks, limits?: StreamLimits): StreamTracer | undefined;
   /** Where the upstream names its model when requests do not (tried in order). */
   readonly modelLists?: readonly ModelList[];
 };
