@@ -67,8 +67,9 @@ export type { BookedRequest };
  * event, Anthropic's `message_delta`). Every other byte is what the handler returned — a BOM, a
  * charset, an array body (TEI's, which has no place for a trace); errors, non-2xx responses and
  * other routes pass through untouched (their energy is still booked); a response that already
- * carries `x_carbon_trace` keeps its own. A client that goes away cancels the upstream body and
- * closes the books. Request bodies beyond `maxBodyBytes` are answered 413.
+ * carries `x_carbon_trace` keeps its own, on whatever event of a stream. A client that goes away
+ * cancels the upstream body and closes the books (booked 499; a stream the upstream cuts, 502, as
+ * the proxy books them). Request bodies beyond `maxBodyBytes` are answered 413.
  *
  * The handler is asked for an uncompressed body (`accept-encoding: identity`), and the
  * `content-encoding` and `content-length` of a body it rewrites are dropped: `fetch` decodes a

@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, withCarbonTrace, type BookedRequest, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
-import { UPSTREAM_TRACE_WARNING } from '../../src/server/wires/json-splice';
+import { UPSTREAM_TRACE_LATE_WARNING, UPSTREAM_TRACE_WARNING } from '../../src/server/wires/json-splice';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -264,6 +264,44 @@ describe("an upstream's own trace anywhere in the response wins (finding 5)", ()
     await bookedCount(front, 1);
     expect(front.booked[0]).toMatchObject({ traceDelivered: false, trace: undefined });
     expect(front.warnings).toContain(UPSTREAM_TRACE_WARNING);
+  });
+
+  const COMPLETED = 'event: response.completed\ndata: {"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1,"output_tokens":1}}}\n\n';
+  const LATE = 'event: carbon\ndata: {"type":"carbon","x_carbon_trace":{"energy_consumed_wh":9}}\n\n';
+
+  it("Responses, the upstream's trace after response.completed in the same breath: theirs only", async () => {
+    const up = await upstreamOf((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(COMPLETED + LATE);
+    });
+    const front = await proxyTo(up.url);
+    const text = await (await post(front.url, '/v1/responses', { model: 'm', input: 'hi', stream: true })).text();
+    expect(text).toBe(COMPLETED + LATE);
+    await bookedCount(front, 1);
+    expect(front.booked[0]).toMatchObject({ traceDelivered: false, trace: undefined });
+  });
+
+  it("Responses, the upstream's trace after ours was sent and the books closed: both reach the client, booked delivered, and the warning says so", async () => {
+    const sentOurs = gate();
+    const up = await upstreamOf(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      await writeAll(res, COMPLETED);
+      await sentOurs.wait;
+      res.end(LATE);
+    });
+    const front = await proxyTo(up.url);
+    const body = drain(await post(front.url, '/v1/responses', { model: 'm', input: 'hi', stream: true }));
+    try {
+      await vi.waitFor(() => expect(traces(body.text())).toBe(1), { timeout: DEADLINE_MS, interval: 5 });
+    } finally {
+      sentOurs.open();
+    }
+    await body.done;
+    expect(traces(body.text())).toBe(2);
+    expect(body.text().endsWith(LATE)).toBe(true);
+    await bookedCount(front, 1);
+    expect(front.booked[0]!.traceDelivered).toBe(true);
+    await vi.waitFor(() => expect(front.warnings).toContain(UPSTREAM_TRACE_LATE_WARNING), { timeout: DEADLINE_MS, interval: 5 });
   });
 
   it('content that merely mentions x_carbon_trace (escaped, inside a string) is not a trace: ours goes on', async () => {

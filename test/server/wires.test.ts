@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { anthropicEvents } from '../../src/server/wires/anthropic';
+import { anthropicEvents, messagesUsage } from '../../src/server/wires/anthropic';
 import { FrameTracer, type FrameRules } from '../../src/server/wires/frame-tracer';
 import { answerFraming, WIRES, wireFor } from '../../src/server/wires/index';
 import { readMembers, spliceTraceInto } from '../../src/server/wires/json-splice';
@@ -14,7 +14,7 @@ import { ollamaLines } from '../../src/server/wires/ollama';
 import { responsesEvents } from '../../src/server/wires/responses';
 import { EventTracer } from '../../src/server/wires/sse-trace';
 import { tgiEvents } from '../../src/server/wires/tgi';
-import type { WireUsage } from '../../src/server/wires/wire';
+import { MAX_HELD_TAIL_BYTES, type StreamTracer, type WireUsage } from '../../src/server/wires/wire';
 
 const NUM_RUNS = Number(process.env.CARBON_TRACE_FUZZ_RUNS ?? 150);
 const TRACE = { energy_consumed_wh: 1, note: 'Électricité' };
@@ -251,6 +251,9 @@ describe('the table of wires', () => {
     ['POST', '/generate', 'tgi', 'chat'],
     ['POST', '/generate_stream', 'tgi', 'chat'],
     ['POST', '/v1/messages', 'anthropic', 'chat'],
+    ['POST', '/v1/messages/', 'anthropic', 'chat'],
+    ['POST', '/responses', 'responses', 'chat'],
+    ['POST', '/generate_stream/', 'tgi', 'chat'],
   ])('%s %s → %s (%s)', (method, path, name, kind) => {
     const wire = wireFor(method, path);
     expect(wire?.name).toBe(name);
@@ -264,6 +267,13 @@ describe('the table of wires', () => {
     ['POST', '/tokenize'],
     ['POST', '/__proto__'],
     ['POST', '/api/pull'],
+    // Paths that only end like a wire's: OpenAI Assistants, KoboldCpp, another resource's responses.
+    ['POST', '/v1/threads/thread_1/messages'],
+    ['POST', '/messages'],
+    ['POST', '/api/v1/generate'],
+    ['POST', '/v1/evals/e_1/responses'],
+    ['POST', '/x/api/chat'],
+    ['POST', '/v1/completion'],
   ])('%s %s → no wire (booked, never traced)', (method, path) => {
     expect(wireFor(method, path)).toBeUndefined();
   });
@@ -276,8 +286,14 @@ describe('the table of wires', () => {
   it.each([
     ['text/event-stream; charset=utf-8', 'sse'],
     ['application/x-ndjson', 'ndjson'],
+    ['application/jsonl', 'ndjson'],
+    ['application/x-jsonlines; charset=utf-8', 'ndjson'],
+    ['application/stream+json', 'ndjson'],
+    ['application/json-seq', 'json-seq'],
     ['application/json; charset=utf-8', 'json'],
+    ['application/problem+json', 'json'],
     ['text/html', undefined],
+    ['', undefined],
   ])('answerFraming(%s) = %s', (type, framing) => {
     expect(answerFraming(type)).toBe(framing);
   });
@@ -300,5 +316,118 @@ describe('JSON bodies', () => {
     expect(spliceTraceInto(body, '{"a":1}', 'response')!.toString()).toBe('{"type":"response.completed" , "response" : { "id" : "r" ,"x_carbon_trace":{"a":1}} ,"sequence_number":4}');
     expect(spliceTraceInto(Buffer.from('{"response":[]}'), '{}', 'response')).toBeUndefined();
     expect(spliceTraceInto(Buffer.from('{"other":{}}'), '{}', 'response')).toBeUndefined();
+  });
+});
+
+/** Pushes `pieces`, and after each the most bytes the tracer held (in minus out); then completes. */
+function heldAtMost(tracer: StreamTracer, pieces: Buffer[]): { text: string; maxHeld: number } {
+  const out: Buffer[] = [];
+  let inBytes = 0;
+  let outBytes = 0;
+  let maxHeld = 0;
+  for (const piece of pieces) {
+    inBytes += piece.length;
+    const result = tracer.push(piece);
+    out.push(...result.out);
+    outBytes += result.out.reduce((n, b) => n + b.length, 0);
+    maxHeld = Math.max(maxHeld, inBytes - outBytes);
+    if (result.done) out.push(...tracer.complete(TRACE));
+  }
+  if (!tracer.isComplete) out.push(...tracer.complete(TRACE));
+  return { text: Buffer.concat(out).toString('utf8'), maxHeld };
+}
+
+describe('what a tracer holds after its carrier is bounded', () => {
+  const hooks = { tokens: () => undefined, usage: () => undefined };
+  const pings = (frame: string, bytes: number) => Array.from({ length: Math.ceil(bytes / 4096) }, () => Buffer.from(frame.repeat(Math.ceil(4096 / frame.length))));
+
+  it.each([
+    ['Anthropic: pings after message_delta', () => new FrameTracer(anthropicEvents, hooks), sse({ type: 'message_delta', usage: { output_tokens: 2 } }, 'message_delta'), sse({ type: 'ping' }, 'ping'), sse({ type: 'message_stop' }, 'message_stop')],
+    ['llama.cpp: comments after "stop": true', () => new FrameTracer(llamaCppEvents, hooks), sse({ content: '', stop: true, tokens_predicted: 1 }), ': keep-alive\n\n', ''],
+    ['Ollama: blank lines after "done": true', () => new FrameTracer(ollamaLines, hooks), line({ done: true, eval_count: 1 }), '\n', ''],
+    ['chat: comments after the finish chunk', () => new EventTracer({ tokens: () => undefined, usage: () => undefined }), sse({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }), ': keep-alive\n\n', 'data: [DONE]\n\n'],
+  ] as const)('%s: beyond the bound the carrier goes untraced, every byte in order', (_name, make, carrier, filler, end) => {
+    const tracer = make();
+    const pieces = [Buffer.from(carrier), ...pings(filler, 1024 * 1024), Buffer.from(end)];
+    const { text, maxHeld } = heldAtMost(tracer, pieces);
+    expect(maxHeld).toBeLessThanOrEqual(carrier.length + MAX_HELD_TAIL_BYTES + 4096);
+    expect(text).toBe(Buffer.concat(pieces).toString('utf8'));
+    expect(tracer.letGo).toBe(true);
+    expect(tracer.placesTrace).toBe(false);
+  });
+
+  it('a later carrier is held again, and gets the trace', () => {
+    const tracer = new FrameTracer(ollamaLines, hooks);
+    const pieces = [Buffer.from(line({ done: true, eval_count: 1 })), ...pings('\n', 128 * 1024), Buffer.from(line({ done: true, eval_count: 2 }))];
+    const { text } = heldAtMost(tracer, pieces);
+    expect(text.split('x_carbon_trace').length - 1).toBe(1);
+    expect(tracer.letGo).toBe(false);
+  });
+});
+
+describe("the upstream's own trace, wherever it is", () => {
+  it('on an event after the carrier (Anthropic message_stop): ours stays out', () => {
+    const text = sse({ type: 'message_delta', usage: { output_tokens: 2 } }, 'message_delta') + sse({ type: 'message_stop', x_carbon_trace: { energy_consumed_wh: 9 } }, 'message_stop');
+    for (let cut = 1; cut < text.length; cut += 7) {
+      const result = run(anthropicEvents, [Buffer.from(text.slice(0, cut)), Buffer.from(text.slice(cut))]);
+      expect(result.text).toBe(text);
+      expect(result).toMatchObject({ placed: false, upstreamTraced: true });
+    }
+  });
+
+  it('on a frame that passed long before (fast path): ours stays out', () => {
+    const text = line({ message: { content: 'a' }, done: false, x_carbon_trace: { energy_consumed_wh: 9 } }) + line({ done: true, eval_count: 1 });
+    const result = run(ollamaLines, [Buffer.from(text)]);
+    expect(result.text).toBe(text);
+    expect(result.upstreamTraced).toBe(true);
+  });
+
+  it('named only inside a string, it is not a trace', () => {
+    const text = line({ message: { content: '"x_carbon_trace": {}' }, done: false }) + line({ done: true, eval_count: 1 });
+    expect(run(ollamaLines, [Buffer.from(text)])).toMatchObject({ placed: true, upstreamTraced: false });
+  });
+
+  it.each([
+    ['FrameTracer (Responses)', () => new FrameTracer(responsesEvents, { tokens: () => undefined, usage: () => undefined }), responsesStream],
+    ['EventTracer (chat)', () => new EventTracer({ tokens: () => undefined, usage: () => undefined }), `${sse({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}data: [DONE]\n\n`],
+  ] as const)('%s: after the last event, when ours is placed, it is told (the name cut between chunks too)', (_name, make, stream) => {
+    const tracer = make();
+    const { done } = tracer.push(Buffer.from(stream));
+    expect(done).toBe(true);
+    expect(tracer.placesTrace).toBe(true);
+    tracer.complete(TRACE);
+    expect(tracer.upstreamTracedLate).toBe(false);
+    tracer.push(Buffer.from('data: {"x_carbon_'));
+    expect(tracer.upstreamTracedLate).toBe(false);
+    tracer.push(Buffer.from('trace":{}}\n\n'));
+    expect(tracer.upstreamTracedLate).toBe(true);
+  });
+});
+
+describe('tokens', () => {
+  it.each([
+    [{ input_tokens: 3, cache_read_input_tokens: 4000, cache_creation_input_tokens: 20, output_tokens: 5 }, { promptTokens: 4023, completionTokens: 5 }],
+    [{ input_tokens: 3, cache_read_input_tokens: null, cache_creation_input_tokens: null, output_tokens: 5 }, { promptTokens: 3, completionTokens: 5 }],
+    [{ input_tokens: 3, cache_read_input_tokens: -1, output_tokens: 5 }, { completionTokens: 5 }],
+    [{ input_tokens: 3, cache_read_input_tokens: '4000', output_tokens: 5 }, { completionTokens: 5 }],
+    [{ cache_read_input_tokens: 4000, output_tokens: 5 }, { completionTokens: 5 }],
+    [{ input_tokens: Number.NaN, output_tokens: 1e300 }, {}],
+    [undefined, {}],
+  ])('Anthropic usage %j → %j', (usage, expected) => {
+    expect(messagesUsage(usage as Record<string, unknown> | undefined)).toEqual(expected);
+  });
+
+  it("llama.cpp's prompt arrays: the sums, on the last carrier; a prompt without a count makes that sum unknown; each stream its own", () => {
+    const stop = (index: unknown, evaluated: unknown, predicted: unknown) => sse({ index, content: '', stop: true, tokens_evaluated: evaluated, tokens_predicted: predicted });
+    const two = stop(0, 100, 50) + stop(1, 7, 3);
+    const result = run(llamaCppEvents, [Buffer.from(two)]);
+    expect(result.usage).toEqual({ promptTokens: 107, completionTokens: 53 });
+    expect(result.text.split('\n\n')[1]).toContain('"index":1');
+    expect(result.text.split('\n\n')[1]).toContain('x_carbon_trace');
+    // The same rules again: nothing carried over from the last stream.
+    expect(run(llamaCppEvents, [Buffer.from(two)]).usage).toEqual({ promptTokens: 107, completionTokens: 53 });
+    expect(run(llamaCppEvents, [Buffer.from(stop(0, 100, 50) + stop(1, null, 3))]).usage).toMatchObject({ promptTokens: undefined, completionTokens: 53 });
+    // The same prompt's count again overrides, never adds.
+    expect(run(llamaCppEvents, [Buffer.from(stop(0, 9, 2) + stop(0, 9, 2))]).usage).toEqual({ promptTokens: 9, completionTokens: 2 });
   });
 });
