@@ -226,6 +226,8 @@ export function carriesTrace(value: Loose): boolean {
 // that only mentions the name (`\"x_carbon_trace\"`) never matches.
 const TRACE_NAME = `"${CARBON_TRACE_FIELD}"`;
 const TRACE_MEMBER = new RegExp(`${TRACE_NAME}\\s*:`);
+// A regex's search is several times faster than String#includes on these one-byte strings.
+const TRACE_NAME_SEEN = new RegExp(CARBON_TRACE_FIELD);
 
 /**
  * Whether JSON text (an event, a line, or several, read as Latin-1) has a member named
@@ -238,7 +240,7 @@ const TRACE_MEMBER = new RegExp(`${TRACE_NAME}\\s*:`);
  * ```
  */
 export function namesTrace(latin1: string): boolean {
-  return latin1.includes(TRACE_NAME) && TRACE_MEMBER.test(latin1);
+  return TRACE_NAME_SEEN.test(latin1) && TRACE_MEMBER.test(latin1);
 }
 
 /**
