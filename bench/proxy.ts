@@ -9,7 +9,8 @@
  * (bench/load.ts). Rounds interleave the four, and every ratio is taken within a round, then
  * reported as the median with the spread over rounds.
  *
- * Not a test: nothing fails on a number. `--quick` for a smoke run; `--rounds N`; `--profile`
+ * Not a test: nothing fails on a number. `--quick` for a smoke run; `--rounds N`; `--baseline
+ * <dist/cli.js of another build>` adds that build to the rounds and a column of ratios to it; `--profile`
  * writes a CPU profile of the proxy under JSON load to .tmp/. Results go to bench/RESULTS-proxy.md
  * (not in quick mode).
  */
@@ -152,6 +153,14 @@ async function main(): Promise<void> {
     /listening on http:\/\/127\.0\.0\.1:(\d+)/,
   );
   targets.push({ name: 'carbon-trace', port: ours.port, child: ours.child, pids: [ours.child.pid!] });
+  // `--baseline <cli.js>`: another build of carbon-trace (an earlier commit's dist/cli.js) in the
+  // same rounds, to see what a change costs, as a ratio measured side by side.
+  const baselineArg = process.argv.indexOf('--baseline');
+  const baselineCli = baselineArg > 0 ? resolve(process.argv[baselineArg + 1]!) : undefined;
+  if (baselineCli !== undefined) {
+    const baseline = await startPrinting(process.execPath, [baselineCli, 'proxy', '--upstream', `http://127.0.0.1:${upstream.port}`, '--port', '0'], /listening on http:\/\/127\.0\.0\.1:(\d+)/);
+    targets.push({ name: 'baseline', port: baseline.port, child: baseline.child, pids: [baseline.child.pid!] });
+  }
 
   const json = (port: number) => postRequest(`127.0.0.1:${port}`, '/v1/chat/completions', '{"model":"bench-model","messages":[{"role":"user","content":"Say something."}]}');
   const sse = (port: number, chunks: number) => postRequest(`127.0.0.1:${port}`, `/v1/chat/completions?chunks=${chunks}`, '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say something."}]}');
@@ -224,7 +233,11 @@ async function main(): Promise<void> {
 
   const lines: string[] = [];
   const has = (name: string) => targets.some((t) => t.name === name);
-  lines.push(`| scenario | ${targets.map((t) => t.name).join(' | ')} | carbon-trace ÷ ${has('nginx') ? 'nginx' : 'bare node'} |`, `|---|${targets.map(() => '---').join('|')}|---|`);
+  const withBaseline = has('baseline');
+  lines.push(
+    `| scenario | ${targets.map((t) => t.name).join(' | ')} | carbon-trace ÷ ${has('nginx') ? 'nginx' : 'bare node'} |${withBaseline ? ' carbon-trace ÷ baseline |' : ''}`,
+    `|---|${targets.map(() => '---').join('|')}|---|${withBaseline ? '---|' : ''}`,
+  );
   const reference = has('nginx') ? 'nginx' : 'bare node';
   for (const m of metrics) {
     const ratios = m.values.get('carbon-trace')!.map((v, i) => v / m.values.get(reference)![i]!);
@@ -233,9 +246,10 @@ async function main(): Promise<void> {
       return m.unit === 'ms' ? v.toFixed(2) : v >= 1000 ? `${(v / 1000).toFixed(2)}k` : v.toFixed(0);
     });
     const diff = m.unit === 'ms' ? `, ${(median(m.values.get('carbon-trace')!) - median(m.values.get(reference)!)) >= 0 ? '+' : ''}${(median(m.values.get('carbon-trace')!) - median(m.values.get(reference)!)).toFixed(2)} ms` : '';
-    lines.push(`| ${m.name} | ${cells.join(' | ')} | **${median(ratios).toFixed(2)}×**${spread(ratios)}${diff} |`);
+    const versus = withBaseline ? m.values.get('carbon-trace')!.map((v, i) => v / m.values.get('baseline')![i]!) : [];
+    lines.push(`| ${m.name} | ${cells.join(' | ')} | **${median(ratios).toFixed(2)}×**${spread(ratios)}${diff} |${withBaseline ? ` **${median(versus).toFixed(2)}×**${spread(versus)} |` : ''}`);
   }
-  lines.push(`| idle CPU, % of one core | ${targets.map((t) => idleCpu.get(t.name)!.toFixed(2)).join(' | ')} | |`);
+  lines.push(`| idle CPU, % of one core | ${targets.map((t) => idleCpu.get(t.name)!.toFixed(2)).join(' | ')} | |${withBaseline ? ' |' : ''}`);
   const summary = [
     `Rounds: ${ROUNDS} (interleaved), ${SECONDS} s per JSON row; ratios taken per round, median (min–max over rounds).`,
     `Errors: ${targets.map((t) => `${t.name} ${errors.get(t.name)}`).join(', ')}. Traces per response: ${targets.map((t) => `${t.name} {${[...traceCounts.get(t.name)!].join(',')}}`).join(', ')}.`,
@@ -243,7 +257,8 @@ async function main(): Promise<void> {
   ];
   const table = lines.join('\n');
   console.log(`\n${table}\n\n${summary.join('\n')}`);
-  if (!quick) {
+  // A comparison with a baseline build is a question about one change, not the proxy's figures.
+  if (!quick && !withBaseline) {
     const machine = `${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, Node ${process.version}${nginx ? `, ${execFileSync(findNginx()!, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || 'nginx'}` : ''}`;
     writeFileSync(
       join(root, 'bench', 'RESULTS-proxy.md'),
