@@ -1,6 +1,6 @@
 import { isGridIntensityProvider, type GridIntensityProvider, type GridIntensityReading } from '../core/grid-intensity';
 import { isFigure } from '../core/units';
-import { WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
+import { WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './wires/trace-record';
 
 /**
  * The grid's carbon intensity a producer books emissions with: gCO2eq/kWh, a zone (ISO 3166-1

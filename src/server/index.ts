@@ -1,5 +1,5 @@
-export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMeterOptions, type MeteredRequest, type MeterStats, type ModelBook } from './meter';
-export { splitSlice, type SliceParticipant } from './attribution';
+export { createEnergyMeter, type ComponentStats, type EnergyMeter, type EnergyMeterOptions, type MeteredRequest, type MeterStats, type ModelBook } from './meter/meter';
+export { splitSlice, type SliceParticipant } from './meter/attribution';
 export { raplSource, RaplUnavailableError, type RaplSourceOptions } from './sources/rapl';
 export { nvmlSource, type NvmlSourceOptions } from './sources/nvml';
 export { amdSmiSource, type AmdSmiSourceOptions } from './sources/amd-smi';
@@ -9,9 +9,9 @@ export { cpuTdpWatts, estimateSource, ramPowerWatts, type CpuTimes, type Estimat
 export { autoSources, type AutoSourceOptions } from './sources/auto';
 export { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from './types';
 export { isCompletionRequest, withCarbonTrace, type FetchHandler, type WithCarbonTraceOptions } from './with-carbon-trace';
-export { carbonTraceRecord, WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './trace-record';
+export { carbonTraceRecord, WORLD_AVERAGE_GRID, type ResolvedGridIntensity } from './wires/trace-record';
 export { toNodeListener } from './node';
 export { createCarbonProxy, type BookRow, type BookedRequest, type CarbonProxy, type CarbonProxyOptions, type ProxyStats, type RecentRequest, type UpstreamState } from './proxy';
 export { type GridIntensityOption } from './grid-source';
-export { OTHER_ROW } from './books';
-export { dashboardHtml } from './dashboard';
+export { OTHER_ROW } from './books/bounded-rows';
+export { dashboardHtml } from './proxy/dashboard';

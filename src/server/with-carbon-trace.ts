@@ -1,11 +1,11 @@
 import { Buffer } from 'node:buffer';
 import { readBounded } from '../core/read-bounded';
 import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
-import { boundedName } from './books';
+import { boundedName } from './books/bounded-rows';
 import { gridSource, type GridIntensityOption } from './grid-source';
-import type { EnergyMeter } from './meter';
-import type { BookedRequest } from './proxy-books';
-import { carbonTraceRecord } from './trace-record';
+import type { EnergyMeter } from './meter/meter';
+import type { BookedRequest } from './books';
+import { carbonTraceRecord } from './wires/trace-record';
 import type { RequestEnergy } from './types';
 import { chatWire, isCompletionPath } from './wires/chat';
 import { answerFraming, isStreamed, wireFor, type Wire, type WireUsage } from './wires/index';

@@ -1,6 +1,6 @@
-import { addJoules, sumJoules } from '../attribution';
-import type { MeterStats } from '../meter';
-import { gramsOf, type ResolvedGridIntensity } from '../trace-record';
+import { addJoules, sumJoules } from '../meter/attribution';
+import type { MeterStats } from '../meter/meter';
+import { gramsOf, type ResolvedGridIntensity } from '../wires/trace-record';
 import { ENERGY_COMPONENTS, type ComponentJoules } from '../types';
 
 /**

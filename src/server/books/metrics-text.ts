@@ -1,5 +1,5 @@
-import { Exposition } from '../prometheus';
-import type { ResolvedGridIntensity } from '../trace-record';
+import { Exposition } from './prometheus';
+import type { ResolvedGridIntensity } from '../wires/trace-record';
 import { ENERGY_COMPONENTS, type EnergyComponent } from '../types';
 import type { CombinedStats } from './meter-totals';
 import type { Tables } from './tables';

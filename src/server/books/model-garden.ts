@@ -1,5 +1,5 @@
 import { JOULES_PER_KWH } from '../../core/units';
-import { OTHER_ROW } from '../books';
+import { OTHER_ROW } from './bounded-rows';
 import type { EnergyComponent } from '../types';
 
 /**

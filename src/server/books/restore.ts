@@ -2,7 +2,7 @@
  * The books as an earlier run left them: its snapshots where they belong to this very file, then
  * the ledger's rows written after each.
  */
-import { readSnapshot, type Ledger } from '../ledger';
+import { readSnapshot, type Ledger } from './ledger';
 import { isCarried, type MeterTotals } from './meter-totals';
 import { companionOf, type FilePoint, type LegacySnapshot, type TablesSnapshot, type TotalsSnapshot } from './snapshots';
 import { savedTablesOf, type SavedTables, type Tables } from './tables';

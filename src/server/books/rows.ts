@@ -1,7 +1,7 @@
-import { addJoules } from '../attribution';
-import type { RowSpec } from '../books';
-import type { LedgerEntry } from '../ledger';
-import { gramsOf } from '../trace-record';
+import { addJoules } from '../meter/attribution';
+import type { RowSpec } from './bounded-rows';
+import type { LedgerEntry } from './ledger';
+import { gramsOf } from '../wires/trace-record';
 import { ENERGY_COMPONENTS, type ComponentJoules } from '../types';
 
 /**

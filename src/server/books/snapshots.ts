@@ -5,7 +5,7 @@
  * now and then: the rows after them are read back at start), and the meter's totals (small,
  * written every second and before `/metrics` answers, since idle energy is in no row).
  */
-import { writeSnapshot, type Ledger } from '../ledger';
+import { writeSnapshot, type Ledger } from './ledger';
 import type { Carried } from './meter-totals';
 import type { SavedTables } from './tables';
 

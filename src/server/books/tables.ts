@@ -1,6 +1,6 @@
-import { createRowBook, type RowBook } from '../books';
+import { createRowBook, type RowBook } from './bounded-rows';
 import type { CallKind } from '../../core/types';
-import type { LedgerEntry } from '../ledger';
+import type { LedgerEntry } from './ledger';
 import type { ComponentJoules } from '../types';
 import { bookingOf, bookRow, copyRow, mergeRows, newRow, rowFromSnapshot, rowSpec, type BookRow } from './rows';
 

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { Pool } from 'undici';
 import { createWarner } from '../../core/report';
 import { gridSource } from '../grid-source';
-import { createProxyBooks, type BookedRequest } from '../proxy-books';
+import { createProxyBooks, type BookedRequest } from '../books';
 import { DEFAULT_MAX_BODY_BYTES } from '../wires/json-splice';
 import { adminCheck, checkedAdminToken, createKeyIds, hostCheck } from './access';
 import { admission } from './admit';

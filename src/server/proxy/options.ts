@@ -1,9 +1,9 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { CarbonTraceWarningHandler } from '../../core/report';
 import type { GridIntensityOption } from '../grid-source';
-import type { EnergyMeter } from '../meter';
-import type { BookedRequest, BookRow, CombinedStats, RecentRequest } from '../proxy-books';
-import type { ResolvedGridIntensity } from '../trace-record';
+import type { EnergyMeter } from '../meter/meter';
+import type { BookedRequest, BookRow, CombinedStats, RecentRequest } from '../books';
+import type { ResolvedGridIntensity } from '../wires/trace-record';
 
 export type { BookedRequest, BookRow, RecentRequest };
 

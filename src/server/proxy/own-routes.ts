@@ -1,11 +1,11 @@
 import { Buffer } from 'node:buffer';
 import type { ServerResponse } from 'node:http';
-import { dashboardHtml } from '../dashboard';
+import { dashboardHtml } from './dashboard';
 import type { gridSource } from '../grid-source';
-import type { EnergyMeter } from '../meter';
-import { PROMETHEUS_CONTENT_TYPE } from '../prometheus';
-import { modelGardenStats, type ProxyBooks } from '../proxy-books';
-import { gramsOf } from '../trace-record';
+import type { EnergyMeter } from '../meter/meter';
+import { PROMETHEUS_CONTENT_TYPE } from '../books/prometheus';
+import { modelGardenStats, type ProxyBooks } from '../books';
+import { gramsOf } from '../wires/trace-record';
 import type { ProxyStats, StatsLimits } from './options';
 import { proxyError } from './respond';
 

@@ -2,13 +2,13 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
-import { csvField, EMISSIONS_CSV_COLUMNS } from '../core/emissions-csv';
-import type { CallKind } from '../core/types';
-import { JOULES_PER_KWH } from '../core/units';
-import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from './types';
-import { addJoules } from './attribution';
+import { csvField, EMISSIONS_CSV_COLUMNS } from '../../core/emissions-csv';
+import type { CallKind } from '../../core/types';
+import { JOULES_PER_KWH } from '../../core/units';
+import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from '../types';
+import { addJoules } from '../meter/attribution';
 import { FileLockError, lockFile } from './file-lock';
-import type { ResolvedGridIntensity } from './trace-record';
+import type { ResolvedGridIntensity } from '../wires/trace-record';
 
 /**
  * The ledger's columns: CodeCarbon's `emissions.csv` columns (so CodeCarbon's tools and a

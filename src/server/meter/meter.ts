@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import { createWarner, type CarbonTraceWarningHandler } from '../core/report';
+import { createWarner, type CarbonTraceWarningHandler } from '../../core/report';
 import { addJoules } from './attribution';
-import { createRowBook, type RowBook } from './books';
-import { autoSources, type AutoSourceOptions } from './sources/auto';
-import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from './types';
+import { createRowBook, type RowBook } from '../books/bounded-rows';
+import { autoSources, type AutoSourceOptions } from '../sources/auto';
+import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type EnergyReading, type EnergySource, type RequestEnergy } from '../types';
 
 /**
  * Options of {@link createEnergyMeter}.

@@ -5,19 +5,19 @@
  * `model-garden.ts`, `views`). Every view reads these books, so they cannot disagree.
  */
 import { CALL_KINDS, keyIdSecretBeside, openLedger, type Ledger } from './ledger';
-import type { MeterStats } from './meter';
-import { metricsText } from './books/metrics-text';
-import { createMeterTotals, type CombinedStats } from './books/meter-totals';
-import { countedUsage } from './books/rows';
-import { restoreBooks } from './books/restore';
-import { createSnapshotWriter } from './books/snapshots';
-import { createTables, type BookedRequest, type ViewLimits } from './books/tables';
-import type { ResolvedGridIntensity } from './trace-record';
+import type { MeterStats } from '../meter/meter';
+import { metricsText } from './metrics-text';
+import { createMeterTotals, type CombinedStats } from './meter-totals';
+import { countedUsage } from './rows';
+import { restoreBooks } from './restore';
+import { createSnapshotWriter } from './snapshots';
+import { createTables, type BookedRequest, type ViewLimits } from './tables';
+import type { ResolvedGridIntensity } from '../wires/trace-record';
 
-export type { BookRow, TokenBasis } from './books/rows';
-export type { BookedRequest, RecentRequest, ViewLimits } from './books/tables';
-export type { CombinedStats } from './books/meter-totals';
-export { modelGardenStats } from './books/model-garden';
+export type { BookRow, TokenBasis } from './rows';
+export type { BookedRequest, RecentRequest, ViewLimits } from './tables';
+export type { CombinedStats } from './meter-totals';
+export { modelGardenStats } from './model-garden';
 
 /**
  * The proxy's books: per model, API key, user and kind of call, bounded; the ledger that keeps

@@ -1,5 +1,5 @@
-import { isCount, JOULES_PER_KWH } from '../core/units';
-import { ENERGY_COMPONENTS, type RequestEnergy } from './types';
+import { isCount, JOULES_PER_KWH } from '../../core/units';
+import { ENERGY_COMPONENTS, type RequestEnergy } from '../types';
 
 /**
  * The grid intensity a producer books emissions with, and where the figure comes from.

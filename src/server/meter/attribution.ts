@@ -1,4 +1,4 @@
-import type { ComponentJoules, EnergyComponent } from './types';
+import type { ComponentJoules, EnergyComponent } from '../types';
 
 /**
  * One request's part in a slice of time: the tokens it produced in the slice when its response
