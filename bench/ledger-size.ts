@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync, statSync, openSync, writeSync, closeSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { LEDGER_COLUMNS, ledgerLine } from '../src/server/ledger';
-import { createProxyBooks } from '../src/server/proxy-books';
+import { LEDGER_COLUMNS, ledgerLine } from '../src/server/books/ledger';
+import { createProxyBooks } from '../src/server/books';
 
 const rows = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-ledger-size-'));

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ELECTRICITY_MAPS_API_URL, ELECTRICITY_MAPS_TOKEN_VARIABLE, gridIntensityOfZone, gridProviderFromOptions, type GridIntensityProvider } from './grid/index';
-import { createEnergyMeter } from './server/meter';
+import { createEnergyMeter } from './server/meter/meter';
 import { autoSources } from './server/sources/auto';
 import { createCarbonProxy } from './server/proxy';
 import { isIP } from 'node:net';

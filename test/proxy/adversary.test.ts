@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
-import { createProxyBooks } from '../../src/server/proxy-books';
+import { createProxyBooks } from '../../src/server/books';
 import { freePort } from './free-port';
 import { raw } from './raw-http';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createEnergyMeter } from '../../src/server/index';
-import { LEDGER_COLUMNS, ledgerLine, type LedgerEntry } from '../../src/server/ledger';
-import { createProxyBooks, type BookedRequest, type ProxyBooks } from '../../src/server/proxy-books';
+import { LEDGER_COLUMNS, ledgerLine, type LedgerEntry } from '../../src/server/books/ledger';
+import { createProxyBooks, type BookedRequest, type ProxyBooks } from '../../src/server/books';
 
 const grid = { gCo2PerKwh: 100, source: 'given' };
 /** The columns 0.1 wrote: the current ones but the two added since. */

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createProxyBooks, type BookedRequest, type ProxyBooks } from '../../src/server/proxy-books';
+import { createProxyBooks, type BookedRequest, type ProxyBooks } from '../../src/server/books';
 import { createEnergyMeter } from '../../src/server/index';
 import { runProcess } from '../setup/processes';
 import { describeWith, requireSystemTool } from '../setup/system-tools';

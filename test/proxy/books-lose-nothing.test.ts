@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter, type EnergySource } from '../../src/server/index';
-import { LEDGER_COLUMNS } from '../../src/server/ledger';
+import { LEDGER_COLUMNS } from '../../src/server/books/ledger';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { runProcess, spawnProcess, stopProcess } from '../setup/processes';
 import { noteNotRun } from '../setup/system-tools';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packedProject, runPacked } from './packed-cli';
-import { createProxyBooks } from '../../src/server/proxy-books';
+import { createProxyBooks } from '../../src/server/books';
 import { createEnergyMeter } from '../../src/server/index';
 
 const root = resolve(import.meta.dirname, '../..');

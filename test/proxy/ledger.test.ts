@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type EnergySource } from '../../src/server/index';
-import { LEDGER_COLUMNS } from '../../src/server/ledger';
+import { LEDGER_COLUMNS } from '../../src/server/books/ledger';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { packedProject, startPackedProxy } from './packed-cli';
 

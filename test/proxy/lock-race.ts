@@ -5,7 +5,7 @@
  * line per round: whether it got the ledger, from when to when (ms), and the secret it used.
  */
 import { join } from 'node:path';
-import { createProxyBooks } from '../../src/server/proxy-books';
+import { createProxyBooks } from '../../src/server/books';
 
 const [dir, rounds, t0] = [process.argv[2]!, Number(process.argv[3]), Number(process.argv[4])];
 const ROUND_MS = Number(process.argv[5] ?? 60);
