@@ -1,5 +1,5 @@
 /**
- * The ledger's `trace_delivered` and `kind` columns, and the books read back from them: a new
+ * The ledger's `trace_delivered`, `kind` and `expects_usage` columns, and the books read back from them: a new
  * ledger has them at the end; a ledger an earlier version began keeps its own columns (a row of
  * more cells than its header would be misread by every CSV reader) and is replayed with both
  * unknown, never "no"; a snapshot of an earlier version is taken, what it lacks at 0; bad cells
@@ -15,7 +15,7 @@ import { createProxyBooks, type BookedRequest, type ProxyBooks } from '../../src
 
 const grid = { gCo2PerKwh: 100, source: 'given' };
 /** The columns 0.1 wrote: the current ones but the two added since. */
-const OLD_COLUMNS = LEDGER_COLUMNS.filter((c) => c !== 'trace_delivered' && c !== 'kind');
+const OLD_COLUMNS = LEDGER_COLUMNS.filter((c) => c !== 'trace_delivered' && c !== 'kind' && c !== 'expects_usage');
 
 const dirs: string[] = [];
 const open: ProxyBooks[] = [];
@@ -125,7 +125,7 @@ describe('a new ledger', () => {
 
     const file = rows(path);
     expect(file.header).toEqual([...LEDGER_COLUMNS]);
-    expect(file.header.slice(-2)).toEqual(['trace_delivered', 'kind']);
+    expect(file.header.slice(-3)).toEqual(['trace_delivered', 'kind', 'expects_usage']);
     expect(file.rows.map((r) => [r.trace_delivered, r.kind])).toEqual([
       ['true', 'chat'],
       ['false', 'embedding'],
@@ -173,7 +173,7 @@ describe('a ledger an earlier version began', () => {
     // Tokens were in 0.1's columns: the per-token bases are rebuilt from them.
     expect(basis(v.byModel.llama!.withTokens.completion)).toEqual({ requests: 2, joules: 150, tokens: 40 });
     expect(warnings.filter((w) => w.includes('earlier version'))).toEqual([
-      expect.stringMatching(/ledger\.csv: begun by an earlier version, its header has no trace_delivered, kind columns: rows are written in its own columns, without them \(a new ledger file has them\)$/),
+      expect.stringMatching(/ledger\.csv: begun by an earlier version, its header has no trace_delivered, kind, expects_usage columns: rows are written in its own columns, without them \(a new ledger file has them\)$/),
     ]);
 
     books.book(request('llama', 10, { kind: 'chat', traceDelivered: true }));
@@ -265,5 +265,45 @@ describe('bad input', () => {
     expect(v.byUser['__proto__']!.requests).toBe(1);
     expect(({} as Record<string, unknown>).requests).toBeUndefined();
     expect(Object.getPrototypeOf(v.byKind)).toBe(null);
+  });
+});
+
+describe('expects_usage: whether a request should have said its tokens survives a crash', () => {
+  it('rows replayed without a snapshot keep it, so a missing count still leaves the token total unknown', async () => {
+    const path = ledgerPath();
+    const first = openBooks(path);
+    // A chat answered 200 that should have reported usage and did not; one that did; an embedding that is not expected to.
+    first.book(request('llama', 10, { kind: 'chat', expectsUsage: true, usage: {} }));
+    first.book(request('llama', 10, { kind: 'chat', expectsUsage: true }));
+    first.book(request('bge', 1, { kind: 'embedding', expectsUsage: false, usage: {} }));
+    const live = (await viewsOf(first)).tokens;
+    expect(live).toMatchObject({ requestsWithUsage: 1, requestsExpectingUsage: 2 });
+    // As after kill -9: no snapshot; the next proxy replays the rows.
+    await close(first);
+    const file = rows(path);
+    expect(file.header.at(-1)).toBe('expects_usage');
+    expect(file.rows.map((r) => r.expects_usage)).toEqual(['true', 'true', 'false']);
+    rmSync(`${path}.snapshot.json`, { force: true });
+    rmSync(`${path}.meter.json`, { force: true });
+    const second = openBooks(`${path}`);
+    const replayed = (await viewsOf(second)).tokens;
+    expect(replayed).toMatchObject({ requestsWithUsage: 1, requestsExpectingUsage: 2 });
+    // Model Garden's view of these books: the total is unknown (null), not the one count it has.
+    const { modelGardenStats } = await import('../../src/server/books');
+    const garden = (tokens: typeof replayed) =>
+      modelGardenStats({ since: '2026-11-01T00:00:00.000Z', requests: 3, totalJoules: 21, attributedJoules: 21, idleJoules: 0, unattributedJoules: 0, emissionsGrams: { total: 0 }, tokens, modelNames: ['llama', 'bge'], byComponent: {} }).total_tokens;
+    expect(garden(replayed)).toBeNull();
+    // Had the column been lost (the bug this guards), the same rows would have read as complete.
+    expect(garden({ ...replayed, requestsExpectingUsage: 0 })).toBe(30);
+    await close(second);
+  });
+
+  it('a 0.1 row (no column) that succeeded counts as expecting usage: unknown, never a total that reads as complete', async () => {
+    const path = ledgerPath();
+    const old: LedgerEntry = { at: '2026-11-01T00:00:00.000Z', model: 'llama', status: 200, streamed: false, energy: { joules: { gpu: 5 }, totalJoules: 5, durationSeconds: 1, measured: true, warnings: [] }, grid, usage: {} };
+    writeFileSync(path, `${OLD_COLUMNS.join(',')}\n${ledgerLine(old, 'run-0.1', 'carbon-trace proxy', OLD_COLUMNS)}${ledgerLine({ ...old, status: 500 }, 'run-0.1', 'carbon-trace proxy', OLD_COLUMNS)}`);
+    const books = openBooks(path);
+    expect((await viewsOf(books)).tokens).toMatchObject({ requestsWithUsage: 0, requestsExpectingUsage: 1 });
+    await close(books);
   });
 });

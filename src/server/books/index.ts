@@ -84,6 +84,7 @@ export function createProxyBooks(options: {
         usage: request.usage,
         kind: request.kind,
         traceDelivered: request.traceDelivered,
+        expectsUsage: request.expectsUsage === true,
       });
       tables.book(request, at);
     },

@@ -17,7 +17,7 @@ import type { ResolvedGridIntensity } from '../wires/trace-record';
  *
  * @example
  * ```ts
- * LEDGER_COLUMNS.slice(-3); // ['warnings', 'trace_delivered', 'kind']
+ * LEDGER_COLUMNS.slice(-4); // ['warnings', 'trace_delivered', 'kind', 'expects_usage']
  * ```
  */
 export const LEDGER_COLUMNS = [
@@ -33,9 +33,10 @@ export const LEDGER_COLUMNS = [
   'grid_intensity_g_co2_per_kwh',
   'grid_intensity_source',
   'warnings',
-  // Added in 0.2: a ledger begun by 0.1 has neither (see openLedger).
+  // Added in 0.2: a ledger begun by 0.1 has none of these (see openLedger).
   'trace_delivered',
   'kind',
+  'expects_usage',
 ] as const;
 
 /**
@@ -72,6 +73,8 @@ export type LedgerEntry = {
   kind?: CallKind | undefined;
   /** Whether the trace was put on the response and the client got that response whole; `undefined` when not known (a row that predates the column). */
   traceDelivered?: boolean | undefined;
+  /** Whether its answer should have said its tokens (a 2xx of a wire that reports usage); `undefined` when not known (a row that predates the column). */
+  expectsUsage?: boolean | undefined;
 };
 
 /** What the machine is, once per process: CodeCarbon's descriptive columns. */
@@ -117,6 +120,7 @@ export function ledgerLine(entry: LedgerEntry, runId: string, projectName: strin
     warnings: energy.warnings.join(' | '),
     trace_delivered: entry.traceDelivered === undefined ? '' : entry.traceDelivered ? 'true' : 'false',
     kind: entry.kind ?? '',
+    expects_usage: entry.expectsUsage === undefined ? '' : entry.expectsUsage ? 'true' : 'false',
   };
   if (known) {
     const kg = (energy.totalJoules! / JOULES_PER_KWH) * (entry.grid.gCo2PerKwh / 1000);
@@ -198,6 +202,7 @@ function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | un
   const completion = numberOf(get('completion_tokens'));
   const kind = get('kind');
   const delivered = get('trace_delivered');
+  const expects = get('expects_usage');
   return {
     at,
     model: get('model') || undefined,
@@ -217,6 +222,7 @@ function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | un
     // A ledger begun before these columns has none: unknown, not "no".
     ...(kind !== undefined && CALL_KINDS.has(kind) ? { kind: kind as CallKind } : {}),
     ...(delivered === 'true' || delivered === 'false' ? { traceDelivered: delivered === 'true' } : {}),
+    ...(expects === 'true' || expects === 'false' ? { expectsUsage: expects === 'true' } : {}),
   };
 }
 

@@ -69,7 +69,10 @@ export function restoreBooks(options: { ledger: Ledger; tables: Tables; meterTot
   const tablesFrom = saved?.ledgerBytes ?? 0;
   const totalsFrom = totals?.ledgerBytes ?? 0;
   const replayed = ledger.replay(Math.min(tablesFrom, totalsFrom), (entry, end) => {
-    if (end > tablesFrom) tables.book(entry, entry.at);
+    // A row that does not say whether it expected usage (a ledger begun by 0.1) counts as
+    // expecting it when it succeeded: then an unknown count leaves the token total unknown,
+    // never a total that reads as complete.
+    if (end > tablesFrom) tables.book({ ...entry, expectsUsage: entry.expectsUsage ?? (entry.status >= 200 && entry.status < 300) }, entry.at);
     if (end > totalsFrom) meterTotals.carryRow(entry.energy.joules, entry.energy.totalJoules);
   });
   carried.since ??= replayed.firstAt;
