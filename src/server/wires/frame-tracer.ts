@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { asciiJson, lateTraceWatch, namesTrace, spliceTrace, spliceTraceInto } from './json-splice';
+import { asciiJson, dataOf, lateTraceWatch, namesTrace, parseObject, spliceTrace, spliceTraceInto } from './json-splice';
 import { frameLimit, MAX_HELD_TAIL_BYTES, type StreamHooks, type StreamLimits, type StreamTracer, type WireUsage } from './wire';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -333,26 +333,6 @@ export class FrameTracer<Memo = unknown> implements StreamTracer {
     const json = frame.subarray(at.start, at.end);
     const spliced = this.rules.into === undefined ? spliceTrace(json, traceJson) : spliceTraceInto(json, traceJson, this.rules.into);
     return spliced === undefined ? undefined : Buffer.concat([frame.subarray(0, at.start), spliced, frame.subarray(at.end)]);
-  }
-}
-
-/** The data of an SSE event (its `data:` lines joined), `undefined` for a comment or an event without data. */
-function dataOf(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r\n|\n|\r/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line.startsWith('data: ') ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
-}
-
-function parseObject(text: string): Loose {
-  try {
-    const value = JSON.parse(text);
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
   }
 }
 

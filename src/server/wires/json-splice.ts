@@ -332,3 +332,40 @@ export const UPSTREAM_TRACE_WARNING =
  */
 export const UPSTREAM_TRACE_LATE_WARNING =
   "the upstream sent its own x_carbon_trace after the stream's last event, when carbon-trace's was already on the response: the client got both, and the books keep carbon-trace's as delivered";
+
+/**
+ * The data of an SSE event (its `data:` lines joined), `undefined` for a comment or an event
+ * without data. Both stream tracers read events with it.
+ *
+ * @example
+ * ```ts
+ * dataOf('event: message_delta\ndata: {"type":"message_delta"}\n\n'); // '{"type":"message_delta"}'
+ * ```
+ */
+export function dataOf(event: string): string | undefined {
+  let data: string | undefined;
+  for (const line of event.split(/\r\n|\n|\r/)) {
+    if (!line.startsWith('data:')) continue;
+    const value = line.slice(line.startsWith('data: ') ? 6 : 5);
+    data = data === undefined ? value : `${data}\n${value}`;
+  }
+  return data;
+}
+
+/**
+ * JSON text parsed when it is one object; `undefined` for anything else (an array, a number,
+ * malformed text).
+ *
+ * @example
+ * ```ts
+ * parseObject('{"done":true}'); // { done: true }
+ * ```
+ */
+export function parseObject(text: string): Loose {
+  try {
+    const value = JSON.parse(text);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { asciiJson, lateTraceWatch, namesTrace } from './json-splice';
+import { asciiJson, dataOf, lateTraceWatch, namesTrace, parseObject } from './json-splice';
 import { frameLimit, MAX_HELD_TAIL_BYTES } from './wire';
 import { CARBON_TRACE_FIELD } from '../../core/parse-carbon-trace';
 
@@ -52,26 +52,6 @@ export function countTokens(latin1: string): number {
 }
 
 const endsEvent = (bytes: Buffer) => bytes.length >= 2 && bytes[bytes.length - 1] === LF && (bytes[bytes.length - 2] === LF || (bytes[bytes.length - 2] === CR && bytes[bytes.length - 3] === LF));
-
-/** The data of an event (its `data:` lines joined), `undefined` for a comment or an empty event. */
-function dataOf(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r\n|\n|\r/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line.startsWith('data: ') ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
-}
-
-function parseChunk(data: string): Loose {
-  try {
-    const value = JSON.parse(data);
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function mayBeLast(chunk: Loose): boolean {
   if (!Array.isArray(chunk.choices)) return false;
@@ -258,7 +238,7 @@ export class EventTracer {
     if (namesTrace(view)) this.upstreamSeen = true;
     this.flushHeld(out);
     if (MAY_BE_LAST.test(view)) {
-      const chunk = parseChunk(dataOf(event.toString('utf8')) ?? '');
+      const chunk = parseObject(dataOf(event.toString('utf8')) ?? '');
       if (chunk !== undefined && chunk.usage !== null && typeof chunk.usage === 'object') this.hooks.usage(chunk.usage);
       if (chunk !== undefined && mayBeLast(chunk)) {
         this.held = { bytes: event, chunk };
