@@ -4,8 +4,6 @@
  * Anthropic Messages (@ai-sdk/anthropic 4) and Ollama's own API (ollama-ai-provider-v2, whose
  * streams need the middleware's fetch). Real clients against the loopback wire fixture.
  */
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ai7 from 'ai';
 import * as ai6 from 'ai-v6';
@@ -15,7 +13,7 @@ import { createAnthropic } from '@ai-sdk/anthropic';
 import { createOllama } from 'ollama-ai-provider-v2';
 import { parseCarbonTrace, type CarbonMetrics, type CarbonRecordContext } from '../../src/index';
 import { carbonTraceMiddleware, getCarbonMetrics, type CarbonTraceCallContext, type CarbonTraceMiddleware } from '../../src/ai-sdk/index';
-import { startWireServer, type WireServer } from '../fixtures/wire-server';
+import { startProxyInFront, startWireServer, type WireServer } from '../fixtures/wire-server';
 import { sampleTrace } from '../fixtures/openai-compatible-server';
 import { PROVIDER_PROMPT, readAll, type Loose } from './majors';
 
@@ -373,23 +371,10 @@ describe('end to end through createCarbonProxy in front of a server that sends n
   let proxyUrl = '';
   let stop: () => Promise<void> = async () => {};
   beforeAll(async () => {
-    const { createCarbonProxy, createEnergyMeter } = await import('../../src/server/index');
-    // A steady 120 W machine on the real clock: these tests assert that a figure arrives and
-    // where, never its size.
-    const start = performance.now();
-    const meter = createEnergyMeter({
-      sources: [{ name: '120 W', measured: true, read: () => ({ cpuJoules: (20 * (performance.now() - start)) / 1000, gpuJoules: (100 * (performance.now() - start)) / 1000 }) }],
-      sampleIntervalMs: 10,
-      onWarning: false,
-    });
-    const proxy = createCarbonProxy({ upstream: server.baseURL, meter, gridIntensity: { gCo2PerKwh: 100 }, onWarning: false });
-    proxy.server.listen(0, '127.0.0.1');
-    await once(proxy.server, 'listening');
-    proxyUrl = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
-    stop = async () => {
-      await proxy.close();
-      await meter.close();
-    };
+    // The proxy books what it meters; these tests assert only that a figure arrives and where.
+    const proxy = await startProxyInFront(server.baseURL);
+    proxyUrl = proxy.url;
+    stop = proxy.stop;
   });
   afterAll(() => stop());
 

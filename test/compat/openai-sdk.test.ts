@@ -3,13 +3,11 @@
  * loopback fixture, the core reading the response and the chunks it hands over. Typed as a user's
  * strict code is — no cast, no `any`.
  */
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonTraceAccumulator, extractCarbonMetrics, formatEmissions, formatEnergy } from '../../src/index';
 import { sampleTrace, startFixtureServer, type FixtureServer, type TracePlacement } from '../fixtures/openai-compatible-server';
-import { startWireServer, type WireServer } from '../fixtures/wire-server';
+import { startProxyInFront, startWireServer, type WireServer } from '../fixtures/wire-server';
 
 let server: FixtureServer;
 let client: OpenAI;
@@ -122,18 +120,9 @@ describe('openai SDK (plain) through the proxy, in front of a server that sends 
   let stop: () => Promise<void> = async () => {};
   beforeAll(async () => {
     wires = await startWireServer();
-    const { createCarbonProxy, createEnergyMeter } = await import('../../src/server/index');
-    // A steady 100 W machine: these tests assert that a measured figure arrives and where, not its size.
-    const start = performance.now();
-    const meter = createEnergyMeter({ sources: [{ name: '100 W', measured: true, read: () => ({ cpuJoules: (100 * (performance.now() - start)) / 1000 }) }], sampleIntervalMs: 10, onWarning: false });
-    const proxy = createCarbonProxy({ upstream: wires.baseURL, meter, gridIntensity: { gCo2PerKwh: 100 }, onWarning: false });
-    proxy.server.listen(0, '127.0.0.1');
-    await once(proxy.server, 'listening');
-    viaProxy = new OpenAI({ baseURL: `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}/v1`, apiKey: 'not-needed', maxRetries: 0 });
-    stop = async () => {
-      await proxy.close();
-      await meter.close();
-    };
+    const proxy = await startProxyInFront(wires.baseURL);
+    viaProxy = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+    stop = proxy.stop;
   });
   afterAll(async () => {
     await stop();

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseCarbonTrace, type CarbonMetrics, type CarbonRecordContext, type CarbonTotals } from '../../src/index';
 import { CarbonTraceCallbackHandler, getCarbonMetrics, type CarbonLLMRunInfo } from '../../src/langchain/index';
 import { sampleTrace } from '../fixtures/openai-compatible-server';
-import { startWireServer, type WireServer } from '../fixtures/wire-server';
+import { startProxyInFront, startWireServer, type WireServer } from '../fixtures/wire-server';
 
 let server: WireServer;
 beforeAll(async () => {
@@ -515,23 +515,10 @@ describe('end to end through createCarbonProxy in front of a server that sends n
   let proxyUrl = '';
   let stop: () => Promise<void> = async () => {};
   beforeAll(async () => {
-    const { createCarbonProxy, createEnergyMeter } = await import('../../src/server/index');
-    // A steady 120 W machine, read on the real clock: the proxy books what it meters, and these
-    // tests assert only that a figure arrives and where, never its size.
-    const start = performance.now();
-    const meter = createEnergyMeter({
-      sources: [{ name: '120 W', measured: true, read: () => ({ cpuJoules: (20 * (performance.now() - start)) / 1000, gpuJoules: (100 * (performance.now() - start)) / 1000 }) }],
-      sampleIntervalMs: 10,
-      onWarning: false,
-    });
-    const proxy = createCarbonProxy({ upstream: server.baseURL, meter, gridIntensity: { gCo2PerKwh: 100 }, onWarning: false });
-    proxy.server.listen(0, '127.0.0.1');
-    await once(proxy.server, 'listening');
-    proxyUrl = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
-    stop = async () => {
-      await proxy.close();
-      await meter.close();
-    };
+    // The proxy books what it meters; these tests assert only that a figure arrives and where.
+    const proxy = await startProxyInFront(server.baseURL);
+    proxyUrl = proxy.url;
+    stop = proxy.stop;
   });
   afterAll(() => stop());
 
