@@ -142,7 +142,13 @@ export function createMeterTotals(options: { meterStats?: () => MeterStats; grid
           if (!c) continue;
           // What is in flight is left out: a request that finishes later brings its whole energy in
           // with its ledger row; one the crash cut has no row, and its energy is not carried over.
-          now.total[component] = (now.total[component] ?? 0) + c.idleJoules + c.unattributedJoules;
+          const onFile = (now.total[component] ?? 0) + c.idleJoules + c.unattributedJoules;
+          // The same settled energy as /metrics shows, summed in another order: float rounding may
+          // put it a few ulps below what was shown, and a counter that restarts lower is a reset to
+          // Prometheus. Within rounding, what was shown is kept; a real gap (rows still waiting for
+          // the file) is not.
+          const shown = (carried.total[component] ?? 0) + c.totalJoules - c.inFlightJoules;
+          now.total[component] = shown > onFile && shown - onFile <= 1e-9 * shown ? shown : onFile;
           now.idle[component] = (now.idle[component] ?? 0) + c.idleJoules;
           now.unattributed[component] = (now.unattributed[component] ?? 0) + c.unattributedJoules;
         }
