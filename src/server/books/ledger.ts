@@ -8,6 +8,7 @@ import { JOULES_PER_KWH } from '../../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from '../types';
 import { addJoules } from '../meter/attribution';
 import { FileLockError, lockFile } from './file-lock';
+import { parseCsvLine, scanRecordsSync } from './ledger-read';
 import type { ResolvedGridIntensity } from '../wires/trace-record';
 
 /**
@@ -138,40 +139,6 @@ export function ledgerLine(entry: LedgerEntry, runId: string, projectName: strin
     row.grid_intensity_source = entry.grid.source;
   }
   return `${columns.map((c) => csvField(row[c] ?? '')).join(',')}\n`;
-}
-
-/** Splits one CSV line (RFC 4180 quoting), undoing the ' that guards formulas. */
-function parseCsvLine(line: string): string[] | undefined {
-  const out: string[] = [];
-  let i = 0;
-  while (i <= line.length) {
-    let field = '';
-    let quoted = false;
-    if (line[i] === '"') {
-      quoted = true;
-      i++;
-      for (;;) {
-        const q = line.indexOf('"', i);
-        if (q < 0) return undefined;
-        field += line.slice(i, q);
-        if (line[q + 1] === '"') {
-          field += '"';
-          i = q + 2;
-        } else {
-          i = q + 1;
-          break;
-        }
-      }
-      if (i < line.length && line[i] !== ',') return undefined;
-    } else {
-      const comma = line.indexOf(',', i);
-      field = line.slice(i, comma < 0 ? line.length : comma);
-      i = comma < 0 ? line.length : comma;
-    }
-    out.push(quoted && /^'['=+\-@]/.test(field) ? field.slice(1) : field);
-    i++;
-  }
-  return out;
 }
 
 const numberOf = (text: string | undefined): number | undefined => {
@@ -556,32 +523,26 @@ export function openLedger(options: LedgerOptions): Ledger {
       let rows = 0;
       let skipped = 0;
       let firstAt: string | undefined;
-      // Read in chunks, line by line: a ledger of millions of rows is larger than a string may be.
-      const chunk = Buffer.alloc(1 << 20);
-      let carry: Buffer = Buffer.alloc(0);
-      let position = Math.max(from, header.bytes);
-      while (position < bytes) {
-        const n = readSync(fd, chunk, 0, Math.min(chunk.length, bytes - position), position);
-        if (n <= 0) break;
-        const dataStart = position - carry.length;
-        position += n;
-        const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
-        let lineStart = 0;
-        for (let newline = data.indexOf(0x0a); newline >= 0; newline = data.indexOf(0x0a, lineStart)) {
-          const line = data.toString('utf8', lineStart, newline);
-          lineStart = newline + 1;
-          if (line === '') continue;
-          const fields = parseCsvLine(line);
-          const entry = fields && entryOf(fields, index);
-          if (!entry) {
-            skipped++;
-            continue;
-          }
-          firstAt ??= entry.at;
-          rows++;
-          onEntry(entry, dataStart + lineStart);
+      // Record by record: a quoted name may hold a newline (RFC 4180), and a row is still one record.
+      const scan = scanRecordsSync(fd, Math.max(from, header.bytes), bytes, (line, end) => {
+        if (line === '') return;
+        const fields = parseCsvLine(line);
+        const entry = fields && entryOf(fields, index);
+        if (!entry) {
+          skipped++;
+          return;
         }
-        carry = Buffer.from(data.subarray(lineStart));
+        firstAt ??= entry.at;
+        rows++;
+        onEntry(entry, end);
+      });
+      skipped += scan.tooLong;
+      if (scan.end < bytes && written.rows === 0 && pending.length === 0) {
+        // A last row cut inside a quoted name that holds a newline: the start's check saw a line
+        // end there, but the row is not whole. Rows appended after it would be read as part of it.
+        ftruncateSync(fd, scan.end);
+        warn(`ledger ${path}: dropped a torn last line (${bytes - scan.end} bytes: the proxy stopped mid-write)`);
+        bytes = scan.end;
       }
       if (skipped > 0) warn(`ledger ${path}: skipped ${skipped} line${skipped === 1 ? '' : 's'} that are not rows`);
       return { rows, skipped, ...(firstAt ? { firstAt } : {}) };
