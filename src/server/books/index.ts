@@ -10,7 +10,10 @@ import { metricsText } from './metrics-text';
 import { createMeterTotals, type CombinedStats } from './meter-totals';
 import { countedUsage } from './rows';
 import { restoreBooks } from './restore';
-import { createSnapshotWriter } from './snapshots';
+import { companionOf, createSnapshotWriter } from './snapshots';
+import { openIdleLog } from './idle-log';
+import { addJoules } from '../meter/attribution';
+import type { ComponentJoules } from '../types';
 import { createTables, type BookedRequest, type ViewLimits } from './tables';
 import type { ResolvedGridIntensity } from '../wires/trace-record';
 
@@ -40,6 +43,8 @@ export function createProxyBooks(options: {
   /** `'beside-ledger'`: keep the key-id secret beside the ledger (made after its lock is taken), read back as `keyIdSecret`. */
   keyIdSecret?: 'beside-ledger';
   gridNow?: () => ResolvedGridIntensity | undefined;
+  /** How often the idle log beside the ledger gets a line (the energy in no request's row, for period reports), ms. Default 60000. */
+  idleLogIntervalMs?: number;
 }) {
   const tables = createTables({ maxRows: options.maxRows ?? 1000, keepRecent: options.recentRequests ?? 60 });
   const meterTotals = createMeterTotals({ ...(options.meterStats ? { meterStats: options.meterStats } : {}), ...(options.gridNow ? { gridNow: options.gridNow } : {}) });
@@ -48,6 +53,7 @@ export function createProxyBooks(options: {
   let ledger: Ledger | undefined;
   let keyIdSecret: Buffer | undefined;
   let writer: ReturnType<typeof createSnapshotWriter> | undefined;
+  let idleLog: ReturnType<typeof openIdleLog> | undefined;
   if (options.ledger !== undefined) {
     const opened = openLedger({ path: options.ledger, onWarning: (m) => options.warn(`ledger\0${m}`, m), ...(options.projectName ? { projectName: options.projectName } : {}) });
     try {
@@ -60,9 +66,37 @@ export function createProxyBooks(options: {
       throw error;
     }
     ledger = opened;
+    try {
+      idleLog = openIdleLog(companionOf(opened, 'idle.csv'), (m) => options.warn(`idle-log\0${m}`, m));
+    } catch (error) {
+      options.warn('idle-log', `idle log ${companionOf(opened, 'idle.csv')} could not be opened (${(error as Error).message}): period reports will have no idle energy for this run`);
+    }
     writer = createSnapshotWriter({ ledger: opened, tables: () => tables.save(), totals: () => meterTotals.toCarry(opened.written), warn: options.warn });
   }
   let closed = false;
+
+  // The idle log: every interval, this run's idle and unattributed energy since the last line.
+  let idleLogged = { at: new Date().toISOString(), idle: {} as ComponentJoules, unattributed: {} as ComponentJoules, idleGrams: 0, unattributedGrams: 0 };
+  const minus = (now: ComponentJoules, before: ComponentJoules) => {
+    const out: ComponentJoules = {};
+    for (const [c, j] of Object.entries(now) as Array<[keyof ComponentJoules, number]>) out[c] = Math.max(0, j - (before[c] ?? 0));
+    return out;
+  };
+  function logIdle(): void {
+    const now = meterTotals.runIdle();
+    if (!idleLog || !ledger || !now) return;
+    const at = new Date().toISOString();
+    const idle = minus(now.idle, idleLogged.idle);
+    const unattributed = minus(now.unattributed, idleLogged.unattributed);
+    const idleGrams = Math.max(0, now.idleGrams - idleLogged.idleGrams);
+    const unattributedGrams = Math.max(0, now.unattributedGrams - idleLogged.unattributedGrams);
+    if (Object.values(idle).some((j) => j! > 0) || Object.values(unattributed).some((j) => j! > 0)) {
+      idleLog.append({ from: idleLogged.at, to: at, runId: ledger.runId, projectName: options.projectName ?? 'carbon-trace proxy', idle, idleGrams, unattributed, unattributedGrams });
+    }
+    idleLogged = { at, idle: addJoules({}, now.idle), unattributed: addJoules({}, now.unattributed), idleGrams: now.idleGrams, unattributedGrams: now.unattributedGrams };
+  }
+  const idleTimer = idleLog ? setInterval(logIdle, options.idleLogIntervalMs ?? 60_000) : undefined;
+  idleTimer?.unref();
 
   return {
     book(booked: BookedRequest): void {
@@ -88,6 +122,14 @@ export function createProxyBooks(options: {
       });
       tables.book(request, at);
     },
+
+    /** The ledger and the idle log beside it, for the fleet's shipper; `undefined` without a ledger. */
+    files(): { ledger: Ledger; idleLogPath: string | undefined } | undefined {
+      return ledger ? { ledger, idleLogPath: idleLog?.path } : undefined;
+    },
+
+    /** Writes the idle log's line for the time since its last one now (tests, and before a close). */
+    logIdle,
 
     /** The key-id secret kept beside the ledger (with `keyIdSecret: 'beside-ledger'` and a ledger). */
     keyIdSecret,
@@ -123,6 +165,9 @@ export function createProxyBooks(options: {
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
+      if (idleTimer) clearInterval(idleTimer);
+      logIdle();
+      idleLog?.close();
       meterTotals.close();
       await writer?.close();
       ledger?.close();

@@ -231,6 +231,8 @@ export type LedgerOptions = {
 export type Ledger = {
   /** The path as given. */
   readonly path: string;
+  /** This run's id: the `run_id` of every row it writes. */
+  readonly runId: string;
   /** The file's own path (symbolic links resolved): what its companion files are named after. */
   readonly realPath: string;
   /** Size in bytes of what the file holds now: every row up to here is whole. */
@@ -460,6 +462,7 @@ export function openLedger(options: LedgerOptions): Ledger {
 
   return {
     path,
+    runId,
     realPath,
     get bytes() {
       return bytes;

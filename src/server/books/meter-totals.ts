@@ -118,6 +118,21 @@ export function createMeterTotals(options: { meterStats?: () => MeterStats; grid
       addJoules(carried.total, joules);
     },
 
+    /** This run's idle and unattributed energy (per component) and emissions so far, accrued to now; `undefined` without a meter. */
+    runIdle(): { idle: ComponentJoules; unattributed: ComponentJoules; idleGrams: number; unattributedGrams: number } | undefined {
+      const m = accrueNow();
+      if (!m) return undefined;
+      const idle: ComponentJoules = {};
+      const unattributed: ComponentJoules = {};
+      for (const component of ENERGY_COMPONENTS) {
+        const c = m.byComponent[component];
+        if (!c) continue;
+        idle[component] = c.idleJoules;
+        unattributed[component] = c.unattributedJoules;
+      }
+      return { idle, unattributed, idleGrams, unattributedGrams };
+    },
+
     /** Idle and unattributed emissions, this run's and earlier runs'. */
     grams(): { idle: number; unattributed: number } {
       return { idle: idleGrams + carried.idleGrams, unattributed: unattributedGrams + carried.unattributedGrams };

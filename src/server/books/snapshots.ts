@@ -62,7 +62,7 @@ const TOTALS_INTERVAL_MS = 1_000;
  * companionOf(ledger, 'snapshot.json'); // '/var/lib/carbon-trace/ledger.csv.snapshot.json'
  * ```
  */
-export const companionOf = (ledger: Ledger, suffix: 'snapshot.json' | 'meter.json') => `${ledger.realPath}.${suffix}`;
+export const companionOf = (ledger: Ledger, suffix: 'snapshot.json' | 'meter.json' | 'idle.csv' | 'instance-id') => `${ledger.realPath}.${suffix}`;
 
 /**
  * Writes the snapshots of one ledger: the tables every 10 s when rows were booked, the totals
