@@ -1,7 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync, writeSync, type Stats } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { open as openFile, rename, type FileHandle } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
+import { dirname } from 'node:path';
 import { csvField, EMISSIONS_CSV_COLUMNS } from '../../core/emissions-csv';
 import type { CallKind } from '../../core/types';
 import { JOULES_PER_KWH } from '../../core/units';
@@ -147,8 +148,16 @@ const numberOf = (text: string | undefined): number | undefined => {
   return Number.isFinite(n) && n >= 0 ? n : undefined;
 };
 
-/** A ledger line back into the entry it was written from; `undefined` when it is not one. */
-function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | undefined {
+/**
+ * A ledger line's fields back into the entry it was written from, by its header's `index` of
+ * columns; `undefined` when it is not one.
+ *
+ * @example
+ * ```ts
+ * const entry = entryOf(parseCsvLine(line)!, new Map(columns.map((c, i) => [c, i])));
+ * ```
+ */
+export function entryOf(fields: string[], index: Map<string, number>): LedgerEntry | undefined {
   const get = (column: string) => {
     const at = index.get(column);
     return at === undefined ? undefined : fields[at];
@@ -265,6 +274,12 @@ export type Ledger = {
   endsRow(at: number): boolean;
   /** Tries the rows kept in memory now; true when none is left. */
   flush(): boolean;
+  /**
+   * Flushes what the file holds to disk (`fsync`, off the event loop): a snapshot of the books up
+   * to `bytes` is put in place only after, so that after a power cut it never describes rows the
+   * disk lost. Never rejects; resolves at once once the ledger is closed.
+   */
+  sync(): Promise<void>;
   close(): void;
 };
 
@@ -325,7 +340,10 @@ export function openLedger(options: LedgerOptions): Ledger {
     if (bytes > 0) bytes = checkHeadAndTail(fd, bytes, path, warn);
     if (bytes === 0) {
       writeSync(fd, header);
+      syncFileSync(fd);
       bytes = Buffer.byteLength(header);
+      // A new file: its name in the directory is made durable too, not only its bytes.
+      syncDirectorySync(dirname(realPath));
     }
     const head = readHeader(fd, bytes);
     hasRows = bytes > head.bytes;
@@ -501,6 +519,10 @@ export function openLedger(options: LedgerOptions): Ledger {
       }
     },
     flush,
+    sync() {
+      if (!open) return Promise.resolve();
+      return new Promise<void>((resolve) => fsync(fd, () => resolve()));
+    },
     fingerprint(at) {
       const end = Math.min(Math.max(0, at), bytes);
       // The file only grows while it is ours: the bytes up to an offset, and so its fingerprint, stay.
@@ -575,6 +597,63 @@ export function openLedger(options: LedgerOptions): Ledger {
 
 const NEWLINE = Buffer.from('\n');
 
+/**
+ * Writes all of `data` at the file's end; throws, saying how much went in, when the file takes
+ * less (a full disk, a quota, a file-size limit).
+ */
+function writeAllSync(fd: number, data: Buffer): void {
+  let done = 0;
+  while (done < data.length) {
+    let count: number;
+    try {
+      count = writeSync(fd, data, done);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new Error(done > 0 ? `${code} after ${done} of ${data.length} bytes` : code, { cause: error });
+    }
+    if (count <= 0) throw new Error(`a short write (${done} of ${data.length} bytes)`);
+    done += count;
+  }
+}
+
+/** Errors of an `fsync` (or of opening a directory for one) that mean the filesystem does not do it, not that a write failed: some network, FUSE and Windows filesystems. */
+const SYNC_REFUSED = new Set(['EINVAL', 'EISDIR', 'EPERM', 'EACCES', 'EBADF', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+const refusedSync = (error: unknown) => SYNC_REFUSED.has((error as NodeJS.ErrnoException).code ?? '');
+
+function syncFileSync(fd: number): void {
+  try {
+    fsyncSync(fd);
+  } catch (error) {
+    if (!refusedSync(error)) throw error;
+  }
+}
+
+/** Makes the entries of directory `dir` durable (a rename, a link, a new file in it); a filesystem that refuses a directory's `fsync` is left as it is. */
+function syncDirectorySync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch (error) {
+    if (!refusedSync(error)) throw error;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** {@link syncDirectorySync}, off the event loop. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await openFile(dir, 'r');
+    await handle.sync();
+  } catch (error) {
+    if (!refusedSync(error)) throw error;
+  } finally {
+    await handle?.close();
+  }
+}
+
 function notRegular(path: string, stat: Stats): Error {
   const kind = stat.isDirectory() ? 'a directory' : stat.isBlockDevice() ? 'a block device' : stat.isCharacterDevice() ? 'a character device' : stat.isFIFO() ? 'a pipe' : stat.isSocket() ? 'a socket' : 'not a regular file';
   return new Error(`${path}: ${kind}, not a regular file: a ledger is a file (such as /var/lib/carbon-trace/ledger.csv)`);
@@ -615,8 +694,9 @@ function checkHeadAndTail(fd: number, size: number, path: string, warn: (message
 /**
  * The secret API key ids are made with, kept beside a ledger (`<ledger>.key-id-secret`, 32 random
  * bytes in hex, readable by its owner only) so that a key keeps its id across restarts. Call it
- * with the ledger's lock held: it is created once, complete (written aside, then linked into
- * place, which fails if another got there first), and never replaced.
+ * with the ledger's lock held: it is created once, complete (written aside and flushed to disk,
+ * then linked into place, which fails if another got there first, and the directory flushed, so
+ * a power cut never leaves it empty), and never replaced.
  *
  * @throws when the file is there but unusable (not a file, unreadable, not a secret): a new secret
  * would give every key a second id, so the start is refused instead.
@@ -669,7 +749,15 @@ export function keyIdSecretBeside(ledgerPath: string, options: { hasRows?: boole
   const secret = randomBytes(32);
   const aside = `${path}.${randomUUID()}.tmp`;
   try {
-    writeFileSync(aside, `${secret.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    // On disk before it has its name, and its name on disk before any row is made with it: after
+    // a power cut the secret is there whole, or not at all (and then no row used it either).
+    const fd = openSync(aside, 'wx', 0o600);
+    try {
+      writeAllSync(fd, Buffer.from(`${secret.toString('hex')}\n`));
+      syncFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     try {
       linkSync(aside, path);
     } catch (error) {
@@ -678,6 +766,8 @@ export function keyIdSecretBeside(ledgerPath: string, options: { hasRows?: boole
       if (there === undefined) throw unusable('there but cannot be read back');
       return there;
     }
+    rmSync(aside, { force: true });
+    syncDirectorySync(dirname(path));
     return secret;
   } catch (error) {
     if ((error as Error).message.startsWith('the key-id secret')) throw error;
@@ -688,9 +778,11 @@ export function keyIdSecretBeside(ledgerPath: string, options: { hasRows?: boole
 }
 
 /**
- * Writes a JSON snapshot next to the ledger atomically (a temporary file renamed over it), so a
- * crash leaves the old snapshot or the new one, never half of one. The writing is off the event
- * loop; the caller makes sure two writes of one path do not overlap.
+ * Writes a JSON snapshot next to the ledger atomically and durably: a temporary file, flushed to
+ * disk (`fsync`), renamed over the old one, then the directory flushed — so a crash or a power
+ * cut leaves the old snapshot or the new one, whole, never an empty one or half of one, and once
+ * this resolves the new one survives a power cut. The writing is off the event loop; the caller
+ * makes sure two writes of one path do not overlap.
  *
  * @example
  * ```ts
@@ -699,8 +791,19 @@ export function keyIdSecretBeside(ledgerPath: string, options: { hasRows?: boole
  */
 export async function writeSnapshot(path: string, text: string): Promise<void> {
   const temporary = `${path}.tmp`;
-  await writeFile(temporary, text);
+  const handle = await openFile(temporary, 'w');
+  try {
+    await handle.writeFile(text);
+    try {
+      await handle.sync();
+    } catch (error) {
+      if (!refusedSync(error)) throw error;
+    }
+  } finally {
+    await handle.close();
+  }
   await rename(temporary, path);
+  await syncDirectory(dirname(path));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
 import { Pool } from 'undici';
 import { createWarner } from '../../core/report';
 import { gridSource } from '../grid-source';
@@ -13,6 +14,10 @@ import { ownRoutes } from './own-routes';
 import { createExchanges, shutDown } from './shutdown';
 import { upstreamHealth } from './upstream-health';
 import { upstreamModels } from './upstream-models';
+import { createFleetShipper, type FleetShipper } from '../fleet/shipper';
+import { redactDatabaseUrl, scrubbed } from '../fleet/connect';
+import { instanceIdBeside } from '../fleet/instance';
+import { defaultInstanceName, reportFromDatabase, reportFromLedger, type ReportQuery } from '../fleet/report';
 
 export type { BookedRequest, BookRow, CarbonProxy, CarbonProxyOptions, ProxyStats, RecentRequest, StatsLimits, UpstreamState } from './options';
 
@@ -53,6 +58,13 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   // Checked before anything is opened: a refused option leaves nothing behind.
   const adminToken = options.adminToken === undefined ? undefined : checkedAdminToken(options.adminToken);
   const hostAllowed = hostCheck(options.allowedHosts);
+  if (options.db !== undefined) {
+    // The ledger is the write-ahead record the database is filled from: without it, a row the database missed would be gone.
+    if (options.ledger === undefined) throw new TypeError('db needs a ledger (--ledger FILE): rows go to the database from it, and wait in it while the database is down');
+    if (!/^postgres(ql)?:\/\//i.test(options.db)) throw new TypeError(`db must be a postgres:// URL, got ${redactDatabaseUrl(options.db)}`);
+  }
+  if (options.retentionDays !== undefined && !(Number.isFinite(options.retentionDays) && options.retentionDays > 0)) throw new TypeError('retentionDays must be a number of days above 0');
+  const instance = options.instance ?? defaultInstanceName();
   const basePath = upstream.pathname.replace(/\/+$/, '');
   const upstreamLabel = `${upstream.origin}${basePath}`;
   // undici's pool: keep-alive connections to the upstream, at about twice the rate of http.Agent.
@@ -75,6 +87,33 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     // Kept beside the ledger, made once its lock is held: the proxy that keeps the ledger uses the secret on file.
     ...(options.keyIdSecret === undefined && options.ledger !== undefined ? { keyIdSecret: 'beside-ledger' as const } : {}),
   });
+  let shipper: FleetShipper | undefined;
+  const files = books.files();
+  if (options.db !== undefined && files) {
+    try {
+      shipper = createFleetShipper({
+        db: options.db,
+        instance: { name: instance, id: instanceIdBeside(files.ledger.realPath), host: hostname() },
+        files: () => books.files(),
+        warn,
+        ...(options.retentionDays !== undefined ? { retentionDays: options.retentionDays } : {}),
+      });
+    } catch (error) {
+      void books.close();
+      throw error;
+    }
+  }
+  const report = (query: ReportQuery) => {
+    if (shipper) {
+      const db = options.db!;
+      return reportFromDatabase(shipper.pool, query).catch((error: unknown) => {
+        throw new Error(`fleet database ${redactDatabaseUrl(db)}: ${scrubbed(error, db)}`);
+      });
+    }
+    const kept = books.files();
+    if (!kept) return Promise.reject(new Error('this proxy keeps no ledger (--ledger) and no database (--db): its books are since start only, with no period'));
+    return reportFromLedger(kept.ledger.realPath, query, { instance });
+  };
   const keyIds = createKeyIds(options.keyIdSecret ?? books.keyIdSecret ?? randomBytes(32));
   const book = (booked: BookedRequest) => {
     books.book(booked);
@@ -87,7 +126,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     }
   };
   const health = upstreamHealth(upstream, { onState: options.onUpstreamState, probeMs: options.upstreamProbeMs });
-  const own = ownRoutes({ books, meter, grid, upstreamLabel, upstreamReachable: health.reachable });
+  const own = ownRoutes({ books, meter, grid, upstreamLabel, upstreamReachable: health.reachable, instance, fleet: () => shipper?.state(), report });
   const admit = admission({ hostAllowed, adminAllowed: adminCheck(adminToken), instanceId, upstreamLabel, maxBodyBytes, own });
   const forward = forwarder({
     pool,
@@ -143,11 +182,23 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     listener,
     server,
     stats: own.stats,
+    report,
+    flushFleet: () => shipper?.flush() ?? Promise.resolve(true),
     async close() {
       if (closed) return;
       closed = true;
       health.close();
-      await shutDown({ server, exchanges, graceMs: options.shutdownGraceMs ?? 10_000, closeUpstream: () => pool.destroy(), closeBooks: () => books.close() });
+      await shutDown({
+        server,
+        exchanges,
+        graceMs: options.shutdownGraceMs ?? 10_000,
+        closeUpstream: () => pool.destroy(),
+        closeBooks: async () => {
+          await books.close();
+          // After the books: the last rows and the last idle interval are in the files, and go too if the database answers.
+          await shipper?.close();
+        },
+      });
     },
   };
 }

@@ -1,3 +1,5 @@
+import type { FleetShipperState } from '../fleet/shipper';
+import type { Report, ReportQuery } from '../fleet/report';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { CarbonTraceWarningHandler } from '../../core/report';
 import type { GridIntensityOption } from '../grid-source';
@@ -43,6 +45,17 @@ export type CarbonProxyOptions = {
   ledger?: string;
   /** `project_name` of the ledger's rows. Default `'carbon-trace proxy'`. */
   projectName?: string;
+  /**
+   * The fleet's Postgres (`postgres://user:password@host:5432/db`): every row of the ledger (which
+   * it needs) is sent there in the background, batched, exactly once, and `/carbon/stats?from=`
+   * answers for the whole fleet. The schema is made and migrated at the first connection. While
+   * the database is down, rows wait in the ledger. Its password is shown nowhere.
+   */
+  db?: string;
+  /** This proxy's name in the fleet's books (`instance`). Default: the host name. */
+  instance?: string;
+  /** With `db`: days the database keeps each request's row; the daily rollups stay. Default: kept. */
+  retentionDays?: number;
   /**
    * When set, `/carbon/stats`, `/metrics` and Model Garden's route answer only requests that bring
    * it (`Authorization: Bearer <token>`, or `?token=` for the dashboard): they list the books per
@@ -117,6 +130,10 @@ export type ProxyStats = CombinedStats & {
   rowsOmitted?: { byModel: number; byApiKey: number; byUser: number; byKind: number };
   /** With a ledger: rows booked but not yet in its file (it cannot take them now: a full disk), and rows lost from it. */
   ledger?: { path: string; pendingRows: number; lostRows: number };
+  /** This proxy's name in period reports and the fleet's books. */
+  instance: string;
+  /** With `db`: the database (password masked), whether it answers, and what waits to be sent. */
+  fleet?: FleetShipperState;
 };
 
 /**
@@ -134,6 +151,15 @@ export type CarbonProxy = {
   server: Server;
   /** The books, as `GET /carbon/stats` gives them (with `?top=` and `?recent=` as `limits`). */
   stats(limits?: StatsLimits): Promise<ProxyStats>;
+  /**
+   * The books over a period, grouped, as `GET /carbon/stats?from=…&to=…&by=…` gives them: the
+   * fleet's with `db`, this proxy's ledger's without it.
+   *
+   * @throws without `db` or a ledger (nothing keeps the rows by time).
+   */
+  report(query: ReportQuery): Promise<Report>;
+  /** With `db`: sends what the ledger holds now; true when all of it is in the database (tests, and before a planned stop). */
+  flushFleet(): Promise<boolean>;
   /** Stops the server, the probes and the upstream connections, and closes the ledger (not the meter, which is yours). */
   close(): Promise<void>;
 };

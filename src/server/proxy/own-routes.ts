@@ -8,6 +8,8 @@ import { modelGardenStats, type ProxyBooks } from '../books';
 import { gramsOf } from '../wires/trace-record';
 import type { ProxyStats, StatsLimits } from './options';
 import { proxyError } from './respond';
+import type { FleetShipperState } from '../fleet/shipper';
+import { parseReportQuery, type Report, type ReportQuery } from '../fleet/report';
 
 // The proxy's own routes (GET and HEAD), as routePath() spells them: answer() answers each.
 const OWN_ROUTES = new Set(['/carbon', '/carbon/stats', '/api/v1/carbon/inference/stats', '/metrics']);
@@ -25,6 +27,15 @@ const MAX_BOOKS_WAITING = 16;
 export function routePath(path: string): string {
   const collapsed = path.replace(/\/{2,}/g, '/');
   return collapsed.length > 1 ? collapsed.replace(/\/$/, '') : collapsed;
+}
+
+/** `?from=…&to=…&by=…`: a period's books instead of the live ones (`undefined` without `from`). */
+function periodOf(target: string): { from: string; to: string | null; by: string | null } | undefined {
+  const query = target.indexOf('?');
+  if (query < 0) return undefined;
+  const params = new URLSearchParams(target.slice(query + 1));
+  const from = params.get('from');
+  return from === null ? undefined : { from, to: params.get('to'), by: params.get('by') };
 }
 
 function statsLimits(target: string): StatsLimits {
@@ -57,7 +68,16 @@ function statsLimits(target: string): StatsLimits {
  * if (own.has(routePath(path).toLowerCase())) await own.answer(route, target, res);
  * ```
  */
-export function ownRoutes(parts: { books: ProxyBooks; meter: EnergyMeter; grid: ReturnType<typeof gridSource>; upstreamLabel: string; upstreamReachable: () => boolean }) {
+export function ownRoutes(parts: {
+  books: ProxyBooks;
+  meter: EnergyMeter;
+  grid: ReturnType<typeof gridSource>;
+  upstreamLabel: string;
+  upstreamReachable: () => boolean;
+  instance: string;
+  fleet: () => FleetShipperState | undefined;
+  report: (query: ReportQuery) => Promise<Report>;
+}) {
   const { books, meter, grid } = parts;
 
   async function stats(limits: StatsLimits = {}): Promise<ProxyStats> {
@@ -66,6 +86,7 @@ export function ownRoutes(parts: { books: ProxyBooks; meter: EnergyMeter; grid: 
     const v = books.views(c, limits);
     const inFlight = gramsOf(c.inFlightJoules, g);
     const ledger = books.ledgerState();
+    const fleet = parts.fleet();
     return {
       ...c,
       meter: meter.describe(),
@@ -82,6 +103,8 @@ export function ownRoutes(parts: { books: ProxyBooks; meter: EnergyMeter; grid: 
       completionTokens: v.tokens.completion,
       recent: v.recent,
       ...(ledger ? { ledger } : {}),
+      instance: parts.instance,
+      ...(fleet ? { fleet } : {}),
     };
   }
 
@@ -146,6 +169,17 @@ export function ownRoutes(parts: { books: ProxyBooks; meter: EnergyMeter; grid: 
         const html = Buffer.from(dashboardHtml());
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-length': html.length });
         res.end(html);
+      } else if (route === '/carbon/stats' && periodOf(target)) {
+        const period = periodOf(target)!;
+        let query: ReportQuery;
+        try {
+          query = parseReportQuery(period);
+        } catch (error) {
+          proxyError(res, 400, (error as Error).message);
+          return;
+        }
+        // A failure (the database down, rows removed by retention) is each reader's 500, with why.
+        await answerInTurn(res, 'stats', `period\0${query.from.toISOString()}\0${query.to.toISOString()}\0${query.by.join(',')}`, 'application/json', async () => Buffer.from(JSON.stringify(await parts.report(query))));
       } else if (route === '/carbon/stats') {
         const limits = statsLimits(target);
         await answerInTurn(res, 'stats', `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));

@@ -1,0 +1,315 @@
+/**
+ * Sends a proxy's ledger rows and idle-log lines to the fleet's Postgres, from the files, in the
+ * background: the ledger stays the write-ahead record, so no request ever waits for the database,
+ * and rows written while it is down or slow are sent once it is back. Each batch and how far the
+ * file has been sent commit together, and each row's key (its run and where it ends in the file)
+ * makes a batch sent again land once: exactly once in the table, whatever the retries.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Pool, PoolClient } from 'pg';
+import { IDLE_LOG_COLUMNS, parseIdleLine } from '../books/idle-log';
+import { entryOf, type Ledger } from '../books/ledger';
+import { parseCsvLine, readRecords } from '../books/ledger-read';
+import { createFleetPool, redactDatabaseUrl, scrubbed } from './connect';
+import { insertIdle, insertRequests, type Instance, type ShippedIdle, type ShippedRow } from './rows';
+import { migrate } from './schema';
+
+/**
+ * Options of {@link createFleetShipper}.
+ *
+ * @example
+ * ```ts
+ * createFleetShipper({ db: process.env.CARBON_TRACE_DB!, instance, files: () => books.files(), warn });
+ * ```
+ */
+export type FleetShipperOptions = {
+  /** `postgres://user:password@host:port/db`: its password is shown nowhere. */
+  db: string;
+  instance: Instance;
+  /** The ledger and its idle log, as the books keep them. */
+  files: () => { ledger: Ledger; idleLogPath: string | undefined } | undefined;
+  warn: (key: string, message: string) => void;
+  /** Rows per INSERT. Default 2000. */
+  batchRows?: number;
+  /** How often the files are looked at, ms. Default 1000. */
+  intervalMs?: number;
+  /** Rows older than this many days are deleted (the daily rollups stay). Default: kept. */
+  retentionDays?: number;
+};
+
+/**
+ * What the shipper has done, for `/carbon/stats` and the dashboard.
+ *
+ * @example
+ * ```ts
+ * shipper.state(); // { database: 'postgres://carbon:***@db:5432/books', connected: true, … }
+ * ```
+ */
+export type FleetShipperState = {
+  /** The database's URL with its password masked. */
+  database: string;
+  connected: boolean;
+  /** Rows and idle lines this run sent (new in the table). */
+  sentRows: number;
+  sentIdle: number;
+  /** Bytes of the ledger not yet in the database. */
+  waitingBytes: number;
+  /** Why the last attempt failed, while it is failing (no password in it). */
+  error?: string;
+};
+
+type Stream = 'requests' | 'idle';
+type Cursor = { bytes: number };
+
+const BACKOFF_MAX_MS = 30_000;
+const READ_BYTES = 1 << 20;
+const FINGERPRINT_WINDOW_BYTES = 4096;
+const RETENTION_EVERY_MS = 3_600_000;
+
+/** The same fingerprint as the ledger's: the file's head, the end of the span, and its length. */
+async function fingerprintOf(handle: FileHandle, end: number): Promise<string> {
+  const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
+  const a = await handle.read(head, 0, head.length, 0);
+  const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
+  const tail = Buffer.alloc(end - tailFrom);
+  const b = await handle.read(tail, 0, tail.length, tailFrom);
+  return createHash('sha256').update(head.subarray(0, a.bytesRead)).update(tail.subarray(0, b.bytesRead)).update(String(end)).digest('hex').slice(0, 32);
+}
+
+/**
+ * Starts sending the books' files to Postgres. The schema is made or migrated at the first
+ * connection; until then (and while the database is down) the rows wait in the ledger, said once
+ * when it starts and once when it ends.
+ *
+ * @example
+ * ```ts
+ * const shipper = createFleetShipper({ db, instance, files: () => books.files(), warn });
+ * await shipper.flush(); // everything in the files is in the database
+ * await shipper.close();
+ * ```
+ */
+export function createFleetShipper(options: FleetShipperOptions) {
+  const database = redactDatabaseUrl(options.db);
+  const pool: Pool = createFleetPool(options.db, (error) => failed(error));
+  const batchRows = Math.max(1, options.batchRows ?? 2000);
+  const cursors: Partial<Record<Stream, Cursor>> = {};
+  const state: FleetShipperState = { database, connected: false, sentRows: 0, sentIdle: 0, waitingBytes: 0 };
+  let migrated = false;
+  let down: { since: number } | undefined;
+  let backoffMs = 0;
+  let nextTryAt = 0;
+  let running: Promise<boolean> | undefined;
+  let closed = false;
+  let lastRetentionAt = 0;
+
+  function failed(error: unknown): void {
+    const why = scrubbed(error, options.db);
+    state.connected = false;
+    state.error = why;
+    // Offsets are read again from the database: what committed there is what counts.
+    migrated = false;
+    delete cursors.requests;
+    delete cursors.idle;
+    backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs === 0 ? 1000 : backoffMs * 2);
+    nextTryAt = Date.now() + backoffMs;
+    if (!down) {
+      down = { since: Date.now() };
+      options.warn('fleet-db', `fleet database ${database}: ${why}: rows wait in the ledger and are sent once it answers (tried again every ${BACKOFF_MAX_MS / 1000} s at most)`);
+    }
+  }
+
+  async function cursorOf(client: PoolClient, stream: Stream, handle: FileHandle, size: number): Promise<Cursor> {
+    const { rows } = await client.query<{ bytes: string; fingerprint: string }>('SELECT bytes, fingerprint FROM carbon_trace_shipped WHERE instance_id = $1 AND stream = $2', [options.instance.id, stream]);
+    const kept = rows[0];
+    if (kept) {
+      const bytes = Number(kept.bytes);
+      // The offset belongs to this file only if the file still has those bytes: a replaced ledger is sent from its start.
+      if (bytes <= size && (await fingerprintOf(handle, bytes)) === kept.fingerprint) return { bytes };
+      options.warn(`fleet-db-restart\0${stream}`, `fleet database ${database}: the ${stream === 'requests' ? 'ledger' : 'idle log'} is not the file sent before (replaced or cut): it is sent from its start, and rows already in the database are kept once`);
+    }
+    return { bytes: 0 };
+  }
+
+  /** Sends one stream from its cursor to the file's whole size now; false when there was nothing to send. */
+  async function send(client: PoolClient, stream: Stream, path: string, upTo: number): Promise<boolean> {
+    const handle = await open(path, 'r');
+    try {
+      const size = Math.min(upTo, (await handle.stat()).size);
+      const cursor = (cursors[stream] ??= await cursorOf(client, stream, handle, size));
+      if (stream === 'requests') state.waitingBytes = Math.max(0, size - cursor.bytes);
+      if (cursor.bytes >= size) return false;
+      // The header: its columns name the cells of every record after it.
+      const head = await readRecords(handle, 0, size, 64 * 1024);
+      const header = head.records[0];
+      if (!header) return false;
+      const columns = parseCsvLine(header.text) ?? [];
+      const index = new Map(columns.map((c, i) => [c, i]));
+      let at = Math.max(cursor.bytes, header.end);
+      let sentAny = false;
+      while (at < size && !closed) {
+        const rows: ShippedRow[] = [];
+        const lines: ShippedIdle[] = [];
+        let end = at;
+        // Up to a batch of whole records.
+        while (end < size && rows.length + lines.length < batchRows) {
+          const { records, next } = await readRecords(handle, end, size, READ_BYTES);
+          if (records.length === 0 && next === end) break;
+          for (const record of records) {
+            const fields = parseCsvLine(record.text);
+            if (fields && stream === 'requests') {
+              const entry = entryOf(fields, index);
+              const runId = fields[index.get('run_id') ?? -1];
+              if (entry && runId && /^[0-9a-f-]{36}$/i.test(runId)) rows.push({ runId, end: record.end, projectName: fields[index.get('project_name') ?? -1] ?? '', entry });
+            } else if (fields && stream === 'idle' && fields[0] !== IDLE_LOG_COLUMNS[0]) {
+              const interval = parseIdleLine(fields);
+              if (interval && /^[0-9a-f-]{36}$/i.test(interval.runId)) lines.push({ end: record.end, interval });
+            }
+            end = record.end;
+            if (rows.length + lines.length >= batchRows) break;
+          }
+          if (records.length === 0) end = next;
+        }
+        if (end === at) break;
+        const fingerprint = await fingerprintOf(handle, end);
+        let sentRows = 0;
+        let sentIdle = 0;
+        await client.query('BEGIN');
+        try {
+          if (rows.length > 0) {
+            const q = insertRequests(rows, options.instance);
+            const r = await client.query<{ inserted: number }>(q.text, q.values);
+            sentRows += r.rows[0]?.inserted ?? 0;
+          }
+          if (lines.length > 0) {
+            const q = insertIdle(lines, options.instance);
+            const r = await client.query<{ inserted: number }>(q.text, q.values);
+            sentIdle += r.rows[0]?.inserted ?? 0;
+          }
+          await client.query(
+            `INSERT INTO carbon_trace_shipped (instance_id, stream, bytes, fingerprint) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (instance_id, stream) DO UPDATE SET bytes = excluded.bytes, fingerprint = excluded.fingerprint, updated_at = now()`,
+            [options.instance.id, stream, end, fingerprint],
+          );
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw error;
+        }
+        state.sentRows += sentRows;
+        state.sentIdle += sentIdle;
+        cursor.bytes = end;
+        at = end;
+        sentAny = true;
+        if (stream === 'requests') state.waitingBytes = Math.max(0, size - end);
+      }
+      return sentAny;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async function retention(client: PoolClient): Promise<void> {
+    if (options.retentionDays === undefined || Date.now() - lastRetentionAt < RETENTION_EVERY_MS) return;
+    lastRetentionAt = Date.now();
+    const cutoff = new Date(Date.now() - options.retentionDays * 86_400_000);
+    await client.query(
+      `INSERT INTO carbon_trace_retention (id, rows_kept_since) VALUES (true, $1)
+       ON CONFLICT (id) DO UPDATE SET rows_kept_since = greatest(carbon_trace_retention.rows_kept_since, excluded.rows_kept_since)`,
+      [cutoff],
+    );
+    // In slices: one DELETE of a hundred million rows would hold its locks and WAL for minutes.
+    for (const table of ['carbon_trace_requests', 'carbon_trace_idle']) {
+      for (;;) {
+        const r = await client.query(`DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE at < $1 LIMIT 50000)`, [cutoff]);
+        if (!r.rowCount || closed) break;
+      }
+    }
+  }
+
+  /** One pass over both files; true when everything in them was sent. */
+  async function pass(): Promise<boolean> {
+    const files = options.files();
+    if (!files) return true;
+    let client: PoolClient | undefined;
+    try {
+      client = await pool.connect();
+      if (!migrated) {
+        await migrate(client);
+        migrated = true;
+      }
+      await send(client, 'requests', files.ledger.realPath, files.ledger.bytes);
+      if (files.idleLogPath) await send(client, 'idle', files.idleLogPath, Number.MAX_SAFE_INTEGER);
+      await retention(client);
+      client.release();
+      client = undefined;
+      state.connected = true;
+      delete state.error;
+      backoffMs = 0;
+      if (down) {
+        options.warn('fleet-db-back', `fleet database ${database}: answering again after ${Math.round((Date.now() - down.since) / 1000)} s; the rows that waited are sent`);
+        down = undefined;
+      }
+      return state.waitingBytes === 0;
+    } catch (error) {
+      client?.release(error as Error);
+      failed(error);
+      return false;
+    }
+  }
+
+  function tick(): Promise<boolean> {
+    if (running) return running;
+    if (Date.now() < nextTryAt) return Promise.resolve(false);
+    running = pass().finally(() => {
+      running = undefined;
+    });
+    return running;
+  }
+
+  const timer = setInterval(() => void tick(), options.intervalMs ?? 1000);
+  timer.unref();
+  void tick();
+
+  return {
+    /** The shipper's state now. */
+    state(): FleetShipperState {
+      return { ...state };
+    },
+
+    /** Sends everything in the files now (waiting out a pass under way); true when all of it is in the database. */
+    async flush(): Promise<boolean> {
+      await running;
+      nextTryAt = 0;
+      return tick();
+    },
+
+    /** The pool, for the period reports of the same database. */
+    pool,
+
+    /** Stops the timer, sends what it can within `graceMs` (default 5000), and closes the connections. */
+    async close(graceMs = 5000): Promise<void> {
+      if (closed) return;
+      clearInterval(timer);
+      const last = (async () => {
+        await running;
+        nextTryAt = 0;
+        await tick();
+      })();
+      await Promise.race([last, new Promise((r) => setTimeout(r, graceMs).unref())]);
+      closed = true;
+      await running?.catch(() => {});
+      await pool.end().catch(() => {});
+    },
+  };
+}
+
+/**
+ * The shipper of one proxy.
+ *
+ * @example
+ * ```ts
+ * const shipper: FleetShipper = createFleetShipper({ db, instance, files, warn });
+ * ```
+ */
+export type FleetShipper = ReturnType<typeof createFleetShipper>;
