@@ -67,7 +67,8 @@ export const companionOf = (ledger: Ledger, suffix: 'snapshot.json' | 'meter.jso
 /**
  * Writes the snapshots of one ledger: the tables every 10 s when rows were booked, the totals
  * every second when they changed and on demand, both at close — off the event loop, one write of
- * each file at a time, in order. Nothing is written once the file at the ledger's name is not
+ * each file at a time, in order, each durably (the ledger flushed first, then the snapshot
+ * flushed, renamed into place and its directory flushed). Nothing is written once the file at the ledger's name is not
  * this one (another proxy may own the companions), and the tables not while rows wait for the
  * file (they would count rows the file does not have).
  *
@@ -92,6 +93,16 @@ export function createSnapshotWriter(options: { ledger: Ledger; tables: () => Sa
   const totalsAt = (file: FilePoint): TotalsSnapshot => ({ version: 2, ...file, carried: options.totals() });
   const tablesAt = (file: FilePoint): TablesSnapshot => ({ version: 2, ...file, ...options.tables() });
 
+  /**
+   * A snapshot put in place only once the ledger is on disk up to the point it describes: after
+   * a power cut, a snapshot that survived never names rows the disk lost (it would not match the
+   * file, and the meter's totals it carries would be dropped with it).
+   */
+  const durably = async (path: string, text: string) => {
+    await ledger.sync();
+    await writeSnapshot(path, text);
+  };
+
   function failed(path: string, error: unknown): void {
     options.warn('ledger-snapshot-write', `ledger snapshot ${path} could not be written (${(error as Error).message}): a restart will read more of the ledger`);
   }
@@ -105,7 +116,7 @@ export function createSnapshotWriter(options: { ledger: Ledger; tables: () => Sa
     if (text === totalsWritten) return totalsWriting;
     totalsWritten = text;
     const path = companionOf(ledger, 'meter.json');
-    return (totalsWriting = totalsWriting.then(() => writeSnapshot(path, text)).catch((error: unknown) => failed(path, error)));
+    return (totalsWriting = totalsWriting.then(() => durably(path, text)).catch((error: unknown) => failed(path, error)));
   }
 
   function writeTables(): Promise<void> {
@@ -115,7 +126,7 @@ export function createSnapshotWriter(options: { ledger: Ledger; tables: () => Sa
     tablesDirty = false;
     const text = JSON.stringify(tablesAt(file));
     const path = companionOf(ledger, 'snapshot.json');
-    return (tablesWriting = tablesWriting.then(() => writeSnapshot(path, text)).catch((error: unknown) => failed(path, error)));
+    return (tablesWriting = tablesWriting.then(() => durably(path, text)).catch((error: unknown) => failed(path, error)));
   }
 
   const timers = [setInterval(() => void writeTables(), TABLES_INTERVAL_MS), setInterval(() => void writeTotals(), TOTALS_INTERVAL_MS)];
@@ -140,7 +151,7 @@ export function createSnapshotWriter(options: { ledger: Ledger; tables: () => Sa
       if (!file) return;
       const files: Array<[string, unknown]> = [[companionOf(ledger, 'meter.json'), totalsAt(file)]];
       if (ledger.pendingRows === 0) files.push([companionOf(ledger, 'snapshot.json'), tablesAt(file)]);
-      await Promise.all(files.map(([path, value]) => writeSnapshot(path, JSON.stringify(value)).catch((error: unknown) => failed(path, error))));
+      await Promise.all(files.map(([path, value]) => durably(path, JSON.stringify(value)).catch((error: unknown) => failed(path, error))));
     },
   };
 }
