@@ -339,8 +339,7 @@ export function openLedger(options: LedgerOptions): Ledger {
     bytes = fstatSync(fd).size;
     if (bytes > 0) bytes = checkHeadAndTail(fd, bytes, path, warn);
     if (bytes === 0) {
-      writeSync(fd, header);
-      syncFileSync(fd);
+      writeHeader(fd, header, path);
       bytes = Buffer.byteLength(header);
       // A new file: its name in the directory is made durable too, not only its bytes.
       syncDirectorySync(dirname(realPath));
@@ -357,7 +356,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       } else {
         // A header and no row: nothing to misread, it takes this version's header.
         ftruncateSync(fd, 0);
-        writeSync(fd, header);
+        writeHeader(fd, header, path);
         bytes = Buffer.byteLength(header);
         columns = [...LEDGER_COLUMNS];
       }
@@ -613,6 +612,25 @@ function writeAllSync(fd: number, data: Buffer): void {
     }
     if (count <= 0) throw new Error(`a short write (${done} of ${data.length} bytes)`);
     done += count;
+  }
+}
+
+/**
+ * The header of a new (or emptied) ledger, whole and on disk, or nothing: a file that cannot take
+ * it (a full disk, a file-size limit) is cut back to empty and the start refused with one line.
+ */
+function writeHeader(fd: number, header: string, path: string): void {
+  try {
+    writeAllSync(fd, Buffer.from(header));
+    syncFileSync(fd);
+  } catch (error) {
+    let left = 'the file is left empty';
+    try {
+      ftruncateSync(fd, 0);
+    } catch (cut) {
+      left = `the file could not be cut back (${(cut as NodeJS.ErrnoException).code ?? (cut as Error).message}): remove it`;
+    }
+    throw new Error(`${path}: the ledger's header could not be written (${(error as Error).message}): ${left}; free space on its disk (or lift the file-size limit) and start again`);
   }
 }
 
