@@ -6,13 +6,26 @@
  * line.
  *
  * - `header <ledger> <limit>`: opens the ledger with the file limited to `limit` bytes.
+ * - `pending <ledger> <maxPendingRows> <rows>`: writes one row, then limits the file to what it
+ *   holds and appends `rows` rows (models `row-0`, `row-1`, …), then lifts the limit and flushes.
  */
 import { execFileSync } from 'node:child_process';
-import { openLedger } from '../../src/server/books/ledger';
+import { openLedger, type LedgerEntry } from '../../src/server/books/ledger';
 
 const [kind, path] = [process.argv[2], process.argv[3]!];
 process.on('SIGXFSZ', () => {});
 const limitFile = (bytes: number | 'unlimited') => execFileSync('prlimit', ['--pid', String(process.pid), `--fsize=${bytes}:unlimited`]);
+
+const entry = (model: string): LedgerEntry => ({
+  at: '2026-11-05T10:00:00.000Z',
+  model,
+  user: 'u',
+  status: 200,
+  streamed: false,
+  energy: { joules: { cpu: 5 }, totalJoules: 5, durationSeconds: 1, measured: true, warnings: [] },
+  grid: { gCo2PerKwh: 100, source: 'test' },
+  usage: { promptTokens: 3, completionTokens: 4 },
+});
 
 if (kind === 'header') {
   limitFile(Number(process.argv[4]));
@@ -22,6 +35,19 @@ if (kind === 'header') {
   } catch (error) {
     console.log(JSON.stringify({ opened: false, error: (error as Error).message }));
   }
+} else if (kind === 'pending') {
+  const [maxPendingRows, rows] = [Number(process.argv[4]), Number(process.argv[5])];
+  const warnings: string[] = [];
+  const ledger = openLedger({ path, maxPendingRows, retryIntervalMs: 600_000, onWarning: (m) => warnings.push(m) });
+  ledger.append(entry('first'));
+  limitFile(ledger.bytes);
+  for (let i = 0; i < rows; i++) ledger.append(entry(`row-${i}`));
+  const waiting = { pendingRows: ledger.pendingRows, lostRows: ledger.lostRows, bytes: ledger.bytes };
+  limitFile('unlimited');
+  const flushed = ledger.flush();
+  const after = { pendingRows: ledger.pendingRows, lostRows: ledger.lostRows, bytes: ledger.bytes, rows: ledger.written.rows };
+  ledger.close();
+  console.log(JSON.stringify({ warnings, waiting, flushed, after }));
 } else {
   throw new Error(`unknown case ${kind}`);
 }
