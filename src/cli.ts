@@ -4,6 +4,10 @@ import { ELECTRICITY_MAPS_API_URL, ELECTRICITY_MAPS_TOKEN_VARIABLE, gridIntensit
 import { createEnergyMeter } from './server/meter/meter';
 import { autoSources } from './server/sources/auto';
 import { createCarbonProxy } from './server/proxy';
+import { createFleetPool, redactDatabaseUrl, scrubbed } from './server/fleet/connect';
+import { reportCsv, reportTable } from './server/fleet/format';
+import { parseReportQuery, reportFromDatabase, reportFromLedger, type ReportQuery } from './server/fleet/report';
+import { writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
@@ -16,6 +20,13 @@ const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /
 function fail(message: string): never {
   process.stderr.write(`carbon-trace: ${message}\n`);
   process.exit(1);
+}
+
+/** `90` or `90d`: days. */
+function retentionDays(value: string): number {
+  const match = /^\s*(\d{1,6})\s*d?\s*$/i.exec(value);
+  if (!match || Number(match[1]) < 1) throw new InvalidArgumentError('--retention takes a number of days, such as 90 or 90d');
+  return Number(match[1]);
 }
 
 const integer = (name: string, min: number, max: number) => (value: string) => {
@@ -57,6 +68,9 @@ program
   .addOption(new Option('--sample-ms <ms>', 'ms between counter readings while no request begins or ends').default(100).argParser(integer('--sample-ms', 10, 60_000)))
   .addOption(new Option('--idle <mode>', 'idle energy apart, or also shared out in the per-row views').choices(['exclude', 'share']).default('exclude'))
   .option('--ledger <file>', 'a CSV row per request; books continue from it')
+  .option('--db <url>', `the fleet's Postgres, postgres://user:password@host/db (needs --ledger; or set ${'CARBON_TRACE_DB'}, which keeps the password out of ps)`)
+  .option('--instance <name>', "this proxy's name in the fleet's books (default: the host name)")
+  .addOption(new Option('--retention <days>', 'with --db: days each request row is kept (daily rollups stay)').argParser(retentionDays))
   .addOption(new Option('--max-body-mb <mb>', 'largest request body, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'RAPL powercap tree', '/sys/class/powercap')
   .option('--nvidia-smi <path>', 'if NVML has no energy', 'nvidia-smi')
@@ -72,7 +86,7 @@ program
       'With CARBON_TRACE_ADMIN_TOKEN set, all but /carbon need it (Bearer).\n' +
       '\nExample: npx carbon-trace proxy --upstream http://127.0.0.1:8000 --zone FR',
   )
-  .action(async (options: { upstream: string; port: number; host: string; allowedHost?: string[]; zone?: string; gridIntensity?: number; gridSource?: 'electricitymaps'; gridApiUrl: string; gridRefresh: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
+  .action(async (options: { upstream: string; port: number; host: string; allowedHost?: string[]; zone?: string; gridIntensity?: number; gridSource?: 'electricitymaps'; gridApiUrl: string; gridRefresh: number; meter: 'auto' | 'rapl' | 'nvml' | 'amd-smi' | 'powermetrics' | 'estimate'; sampleMs: number; idle: 'exclude' | 'share'; maxBodyMb: number; ledger?: string; db?: string; instance?: string; retention?: number; powercap: string; nvidiaSmi: string; amdSmi: string; powermetrics: string }) => {
     let upstream: URL;
     try {
       upstream = new URL(options.upstream);
@@ -128,6 +142,11 @@ program
     // Names clients use besides the flag's: the one given to listen on, and this machine's own.
     const allowedHosts = [...(options.allowedHost ?? []), ...(isIP(options.host) === 0 ? [options.host] : []), hostname()];
 
+    const db = options.db ?? (process.env.CARBON_TRACE_DB?.trim() || undefined);
+    if (db !== undefined && options.ledger === undefined) fail('--db needs --ledger FILE: rows go to the database from the ledger, and wait in it while the database is down');
+    if (options.retention !== undefined && db === undefined) fail('--retention applies to the database\'s rows: give --db too');
+    if (db !== undefined && !/^postgres(ql)?:\/\//i.test(db)) fail(`--db takes a postgres:// URL, got ${redactDatabaseUrl(db)}`);
+
     let chosen: Awaited<ReturnType<typeof autoSources>>;
     try {
       chosen = await autoSources({ mode: options.meter, rapl: { root: options.powercap }, nvml: { nvidiaSmi: options.nvidiaSmi }, amdSmi: { executable: options.amdSmi }, powermetrics: { executable: options.powermetrics } });
@@ -155,6 +174,9 @@ program
         ...(gridIntensity ? { gridIntensity } : {}),
         maxBodyBytes: options.maxBodyMb * 1024 * 1024,
         ...(options.ledger !== undefined ? { ledger: options.ledger } : {}),
+        ...(db !== undefined ? { db } : {}),
+        ...(options.instance !== undefined ? { instance: options.instance } : {}),
+        ...(options.retention !== undefined ? { retentionDays: options.retention } : {}),
         ...(adminToken !== undefined ? { adminToken } : {}),
         ...(allowedHosts.length > 0 ? { allowedHosts } : {}),
         ...(keyIdSecret !== undefined ? { keyIdSecret } : {}),
@@ -184,6 +206,7 @@ program
       console.log(`meter: ${meter.describe()}`);
       console.log(`grid: ${gridLine ?? (gridIntensity && 'gCo2PerKwh' in gridIntensity ? `${gridIntensity.gCo2PerKwh} gCO2eq/kWh (${gridIntensity.source})` : '475 gCO2eq/kWh (world average; set --zone or --grid-intensity)')}`);
       console.log(`dashboard: http://${host}:${port}/carbon · stats: /carbon/stats · Prometheus: /metrics`);
+      if (db !== undefined) console.log(`fleet: rows go to ${redactDatabaseUrl(db)} as instance ${options.instance ?? hostname()}${options.retention !== undefined ? `, kept ${options.retention} days` : ''}`);
       if (options.host === '0.0.0.0' || options.host === '::') console.log('note: listening on every interface — anyone who can reach this machine can call the model through the proxy');
       if (!isLoopback(options.host) && !allowedHosts.includes('*')) {
         console.log(`note: requests must name this proxy by an IP address, localhost or ${allowedHosts.join(', ')} (Host header); add the names clients use with --allowed-host`);
@@ -204,6 +227,62 @@ program
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+
+program
+  .command('report')
+  .description("A period's books, grouped: from the fleet's Postgres (--db) or one proxy's ledger (--ledger), with no server.")
+  .option('--db <url>', "the fleet's Postgres (or set CARBON_TRACE_DB)")
+  .option('--ledger <file>', "one proxy's ledger (its idle log beside it is read too)")
+  .requiredOption('--from <date>', 'start, included: 2026-11-01 or 2026-11-01T08:00:00Z (UTC)')
+  .option('--to <date>', 'end, not included (default: now): 2026-12-01 ends November')
+  .option('--by <keys>', 'group by any of model, api_key, user, project, instance, day, hour (comma-separated)', '')
+  .addOption(new Option('--format <format>', 'output').choices(['table', 'csv', 'json']).default('table'))
+  .option('--output <file>', 'write to a file instead of the standard output')
+  .option('--instance <name>', "with --ledger: the proxy's name in the report (default: the host name)")
+  .addHelpText('after', '\nExample: npx carbon-trace report --db "$CARBON_TRACE_DB" --from 2026-11-01 --to 2026-12-01 --by api_key,model')
+  .action(async (options: { db?: string; ledger?: string; from: string; to?: string; by: string; format: 'table' | 'csv' | 'json'; output?: string; instance?: string }) => {
+    const db = options.db ?? (options.ledger === undefined ? process.env.CARBON_TRACE_DB?.trim() || undefined : undefined);
+    if ((db === undefined) === (options.ledger === undefined)) fail('report reads one place: give --db URL (or CARBON_TRACE_DB) or --ledger FILE');
+    let query: ReportQuery;
+    try {
+      query = parseReportQuery({ from: options.from, to: options.to ?? null, by: options.by });
+    } catch (error) {
+      fail(`--${(error as Error).message}`);
+    }
+    let report: Awaited<ReturnType<typeof reportFromLedger>>;
+    if (db !== undefined) {
+      let pool: ReturnType<typeof createFleetPool>;
+      try {
+        pool = createFleetPool(db, () => {});
+      } catch (error) {
+        fail((error as Error).message);
+      }
+      try {
+        // Read only: a report may run as a user who can only read the books.
+        report = await reportFromDatabase(pool, query);
+      } catch (error) {
+        if ((error as { code?: string }).code === '42P01') fail(`${redactDatabaseUrl(db)} has no carbon-trace tables: no proxy has written to it yet (proxies make them at their first connection)`);
+        fail(`${redactDatabaseUrl(db)}: ${scrubbed(error, db)}`);
+      } finally {
+        await pool.end().catch(() => {});
+      }
+    } else {
+      try {
+        report = await reportFromLedger(options.ledger!, query, options.instance !== undefined ? { instance: options.instance } : {});
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        fail(`--ledger ${options.ledger}: ${code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+      }
+    }
+    const text = options.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : options.format === 'csv' ? reportCsv(report) : reportTable(report);
+    if (options.output !== undefined) {
+      try {
+        writeFileSync(options.output, text);
+      } catch (error) {
+        fail(`--output ${options.output}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      }
+    } else process.stdout.write(text);
   });
 
 program.parseAsync(process.argv).catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));
