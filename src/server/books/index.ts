@@ -108,9 +108,10 @@ export function createProxyBooks(options: {
       // Written before the client gets the response it books: a row in the file is a request served.
       ledger?.append({
         at,
-        model: request.model,
+        // The names as sent: the ledger and the fleet's database keep them whole; the views bound them.
+        model: request.names?.model ?? request.model,
         apiKeyId: request.apiKeyId,
-        user: request.user,
+        user: request.names?.user ?? request.user,
         status: request.status,
         streamed: request.streamed,
         energy: request.energy,

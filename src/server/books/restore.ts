@@ -6,6 +6,7 @@ import { readSnapshot, type Ledger } from './ledger';
 import { isCarried, type MeterTotals } from './meter-totals';
 import { companionOf, type FilePoint, type LegacySnapshot, type TablesSnapshot, type TotalsSnapshot } from './snapshots';
 import { savedTablesOf, type SavedTables, type Tables } from './tables';
+import { boundedName } from './bounded-rows';
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 
@@ -72,7 +73,8 @@ export function restoreBooks(options: { ledger: Ledger; tables: Tables; meterTot
     // A row that does not say whether it expected usage (a ledger begun by 0.1) counts as
     // expecting it when it succeeded: then an unknown count leaves the token total unknown,
     // never a total that reads as complete.
-    if (end > tablesFrom) tables.book({ ...entry, expectsUsage: entry.expectsUsage ?? (entry.status >= 200 && entry.status < 300) }, entry.at);
+    // The ledger keeps names as sent; the tables keep them as every view echoes them.
+    if (end > tablesFrom) tables.book({ ...entry, model: boundedName(entry.model), user: boundedName(entry.user), expectsUsage: entry.expectsUsage ?? (entry.status >= 200 && entry.status < 300) }, entry.at);
     if (end > totalsFrom) meterTotals.carryRow(entry.energy.joules, entry.energy.totalJoules);
   });
   carried.since ??= replayed.firstAt;

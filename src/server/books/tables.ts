@@ -19,6 +19,12 @@ export type BookedRequest = Omit<LedgerEntry, 'at'> & {
   expectsUsage?: boolean;
   /** The wire module that recognised the request (`'chat'`, `'responses'`, `'ollama'`…); `undefined` for a metered request no wire knows. */
   wire?: string;
+  /**
+   * The model and user names as the request gave them (up to 16 KiB each, control characters and
+   * all): what the ledger and the fleet's database keep, byte for byte. `model` and `user` are the
+   * bounded names every view echoes.
+   */
+  names?: { model?: string | undefined; user?: string | undefined };
 };
 
 /**

@@ -98,14 +98,16 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
       // A response the client will not get is booked as such: 502 when the upstream cut it (an
       // upstream crash mid-stream must reach the alert on 502s), 499 when the client went away.
       const clientStatus = cutBy === 'upstream' ? 502 : res.destroyed && !res.writableFinished ? 499 : upstreamStatus;
-      const model = boundedName(fields?.get('model')) ?? (wire ? boundedName(parts.models.nameFor(wire)) : undefined);
+      const rawModel = fields?.get('model') || (wire ? parts.models.nameFor(wire) : undefined) || undefined;
+      const model = boundedName(rawModel);
       const energy: RequestEnergy = metered
         ? await metered.end(model === undefined ? {} : { model })
         : { joules: {}, totalJoules: undefined, durationSeconds: 0, measured: false, warnings: ['no energy figure: the request ended before its body had arrived'] };
       const g = grid.current() ?? (await grid.ready);
       const usage = answered?.usage ?? {};
       const record = answered && traced ? carbonTraceRecord(energy, g, { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens }) : undefined;
-      const user = (userField === undefined ? undefined : boundedName(fields?.get(userField))) ?? boundedName(headerValue(req.headers['x-carbon-trace-user']));
+      const rawUser = (userField === undefined ? undefined : fields?.get(userField)) || headerValue(req.headers['x-carbon-trace-user']) || undefined;
+      const user = boundedName(rawUser);
       const ok = clientStatus >= 200 && clientStatus < 300;
       const delivered = record !== undefined && answered?.places === true && ok && !res.destroyed;
       parts.book({
@@ -121,6 +123,7 @@ export function forwarder(parts: ForwardParts): (req: IncomingMessage, res: Serv
         expectsUsage: wire !== undefined && ok && wire.reportsUsage(upstreamPath) && answered?.usagePlace !== false,
         ...(wire ? { wire: wire.name, kind: wire.kind(upstreamPath) } : {}),
         traceDelivered: delivered,
+        names: { model: rawModel, user: rawUser },
       });
       return record;
     };

@@ -2,8 +2,9 @@ import { Buffer } from 'node:buffer';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-// A value longer than this is cut: carbon-trace echoes these names, bounded anyway.
-const MAX_VALUE_BYTES = 4096;
+// A value longer than this is cut. The views echo names bounded to 200 characters; the ledger and
+// the fleet's database keep them as sent, up to here.
+const MAX_VALUE_BYTES = 16 * 1024;
 const MAX_KEY_BYTES = 64;
 
 /**
