@@ -4,7 +4,7 @@
  * runs. The ledger's rows and this log's lines are the whole of what the meter measured, over any
  * period: a period's report sums both, and the fleet's database gets both.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { JOULES_PER_KWH } from '../../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules } from '../types';
 import { csvField } from '../../core/emissions-csv';
@@ -125,6 +125,8 @@ export function openIdleLog(path: string, warn: (message: string) => void = () =
           throw new Error('short write');
         }
         bytes += written;
+        // A line a minute: each is put on disk, off the event loop (a power cut loses none that was said written).
+        fsync(fd, () => {});
         if (failing) warn(`idle log ${path}: written again`);
         failing = false;
       } catch (error) {

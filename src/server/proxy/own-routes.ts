@@ -56,8 +56,8 @@ function statsLimits(target: string): StatsLimits {
  *
  * The books' routes take turns, and each waits after its work — the answer made and written to
  * its readers — 9 times as long as that took, per reader: however many clients poll them and
- * however large the tables, they take at most about a tenth of the event loop, and the model's
- * traffic the rest. Readers asking the same thing while it waits its turn share one answer; at
+ * however large the tables, each lane takes at most about a tenth of the event loop (the two
+ * lanes together about a fifth), and the model's traffic the rest. Readers asking the same thing while it waits its turn share one answer; at
  * most 16 answers wait, then 503; a turn whose readers have all gone is skipped. `/metrics` has a
  * lane of its own, so that a crowd of readers of `/carbon/stats` never makes Prometheus's scrape
  * time out.
