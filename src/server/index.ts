@@ -15,3 +15,21 @@ export { createCarbonProxy, type BookRow, type BookedRequest, type CarbonProxy, 
 export { type GridIntensityOption } from './grid-source';
 export { OTHER_ROW } from './books/bounded-rows';
 export { dashboardHtml } from './proxy/dashboard';
+export {
+  createFleetShipper,
+  GROUP_KEYS,
+  parseReportQuery,
+  redactDatabaseUrl,
+  reportFromDatabase,
+  reportFromLedger,
+  type FleetShipper,
+  type FleetShipperOptions,
+  type FleetShipperState,
+  type GroupKey,
+  type IdleFigures,
+  type Report,
+  type ReportFigures,
+  type ReportGroup,
+  type ReportQuery,
+} from './fleet';
+export { reportCsv, reportTable } from './fleet/format';

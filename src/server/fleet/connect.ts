@@ -43,7 +43,7 @@ function passwordOf(url: string): string[] {
  *
  * @example
  * ```ts
- * warn(`fleet database: ${scrubbed(error, url)}`);
+ * log(`fleet database: ${scrubbed(error, url)}`);
  * ```
  */
 export function scrubbed(error: unknown, url: string): string {
@@ -62,7 +62,7 @@ export function scrubbed(error: unknown, url: string): string {
  *
  * @example
  * ```ts
- * const pool = createFleetPool(url, (error) => console.warn(scrubbed(error, url)));
+ * const pool = createFleetPool(url, (error) => log(scrubbed(error, url)));
  * ```
  */
 export function createFleetPool(url: string, onError: (error: unknown) => void): pg.Pool {

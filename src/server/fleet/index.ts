@@ -6,6 +6,7 @@
 export { createFleetShipper, type FleetShipper, type FleetShipperOptions, type FleetShipperState } from './shipper';
 export { GROUP_KEYS, parseBound, parseReportQuery, reportFromDatabase, reportFromLedger, defaultInstanceName, type GroupKey, type IdleFigures, type Report, type ReportFigures, type ReportGroup, type ReportQuery } from './report';
 export { createFleetPool, redactDatabaseUrl } from './connect';
+export { reportCsv, reportTable } from './format';
 export { migrate, MIGRATIONS, type Migration } from './schema';
 export { instanceIdBeside } from './instance';
 export type { Instance } from './rows';

@@ -90,7 +90,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   let shipper: FleetShipper | undefined;
   const files = books.files();
   if (options.db !== undefined && options.keyIdSecret === undefined) {
-    warn('fleet-key-ids', 'db without a key-id secret shared by the fleet (CARBON_TRACE_KEY_ID_SECRET, or keyIdSecret): each proxy keeps its own, so one API key has a different id on each proxy and the fleet\'s books by api_key split it');
+    warn('fleet-key-ids', "db without a key-id secret shared by the fleet (CARBON_TRACE_KEY_ID_SECRET, or keyIdSecret): each proxy keeps its own, so one API key has a different id on each proxy and the fleet's books by api_key split it");
   }
   if (options.db !== undefined && files) {
     try {
