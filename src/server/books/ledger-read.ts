@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -170,4 +171,45 @@ function skipPastRecordSync(fd: number, from: number, to: number): number {
     position += n;
   }
   return to;
+}
+
+/**
+ * How much of the head and of the end of a span a fingerprint reads.
+ *
+ * @example
+ * ```ts
+ * const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
+ * ```
+ */
+export const FINGERPRINT_WINDOW_BYTES = 4096;
+
+/**
+ * The fingerprint of a span of `end` bytes from what was read of its head and of its end.
+ *
+ * @example
+ * ```ts
+ * fingerprintFrom(head, tail, end); // '3f9a…' (32 hex digits)
+ * ```
+ */
+export function fingerprintFrom(head: Buffer, tail: Buffer, end: number): string {
+  return createHash('sha256').update(head).update(tail).update(String(end)).digest('hex').slice(0, 32);
+}
+
+/**
+ * The ledger's fingerprint of its first `end` bytes (its head, the end of that span, and the
+ * length), read off the event loop: the same value as `Ledger.fingerprint(end)`, for the readers
+ * that hold no lock on the file (the fleet's shipper, the ledger's index).
+ *
+ * @example
+ * ```ts
+ * if ((await fingerprintOf(handle, kept.bytes)) === kept.fingerprint) resumeAt(kept.bytes);
+ * ```
+ */
+export async function fingerprintOf(handle: FileHandle, end: number): Promise<string> {
+  const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
+  const a = await handle.read(head, 0, head.length, 0);
+  const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
+  const tail = Buffer.alloc(end - tailFrom);
+  const b = await handle.read(tail, 0, tail.length, tailFrom);
+  return fingerprintFrom(head.subarray(0, a.bytesRead), tail.subarray(0, b.bytesRead), end);
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, constants as fsConstants, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { open as openFile, rename, type FileHandle } from 'node:fs/promises';
 import { cpus, platform, totalmem } from 'node:os';
@@ -9,7 +9,7 @@ import { JOULES_PER_KWH } from '../../core/units';
 import { ENERGY_COMPONENTS, type ComponentJoules, type EnergyComponent, type RequestEnergy } from '../types';
 import { addJoules } from '../meter/attribution';
 import { FileLockError, lockFile } from './file-lock';
-import { parseCsvLine, scanRecordsSync } from './ledger-read';
+import { FINGERPRINT_WINDOW_BYTES, fingerprintFrom, parseCsvLine, scanRecordsSync } from './ledger-read';
 import type { ResolvedGridIntensity } from '../wires/trace-record';
 
 /**
@@ -284,7 +284,6 @@ export type Ledger = {
 };
 
 const DEFAULT_MAX_PENDING_ROWS = 100_000;
-const FINGERPRINT_WINDOW_BYTES = 4096;
 
 /**
  * Opens (or creates) a ledger file, and locks it to this proxy: a `flock(2)` the kernel holds on
@@ -531,7 +530,7 @@ export function openLedger(options: LedgerOptions): Ledger {
       const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
       const tail = Buffer.alloc(end - tailFrom);
       const tailRead = readSync(fd, tail, 0, tail.length, tailFrom);
-      const value = createHash('sha256').update(head.subarray(0, headRead)).update(tail.subarray(0, tailRead)).update(String(end)).digest('hex').slice(0, 32);
+      const value = fingerprintFrom(head.subarray(0, headRead), tail.subarray(0, tailRead), end);
       lastFingerprint = { at: end, value };
       return value;
     },

@@ -11,6 +11,7 @@ import type { Pool } from 'pg';
 import { JOULES_PER_KWH } from '../../core/units';
 import { IDLE_LOG_COLUMNS, parseIdleLine } from '../books/idle-log';
 import { entryOf } from '../books/ledger';
+import { addRow, emptyRollup, indexLedger, readSpans, spansOf, type RollupFigures } from './ledger-index';
 import { parseCsvLine, readRecords } from '../books/ledger-read';
 import { ENERGY_COMPONENTS } from '../types';
 
@@ -117,8 +118,8 @@ export type Report = {
   from: string;
   to: string;
   by: GroupKey[];
-  /** Where the figures were read: the rows, the daily rollups (whole days), or a ledger's file. */
-  source: 'rows' | 'daily rollups' | 'ledger';
+  /** Where the figures were read: the database's rows or daily rollups (whole days), or a ledger's rows or its index's daily rollups. */
+  source: 'rows' | 'daily rollups' | 'ledger' | 'ledger rollups';
   rows: Array<{ group: ReportGroup } & ReportFigures>;
   /** The energy in no request, grouped by the keys of `by` it has (project, instance, day, hour). */
   idle: Array<{ group: ReportGroup } & IdleFigures>;
@@ -183,6 +184,22 @@ function addFigures(into: ReportFigures, f: ReportFigures): void {
 }
 function addIdle(into: IdleFigures, f: IdleFigures): void {
   for (const key of Object.keys(into) as Array<keyof IdleFigures>) into[key] += f[key];
+}
+
+/** A rollup's figures added to a report row. */
+function addRollup(row: ReportFigures, f: RollupFigures): void {
+  row.requests += f[0];
+  row.requestsWithEnergy += f[1];
+  row.measuredRequests += f[2];
+  row.energyKwh += f[3];
+  row.cpuEnergyKwh += f[4];
+  row.gpuEnergyKwh += f[5];
+  row.ramEnergyKwh += f[6];
+  row.measuredEnergyKwh += f[7];
+  row.estimatedEnergyKwh += f[3] - f[7];
+  row.emissionsKgco2eq += f[8];
+  row.promptTokens += f[9];
+  row.completionTokens += f[10];
 }
 
 /** The report from its grouped rows: sorted by emissions (largest first), then by group; totals summed. */
@@ -332,10 +349,12 @@ export async function reportFromDatabase(pool: Pool, query: ReportQuery): Promis
 export const defaultInstanceName = (): string => hostname();
 
 /**
- * The period's books from one proxy's ledger (and its idle log beside it, `FILE.idle.csv`), read
- * record by record without the proxy's lock: the report of one box, with no server. Rows are the
- * ledger's as written; `instance` is the name the proxy uses (`--instance`, or the host name).
- * The file is read in slices off the event loop, so a proxy answering a period keeps serving.
+ * The period's books from one proxy's ledger (and its idle log beside it, `FILE.idle.csv`), without
+ * the proxy's lock: the report of one box, with no server. Through the ledger's index
+ * (`FILE.days.json`, see `indexLedger`): a period of whole UTC days not grouped by hour is summed
+ * from its daily rollups; any other reads only the bytes of the days it touches. Rows are the
+ * ledger's as written; `instance` is the name the proxy uses (`--instance`, or the host name). The
+ * files are read in slices off the event loop, so a proxy answering a period keeps serving.
  *
  * @throws when the file cannot be read.
  *
@@ -352,7 +371,7 @@ export async function reportFromLedger(path: string, query: ReportQuery, options
   const idleGroups = new Map<string, { group: ReportGroup } & IdleFigures>();
   const idleKeys = query.by.filter((k) => IDLE_KEYS.includes(k));
 
-  const valueOf = (key: GroupKey, at: string, fields: { model?: string | undefined; apiKeyId?: string | undefined; user?: string | undefined; project: string }): string | null => {
+  const valueOf = (key: GroupKey, at: string, fields: { model?: string | null | undefined; apiKeyId?: string | null | undefined; user?: string | null | undefined; project: string }): string | null => {
     switch (key) {
       case 'model': return fields.model ?? null;
       case 'api_key': return fields.apiKeyId ?? null;
@@ -363,34 +382,40 @@ export async function reportFromLedger(path: string, query: ReportQuery, options
       case 'hour': return hourOf(at);
     }
   };
-
-  await readFile(path, (fields, index) => {
-    const entry = entryOf(fields, index);
-    if (!entry) return;
-    const t = Date.parse(entry.at);
-    if (!(t >= from && t < to)) return;
-    const project = fields[index.get('project_name') ?? -1] ?? '';
-    const group: ReportGroup = Object.fromEntries(query.by.map((k) => [k, valueOf(k, entry.at, { model: entry.model, apiKeyId: entry.apiKeyId, user: entry.user, project })]));
+  const rowFor = (group: ReportGroup) => {
     const key = JSON.stringify(query.by.map((k) => group[k]));
     let row = groups.get(key);
     if (!row) groups.set(key, (row = { group, ...zeroFigures() }));
-    row.requests++;
-    const joules = entry.energy.totalJoules;
-    if (joules === undefined) return;
-    const kwh = joules / JOULES_PER_KWH;
-    row.requestsWithEnergy++;
-    row.energyKwh += kwh;
-    row.cpuEnergyKwh += (entry.energy.joules.cpu ?? 0) / JOULES_PER_KWH;
-    row.gpuEnergyKwh += (entry.energy.joules.gpu ?? 0) / JOULES_PER_KWH;
-    row.ramEnergyKwh += (entry.energy.joules.ram ?? 0) / JOULES_PER_KWH;
-    if (entry.energy.measured) {
-      row.measuredRequests++;
-      row.measuredEnergyKwh += kwh;
-    } else row.estimatedEnergyKwh += kwh;
-    row.emissionsKgco2eq += kwh * (entry.grid.gCo2PerKwh / 1000);
-    row.promptTokens += entry.usage.promptTokens ?? 0;
-    row.completionTokens += entry.usage.completionTokens ?? 0;
+    return row;
+  };
+
+  const index = await indexLedger(path);
+  const days = Object.entries(index.days).filter(([day]) => {
+    const t = Date.parse(`${day}T00:00:00Z`);
+    return t >= from && t < to;
   });
+  const fromRollups = wholeDays(query) && !query.by.includes('hour') && days.every(([, d]) => d.rollups !== null);
+  if (fromRollups) {
+    for (const [day, d] of days) {
+      for (const [key, f] of Object.entries(d.rollups!)) {
+        const [project, model, apiKeyId, user] = JSON.parse(key) as [string, string | null, string | null, string | null];
+        const row = rowFor(Object.fromEntries(query.by.map((k) => [k, valueOf(k, `${day}T00:00:00Z`, { model, apiKeyId, user, project })])));
+        addRollup(row, f);
+      }
+    }
+  } else {
+    await readSpans(path, spansOf(index, query.from, query.to), (fields, columns) => {
+      const entry = entryOf(fields, columns);
+      if (!entry) return;
+      const t = Date.parse(entry.at);
+      if (!(t >= from && t < to)) return;
+      const project = fields[columns.get('project_name') ?? -1] ?? '';
+      const f = emptyRollup();
+      addRow(f, entry);
+      const row = rowFor(Object.fromEntries(query.by.map((k) => [k, valueOf(k, entry.at, { model: entry.model, apiKeyId: entry.apiKeyId, user: entry.user, project })])));
+      addRollup(row, f);
+    });
+  }
 
   const idlePath = `${path}.idle.csv`;
   if (existsSync(idlePath)) {
@@ -414,7 +439,7 @@ export async function reportFromLedger(path: string, query: ReportQuery, options
       row.unattributedEmissionsKgco2eq += line.unattributedGrams / 1000;
     });
   }
-  return assemble(query, 'ledger', [...groups.values()], [...idleGroups.values()]);
+  return assemble(query, fromRollups ? 'ledger rollups' : 'ledger', [...groups.values()], [...idleGroups.values()]);
 }
 
 /** Calls `onRecord` with every record's fields after the header, and the header's index of columns. */

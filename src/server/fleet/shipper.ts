@@ -5,12 +5,11 @@
  * file has been sent commit together, and each row's key (its run and where it ends in the file)
  * makes a batch sent again land once: exactly once in the table, whatever the retries.
  */
-import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Pool, PoolClient } from 'pg';
 import { IDLE_LOG_COLUMNS, parseIdleLine } from '../books/idle-log';
 import { entryOf, type Ledger } from '../books/ledger';
-import { parseCsvLine, readRecords } from '../books/ledger-read';
+import { fingerprintOf, parseCsvLine, readRecords } from '../books/ledger-read';
 import { createFleetPool, redactDatabaseUrl, scrubbed } from './connect';
 import { insertIdle, insertRequests, type Instance, type ShippedIdle, type ShippedRow } from './rows';
 import { migrate } from './schema';
@@ -64,18 +63,7 @@ type Cursor = { bytes: number };
 
 const BACKOFF_MAX_MS = 30_000;
 const READ_BYTES = 1 << 20;
-const FINGERPRINT_WINDOW_BYTES = 4096;
 const RETENTION_EVERY_MS = 3_600_000;
-
-/** The same fingerprint as the ledger's: the file's head, the end of the span, and its length. */
-async function fingerprintOf(handle: FileHandle, end: number): Promise<string> {
-  const head = Buffer.alloc(Math.min(end, FINGERPRINT_WINDOW_BYTES));
-  const a = await handle.read(head, 0, head.length, 0);
-  const tailFrom = Math.max(0, end - FINGERPRINT_WINDOW_BYTES);
-  const tail = Buffer.alloc(end - tailFrom);
-  const b = await handle.read(tail, 0, tail.length, tailFrom);
-  return createHash('sha256').update(head.subarray(0, a.bytesRead)).update(tail.subarray(0, b.bytesRead)).update(String(end)).digest('hex').slice(0, 32);
-}
 
 /**
  * Starts sending the books' files to Postgres. The schema is made or migrated at the first
