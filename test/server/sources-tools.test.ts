@@ -240,9 +240,10 @@ describe('amdSmiSource (stub amd-smi)', () => {
     const refusing = stub('amd-smi', { shape: 'amd-6x', refuse: 'ERROR: amdgpu driver not loaded' });
     await expect(track(amdSmiSource({ executable: refusing.path })).start()).rejects.toThrow(/^amd-smi exited with code 1 before its first sample: ERROR: amdgpu driver not loaded$/);
     const silent = stub('amd-smi', { shape: 'amd-6x', silent: true });
-    const quiet = track(amdSmiSource({ executable: silent.path, startTimeoutMs: 300 }));
-    await expect(quiet.read()).rejects.toThrow(/^amd-smi printed no sample within 0\.3 s \(.*amd-smi metric --power --energy --json -w 1\)$/);
-    await until('the silent amd-smi is gone', () => (silent.pids().length > 0 && !silent.pids().some(alive) ? true : undefined), 3_000);
+    // 1.5 s: long enough that a loaded machine has started the stub (and noted its pid) by then.
+    const quiet = track(amdSmiSource({ executable: silent.path, startTimeoutMs: 1_500 }));
+    await expect(quiet.read()).rejects.toThrow(/^amd-smi printed no sample within 1\.5 s \(.*amd-smi metric --power --energy --json -w 1\)$/);
+    await until('the silent amd-smi is gone', () => (silent.pids().length > 0 && !silent.pids().some(alive) ? true : undefined), 5_000);
   });
 
   it('dies after ~1 s: every later read rejects, a restart brings them back, and the total never goes back', async () => {
