@@ -7,6 +7,12 @@
  * what is measured and what is estimated. One unit per column. Every number
  * it shows carries its raw value in `data-value`, so a test can hold the page to the JSON.
  *
+ * A period picker (today, 7 days, 30 days, a calendar month; whole UTC days, as the books' days
+ * are) turns it into the books of that period: `/carbon/stats?from=…&to=…&by=model`, `by=api_key`
+ * and `by=user` — from the ledger, or the fleet's database with `--db` — read every 30 s, with
+ * the totals (requests, idle, the machine) and the top 10 models, API keys and users by CO2eq. A
+ * period the proxy cannot answer (no ledger, no database) shows the proxy's message in place.
+ *
  * @example
  * ```ts
  * new Response(dashboardHtml(), { headers: { 'content-type': 'text/html; charset=utf-8' } });
@@ -55,6 +61,20 @@ const PAGE = `<!doctype html>
   .legend { display: flex; gap: 14px; color: var(--muted); font-size: 12px; margin-top: 6px; }
   .empty { color: var(--muted); padding: 24px 0; text-align: center; }
   footer { color: var(--muted); font-size: 12px; padding: 0 24px 18px; }
+  [hidden] { display: none !important; }
+  .period { margin-left: auto; display: flex; flex-wrap: wrap; align-items: center; gap: 6px 0; }
+  .period button { font: inherit; font-size: 12px; background: var(--panel); color: var(--muted); border: 1px solid var(--line); padding: 4px 11px; margin-left: -1px; cursor: pointer; }
+  .period button:first-of-type { border-radius: 6px 0 0 6px; margin-left: 0; }
+  .period button:last-of-type { border-radius: 0 6px 6px 0; }
+  .period button:hover { color: var(--text); }
+  .period button[aria-pressed="true"] { color: var(--text); background: #1d3329; border-color: #2f6b52; position: relative; }
+  .period input { margin-left: 8px; font: inherit; font-size: 12px; background: var(--panel); color: var(--text); border: 1px solid var(--line); border-radius: 6px; padding: 3px 6px; color-scheme: dark; }
+  .period .meta { margin-left: 12px; }
+  /* Three cards across on a laptop's width, the tables below them; figures never broken across lines. */
+  #period-view { grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
+  #period-view .row > span:last-child { white-space: nowrap; text-align: right; }
+  #period-view .row > span.source { white-space: normal; }
+  .message { color: var(--warn); padding: 8px 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 </style>
 </head>
 <body>
@@ -63,8 +83,17 @@ const PAGE = `<!doctype html>
   <div class="meta" id="upstream">connecting…</div>
   <div class="meta" id="meter"></div>
   <div class="meta" id="grid"></div>
+  <nav class="period" aria-label="period">
+    <button type="button" data-period="live" aria-pressed="true">live</button>
+    <button type="button" data-period="today" aria-pressed="false">today</button>
+    <button type="button" data-period="7d" aria-pressed="false">7 days</button>
+    <button type="button" data-period="30d" aria-pressed="false">30 days</button>
+    <button type="button" data-period="month" aria-pressed="false">a month</button>
+    <input type="month" id="month" aria-label="calendar month (UTC)" hidden>
+    <span class="meta" id="period-range"></span>
+  </nav>
 </header>
-<main>
+<main id="live">
   <section>
     <h2>Emissions since start</h2>
     <div class="big" id="emissions-requests" data-value="0">—</div>
@@ -109,6 +138,51 @@ const PAGE = `<!doctype html>
     <div class="pair"><div id="keys"></div><div id="users"></div></div>
   </section>
 </main>
+<main id="period-view" hidden>
+  <section class="wide" id="period-error" hidden>
+    <h2>The books of this period</h2>
+    <div class="message" id="period-message"></div>
+  </section>
+  <section class="period-body">
+    <h2>Emissions over the period</h2>
+    <div class="big" id="p-emissions-requests" data-value="0">—</div>
+    <div class="sub">attributed to <span id="p-requests" data-value="0">—</span> requests</div>
+    <div class="row"><span><span class="swatch" style="background:var(--idle)"></span>idle (no request in flight)</span><span id="p-emissions-idle" data-value="0">—</span></div>
+    <div class="row" id="p-emissions-unattributed-row"><span><span class="swatch" style="background:var(--warn)"></span>unattributed (a source could not be read)</span><span id="p-emissions-unattributed" data-value="0">—</span></div>
+    <div class="row total"><span>the machine in all</span><span id="p-emissions-total" data-value="0">—</span></div>
+  </section>
+  <section class="period-body">
+    <h2>Energy over the period</h2>
+    <div class="big" id="p-energy-requests" data-value="0">—</div>
+    <div class="sub">to requests: <span id="p-energy-share" data-value="0">—</span> of what the machine drew</div>
+    <div class="bar" id="p-split-bar"></div>
+    <div class="row"><span><span class="swatch" style="background:var(--idle)"></span>idle</span><span id="p-energy-idle" data-value="0">—</span></div>
+    <div class="row" id="p-energy-unattributed-row"><span><span class="swatch" style="background:var(--warn)"></span>unattributed</span><span id="p-energy-unattributed" data-value="0">—</span></div>
+    <div class="row total"><span>the machine in all</span><span id="p-energy-total" data-value="0">—</span></div>
+  </section>
+  <section class="period-body">
+    <h2>Measured, and tokens</h2>
+    <div class="big" id="p-measured-share" data-value="0">—</div>
+    <div class="sub">of the requests' energy was measured; the rest estimated</div>
+    <div class="row"><span>requests with an energy figure</span><span id="p-requests-with-energy" data-value="0">—</span></div>
+    <div class="row"><span>requests measured</span><span id="p-measured-requests" data-value="0">—</span></div>
+    <div class="row"><span>tokens in</span><span id="p-prompt-tokens" data-value="0">—</span></div>
+    <div class="row"><span>tokens out</span><span id="p-completion-tokens" data-value="0">—</span></div>
+    <div class="row total"><span>read from</span><span class="source" id="p-source">—</span></div>
+  </section>
+  <section class="wide period-body">
+    <h2>Per model — top 10 by CO2eq</h2>
+    <div id="p-models"></div>
+  </section>
+  <section class="wide period-body">
+    <h2>Per API key — top 10 by CO2eq</h2>
+    <div id="p-keys"></div>
+  </section>
+  <section class="wide period-body">
+    <h2>Per user — top 10 by CO2eq</h2>
+    <div id="p-users"></div>
+  </section>
+</main>
 <footer id="updated">waiting for /carbon/stats…</footer>
 <script>
 (() => {
@@ -125,11 +199,13 @@ const PAGE = `<!doctype html>
   };
   const inUnit = (value, [scale, p], unit) => {
     if (value == null || !Number.isFinite(value)) return '—';
-    if (value === 0) return '0 ' + p + unit;
+    if (value === 0) return '0 ' + prefixed(p, unit);
     const x = value / scale;
     const digits = Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 3;
-    return x.toFixed(digits) + ' ' + p + unit;
+    return x.toFixed(digits) + ' ' + prefixed(p, unit);
   };
+  // Grams above a kilogram are tonnes, as emissions are reported (and as src/core/format.ts writes them).
+  const prefixed = (p, unit) => unit[0] === 'g' && (p === 'M' || p === 'G') ? (p === 'M' ? 't' : 'kt') + unit.slice(1) : p + unit;
   const one = (value, unit) => inUnit(value, scaleFor([value]), unit);
   const WH = (joules) => (joules == null ? null : joules / 3600);
   const set = (id, value, text) => { const el = $(id); el.dataset.value = String(value); el.textContent = text; };
@@ -143,11 +219,17 @@ const PAGE = `<!doctype html>
   const delivered = (d) => d == null ? '<span data-delivered="unknown">—</span>' : d ? '<span class="badge measured" data-delivered="true">delivered</span>' : '<span class="badge warn" data-delivered="false">not delivered</span>';
   const badge = (measured, known) => known === false ? '<span class="badge warn">no figure</span>' : '<span class="badge ' + (measured ? 'measured' : '') + '">' + (measured ? 'measured' : 'estimated') + '</span>';
 
-  function render(s) {
-    window.__carbonStats = s;
+  // What the proxy is in front of, its meter and its grid: the header, in every view.
+  function renderHeader(s) {
     $('upstream').textContent = '→ ' + s.upstream + (s.upstreamReachable === false ? ' (not reachable)' : '');
     $('meter').textContent = s.meter;
     $('grid').textContent = s.grid.gCo2PerKwh + ' gCO2eq/kWh (' + s.grid.source + ')';
+  }
+
+  function render(s) {
+    window.__carbonStats = s;
+    headerRead = true;
+    renderHeader(s);
 
     const e = s.emissionsGrams;
     big('emissions-requests', e.attributed, one(e.attributed, 'g CO2eq'));
@@ -273,21 +355,202 @@ const PAGE = `<!doctype html>
       (more > 0 ? '<tr class="more"><td colspan="' + columns + '" class="left">and ' + more + ' more (all of them: /carbon/stats)</td></tr>' : '') + '</tbody></table>';
   }
 
+  // With an admin token, the page is opened as /carbon?token=…: the stats need it too.
+  const authHeaders = () => {
+    const token = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('token');
+    return token ? { authorization: 'Bearer ' + token } : {};
+  };
+  // What is shown: 'live', or a period ('today', '7d', '30d', 'month'). A change of view starts a
+  // new generation: an answer to an older one is not drawn, and its timer is not renewed.
+  let view = 'live';
+  let generation = 0;
+  let timer;
+
   async function refresh() {
+    const mine = generation;
     try {
-      // With an admin token, the page is opened as /carbon?token=…: the stats need it too.
-      const token = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('token');
       // Only what the page shows: the largest rows of each table (the whole tables can be megabytes).
-      const response = await fetch('/carbon/stats?top=' + TOP, { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
+      const response = await fetch('/carbon/stats?top=' + TOP, { cache: 'no-store', headers: authHeaders() });
+      if (mine !== generation) return;
       if (response.ok) render(await response.json());
       else $('updated').textContent = '/carbon/stats answered ' + response.status;
     } catch (error) {
-      $('updated').textContent = 'the proxy is not answering: ' + error.message;
+      if (mine === generation) $('updated').textContent = 'the proxy is not answering: ' + error.message;
     } finally {
-      setTimeout(refresh, 1000);
+      if (mine === generation) timer = setTimeout(refresh, 1000);
     }
   }
-  refresh();
+
+  // ——— A period's books: whole UTC days, as the books count days (and as the fleet's daily rollups answer them). ———
+  const DAY = 86400000;
+  // A period's view reads a file or a database: not more often than this.
+  const PERIOD_EVERY_MS = 30000;
+  const PERIODS = ['live', 'today', '7d', '30d', 'month'];
+  const GROUPS = [['model', 'p-models', 'model', 'no request in this period'], ['api_key', 'p-keys', 'API key (one-way id)', 'no request in this period'], ['user', 'p-users', 'user', 'no request in this period']];
+  // Where a report was read: a whole UTC day is summed from daily rollups, the rest from the rows.
+  const SOURCES = { ledger: "this proxy's ledger (its rows)", 'ledger rollups': "this proxy's ledger (its daily rollups)", rows: "the fleet's database (its rows)", 'daily rollups': "the fleet's database (its daily rollups)" };
+  const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
+  const thisMonth = () => new Date().toISOString().slice(0, 7);
+  const count = (n) => (n == null || !Number.isFinite(n) ? '—' : n.toLocaleString('en-US'));
+  const percent = (part, whole) => (whole > 0 ? (100 * part) / whole : null);
+  const showPercent = (p) => (p == null ? '—' : p.toFixed(1) + ' %');
+  // The report's units: kWh and kg CO2eq; the page's: Wh and g, scaled as everywhere on it.
+  const wh = (kwh) => kwh * 1000;
+  const grams = (kg) => kg * 1000;
+
+  /** The period's bounds ('from' included, 'to' not) and how the page names it. */
+  function periodOf(kind, month) {
+    const today = Math.floor(Date.now() / DAY) * DAY;
+    if (kind === 'month') {
+      const [y, m] = (/^[0-9]{4}-[0-9]{2}$/.test(month) ? month : thisMonth()).split('-').map(Number);
+      const from = Date.UTC(y, m - 1, 1), to = Date.UTC(y, m, 1);
+      return { from: isoDay(from), to: isoDay(to), label: new Date(from).toLocaleString('en-US', { month: 'long', year: 'numeric', timeZone: 'UTC' }) + ': ' + isoDay(from) + ' to ' + isoDay(to - DAY) + ' (UTC)' };
+    }
+    const days = kind === '30d' ? 30 : kind === '7d' ? 7 : 1;
+    const from = today - (days - 1) * DAY;
+    return { from: isoDay(from), to: isoDay(today + DAY), label: days === 1 ? 'today, ' + isoDay(today) + ' (UTC)' : isoDay(from) + ' to ' + isoDay(today) + ' (UTC, ' + days + ' days)' };
+  }
+
+  /** A period's report, or an error saying what the proxy answered (its message, when it gave one). */
+  async function report(url) {
+    let response;
+    try {
+      response = await fetch(url, { cache: 'no-store', headers: authHeaders() });
+    } catch (error) {
+      throw new Error('the proxy is not answering: ' + error.message);
+    }
+    if (response.ok) return response.json();
+    let message = '';
+    try {
+      const body = await response.json();
+      message = (body && body.error && body.error.message) || '';
+    } catch {
+      // Not JSON: the status says it.
+    }
+    throw new Error('/carbon/stats answered ' + response.status + (message ? ': ' + message : ''));
+  }
+
+  async function loadPeriod() {
+    const mine = generation;
+    const period = periodOf(view, $('month').value);
+    $('period-range').textContent = period.label;
+    const urls = GROUPS.map(([by]) => '/carbon/stats?from=' + period.from + '&to=' + period.to + '&by=' + by);
+    const results = await Promise.allSettled(urls.map(report));
+    if (mine !== generation) return;
+    try {
+      renderPeriod(period, urls, results);
+    } finally {
+      timer = setTimeout(loadPeriod, PERIOD_EVERY_MS);
+    }
+  }
+
+  function renderPeriod(period, urls, results) {
+    window.__carbonPeriod = { period, urls, reports: results.map((r) => (r.status === 'fulfilled' ? r.value : null)) };
+    const failed = results[0].status === 'rejected' ? results[0].reason : null;
+    $('period-error').hidden = !failed;
+    for (const el of document.querySelectorAll('#period-view .period-body')) el.hidden = !!failed;
+    const time = new Date().toLocaleTimeString();
+    if (failed) {
+      $('period-message').textContent = failed.message;
+      $('updated').textContent = period.label + ' · not answered at ' + time + ' · tried again every 30 s';
+      return;
+    }
+    const r = results[0].value, t = r.totals, idle = t.idle;
+
+    big('p-emissions-requests', t.emissionsKgco2eq, one(grams(t.emissionsKgco2eq), 'g CO2eq'));
+    set('p-requests', t.requests, count(t.requests));
+    const eScale = scaleFor([grams(idle.idleEmissionsKgco2eq), grams(idle.unattributedEmissionsKgco2eq), grams(t.machineEmissionsKgco2eq)]);
+    set('p-emissions-idle', idle.idleEmissionsKgco2eq, inUnit(grams(idle.idleEmissionsKgco2eq), eScale, 'g'));
+    set('p-emissions-unattributed', idle.unattributedEmissionsKgco2eq, inUnit(grams(idle.unattributedEmissionsKgco2eq), eScale, 'g'));
+    $('p-emissions-unattributed-row').hidden = !(idle.unattributedEmissionsKgco2eq > 0);
+    set('p-emissions-total', t.machineEmissionsKgco2eq, inUnit(grams(t.machineEmissionsKgco2eq), eScale, 'g'));
+
+    big('p-energy-requests', t.energyKwh, one(wh(t.energyKwh), 'Wh'));
+    const share = t.machineEnergyKwh > 0 ? t.energyKwh / t.machineEnergyKwh : 0;
+    set('p-energy-share', share, (100 * share).toFixed(1) + ' %');
+    $('p-split-bar').innerHTML = '<div style="width:' + (100 * share).toFixed(2) + '%;background:var(--accent)"></div>';
+    const jScale = scaleFor([wh(idle.idleEnergyKwh), wh(idle.unattributedEnergyKwh), wh(t.machineEnergyKwh)]);
+    set('p-energy-idle', idle.idleEnergyKwh, inUnit(wh(idle.idleEnergyKwh), jScale, 'Wh'));
+    set('p-energy-unattributed', idle.unattributedEnergyKwh, inUnit(wh(idle.unattributedEnergyKwh), jScale, 'Wh'));
+    $('p-energy-unattributed-row').hidden = !(idle.unattributedEnergyKwh > 0);
+    set('p-energy-total', t.machineEnergyKwh, inUnit(wh(t.machineEnergyKwh), jScale, 'Wh'));
+
+    const measured = percent(t.measuredEnergyKwh, t.energyKwh);
+    const mEl = $('p-measured-share');
+    mEl.dataset.value = String(measured);
+    mEl.innerHTML = measured == null ? '—' : esc(measured.toFixed(1)) + '<span class="unit">%</span>';
+    set('p-requests-with-energy', t.requestsWithEnergy, count(t.requestsWithEnergy) + ' of ' + count(t.requests));
+    set('p-measured-requests', t.measuredRequests, count(t.measuredRequests));
+    set('p-prompt-tokens', t.promptTokens, count(t.promptTokens));
+    set('p-completion-tokens', t.completionTokens, count(t.completionTokens));
+    $('p-source').textContent = SOURCES[r.source] || r.source;
+
+    GROUPS.forEach(([by, id, label, empty], i) => {
+      const result = results[i];
+      $(id).innerHTML = result.status === 'fulfilled' ? periodTable(result.value, by, label, empty) : '<div class="message">' + esc(result.reason.message) + '</div>';
+    });
+    $('updated').textContent = period.label + ' · updated ' + time + ' · refreshes every 30 s';
+  }
+
+  /** A report's rows, the 10 with the most CO2eq first: requests, energy, CO2eq, tokens, what was measured, the share. */
+  function periodTable(rep, by, label, empty) {
+    let rows = rep.rows.slice().sort((a, b) => b.emissionsKgco2eq - a.emissionsKgco2eq);
+    if (rows.length === 0) return '<div class="empty">' + empty + '</div>';
+    const more = Math.max(0, rows.length - TOP);
+    rows = rows.slice(0, TOP);
+    const eScale = scaleFor(rows.map((r) => wh(r.energyKwh)));
+    const gScale = scaleFor(rows.map((r) => grams(r.emissionsKgco2eq)));
+    const all = rep.totals.emissionsKgco2eq;
+    const head = '<th>' + esc(label) + '</th><th>requests</th><th>energy</th><th>CO2eq</th><th>tokens in</th><th>tokens out</th><th>measured</th><th>share of CO2eq</th>';
+    return '<table><thead><tr>' + head + '</tr></thead><tbody>' +
+      rows.map((r) => {
+        const name = r.group[by];
+        const m = percent(r.measuredEnergyKwh, r.energyKwh);
+        return '<tr data-group="' + esc(name == null ? '' : name) + '"' + (name == null ? ' data-none' : '') + '><td>' + (name == null ? '<span class="badge">none</span>' : esc(name)) +
+          '</td><td data-value="' + r.requests + '">' + count(r.requests) +
+          '</td><td data-value="' + r.energyKwh + '">' + esc(inUnit(wh(r.energyKwh), eScale, 'Wh')) +
+          '</td><td data-value="' + r.emissionsKgco2eq + '">' + esc(inUnit(grams(r.emissionsKgco2eq), gScale, 'g')) +
+          '</td><td data-value="' + r.promptTokens + '">' + count(r.promptTokens) +
+          '</td><td data-value="' + r.completionTokens + '">' + count(r.completionTokens) +
+          '</td><td data-value="' + m + '">' + showPercent(m) +
+          '</td><td>' + showPercent(percent(r.emissionsKgco2eq, all)) + '</td></tr>';
+      }).join('') +
+      (more > 0 ? '<tr class="more"><td colspan="8" class="left">and ' + more + ' more (all of them: ' + esc('/carbon/stats?from=' + rep.from.slice(0, 10) + '&to=' + rep.to.slice(0, 10) + '&by=' + by) + ')</td></tr>' : '') + '</tbody></table>';
+  }
+
+  /** Shows the view named next ('live' or a period): the picker, the view, the address's #period=…, then its first read. */
+  function choose(next) {
+    view = PERIODS.includes(next) ? next : 'live';
+    generation++;
+    clearTimeout(timer);
+    for (const b of document.querySelectorAll('.period button')) b.setAttribute('aria-pressed', String(b.dataset.period === view));
+    $('month').hidden = view !== 'month';
+    $('live').hidden = view !== 'live';
+    $('period-view').hidden = view === 'live';
+    if (view === 'live') $('period-range').textContent = '';
+    const hash = view === 'live' ? '' : '#period=' + view + (view === 'month' ? '&month=' + $('month').value : '');
+    if (typeof history !== 'undefined' && location.hash !== hash) history.replaceState(null, '', location.pathname + location.search + hash);
+    if (view === 'live') refresh();
+    else {
+      $('updated').textContent = 'reading ' + periodOf(view, $('month').value).label + '…';
+      loadPeriod();
+      // Opened on a period: the header is read once, without the live tables.
+      if (!headerRead) {
+        headerRead = true;
+        fetch('/carbon/stats?top=0&recent=0', { cache: 'no-store', headers: authHeaders() })
+          .then((response) => (response.ok ? response.json().then(renderHeader) : undefined))
+          .catch(() => {});
+      }
+    }
+  }
+  let headerRead = false;
+
+  for (const b of document.querySelectorAll('.period button')) b.addEventListener('click', () => choose(b.dataset.period));
+  $('month').addEventListener('change', () => choose('month'));
+  // A link can name a period: /carbon#period=month&month=2026-11 (the token, if any, stays in ?token=).
+  const asked = new URLSearchParams(location.hash.slice(1));
+  $('month').value = /^[0-9]{4}-[0-9]{2}$/.test(asked.get('month') || '') ? asked.get('month') : thisMonth();
+  choose(asked.get('period') || 'live');
 })();
 </script>
 </body>
