@@ -66,8 +66,14 @@ export function splitRecords(data: Buffer, start: number, onRecord: (text: strin
   let recordStart = start;
   let quotes = 0;
   let from = start;
+  // The next quote at or after `from` (-1: none to the end): searched once, not once per line, so
+  // a buffer of lines without quotes is read in one pass.
+  let nextQuote = data.indexOf(QUOTE, from);
   for (let newline = data.indexOf(NEWLINE, from); newline >= 0; newline = data.indexOf(NEWLINE, from)) {
-    for (let q = data.indexOf(QUOTE, from); q >= 0 && q < newline; q = data.indexOf(QUOTE, q + 1)) quotes++;
+    while (nextQuote >= 0 && nextQuote < newline) {
+      quotes++;
+      nextQuote = data.indexOf(QUOTE, nextQuote + 1);
+    }
     from = newline + 1;
     if (quotes % 2 === 1) {
       // An odd count of quotes so far: this newline is inside a quoted field, unless it has been open too long.
@@ -77,6 +83,7 @@ export function splitRecords(data: Buffer, start: number, onRecord: (text: strin
       recordStart = first + 1;
       from = recordStart;
       quotes = 0;
+      nextQuote = data.indexOf(QUOTE, from);
       continue;
     }
     onRecord(data.toString('utf8', recordStart, newline), newline + 1);

@@ -19,27 +19,39 @@ export function redactDatabaseUrl(url: string): string {
     if (parsed.password) parsed.password = '***';
     // A password given as a query parameter (libpq's `?password=`) is one too.
     for (const key of [...parsed.searchParams.keys()]) if (/pass/i.test(key)) parsed.searchParams.set(key, '***');
-    return parsed.toString().replace('%2A%2A%2A', '***');
+    return parsed.toString().replaceAll('%2A%2A%2A', '***');
   } catch {
     return `${url.split(':', 1)[0]}://(a URL that does not parse)`;
   }
 }
 
-/** The password in a database URL, decoded, or `undefined`. */
-function passwordOf(url: string): string[] {
-  try {
-    const parsed = new URL(url);
-    const found = [parsed.password, decodeURIComponent(parsed.password)];
-    for (const [key, value] of parsed.searchParams) if (/pass/i.test(key)) found.push(value);
-    return found.filter((p) => p.length > 0);
-  } catch {
-    return [];
+/** The password of a database URL in every spelling a message may quote it in: as written, decoded, and from `?password=`. */
+function passwordsOf(url: string): string[] {
+  const found: string[] = [];
+  const decoded = (text: string) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text;
+    }
+  };
+  // As written, even in a URL that does not parse: between "//user:" and "@".
+  const written = /(?:^|\/\/)[^:/@\s]*:([^@/\s]*)@/.exec(url)?.[1];
+  if (written) found.push(written, decoded(written));
+  const query = url.indexOf('?');
+  if (query >= 0) {
+    for (const pair of url.slice(query + 1).split('&')) {
+      const [key = '', value = ''] = pair.split('=', 2);
+      if (/pass/i.test(decoded(key)) && value) found.push(value, decoded(value), decoded(value.replace(/\+/g, ' ')));
+    }
   }
+  // Longest first: a password that begins with another is replaced whole.
+  return [...new Set(found.filter((p) => p.length > 0))].sort((x, y) => y.length - x.length);
 }
 
 /**
  * An error's message with the URL's password taken out, wherever it appears (a driver may quote
- * the connection string back).
+ * the connection string back, as written or decoded).
  *
  * @example
  * ```ts
@@ -50,7 +62,8 @@ export function scrubbed(error: unknown, url: string): string {
   let message = error instanceof Error ? error.message || error.name : String(error);
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && !message.includes(code)) message = `${message} (${code})`;
-  for (const secret of passwordOf(url)) message = message.split(secret).join('***');
+  message = message.split(url).join(redactDatabaseUrl(url));
+  for (const secret of passwordsOf(url)) message = message.split(secret).join('***');
   return message.replace(/[\r\n]+/g, ' ').slice(0, 500);
 }
 
@@ -85,6 +98,9 @@ export function createFleetPool(url: string, onError: (error: unknown) => void):
     query_timeout: 65_000,
     application_name: 'carbon-trace',
   });
+  // An idle connection's error reaches the pool; a connection handed out has no listener of the
+  // pool's while it is out, and an 'error' event nobody hears would end the proxy.
   pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }

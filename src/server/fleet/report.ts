@@ -246,9 +246,9 @@ const ROW_SQL: Record<GroupKey, string> = {
   hour: `to_char(date_trunc('hour', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24":00Z"')`,
 };
 const ROLLUP_SQL: Partial<Record<GroupKey, string>> = {
-  model: `nullif(model, '')`,
-  api_key: `nullif(api_key_id, '')`,
-  user: `nullif(end_user, '')`,
+  model: 'model',
+  api_key: 'api_key_id',
+  user: 'end_user',
   project: 'project',
   instance: 'instance',
   day: `to_char(day, 'YYYY-MM-DD')`,

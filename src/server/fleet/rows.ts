@@ -68,7 +68,9 @@ function requestValues(row: ShippedRow, who: Instance): unknown[] {
 /**
  * The statement that stores a batch of rows once and adds the new ones to the daily rollups, and
  * its parameters: one array per column (`unnest`), so a batch of any size is one statement of 27
- * parameters, and every value is a parameter. It answers one row: `inserted`, the rows that were new.
+ * parameters, and every value is a parameter. A row is new when it lies after what its run has
+ * stored (`carbon_trace_runs`), which stays when `--retention` removes the rows, so a ledger sent
+ * again adds nothing twice. It answers one row: `inserted`, the rows that were new.
  *
  * @example
  * ```ts
@@ -78,25 +80,36 @@ function requestValues(row: ShippedRow, who: Instance): unknown[] {
  */
 export function insertRequests(rows: readonly ShippedRow[], who: Instance): { text: string; values: unknown[] } {
   const columns: unknown[][] = REQUEST_COLUMNS.map(() => []);
-  for (const row of rows) requestValues(row, who).forEach((v, i) => columns[i]!.push(v));
+  for (const row of rows) requestValues(row, who).forEach((v, i) => columns[i]!.push(typeof v === 'string' ? storable(v) : v));
   const unnest = REQUEST_COLUMNS.map((_, i) => `$${i + 1}::${REQUEST_TYPES[i]}[]`).join(', ');
   const text = `
-WITH new_rows AS (
+WITH input AS (
+  SELECT * FROM unnest(${unnest}) AS t(${REQUEST_COLUMNS.join(', ')})
+), fresh AS (
+  SELECT i.* FROM input i
+  LEFT JOIN carbon_trace_runs r ON r.run_id = i.run_id AND r.stream = 'requests'
+  WHERE r.stored_through IS NULL OR i.ledger_offset > r.stored_through
+), new_rows AS (
   INSERT INTO carbon_trace_requests (${REQUEST_COLUMNS.join(', ')})
-  SELECT * FROM unnest(${unnest})
+  SELECT * FROM fresh
   ON CONFLICT (run_id, ledger_offset) DO NOTHING
   RETURNING *
+), runs AS (
+  INSERT INTO carbon_trace_runs (run_id, stream, stored_through)
+  SELECT run_id, 'requests', max(ledger_offset) FROM input GROUP BY run_id
+  ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)
 ), rolled AS (
-INSERT INTO carbon_trace_daily AS d (day, instance, project, model, api_key_id, end_user, kind,
+INSERT INTO carbon_trace_daily AS d (day, group_key, instance, project, model, api_key_id, end_user, kind,
   requests, requests_with_energy, measured_requests, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh, energy_kwh,
   measured_energy_kwh, emissions_kg, prompt_tokens, completion_tokens)
-SELECT (at AT TIME ZONE 'UTC')::date, instance, project, coalesce(model, ''), coalesce(api_key_id, ''), coalesce(end_user, ''), coalesce(kind, ''),
+SELECT (at AT TIME ZONE 'UTC')::date, sha256(convert_to(json_build_array(instance, project, model, api_key_id, end_user, kind)::text, 'UTF8')),
+  instance, project, model, api_key_id, end_user, kind,
   count(*), count(energy_kwh), count(*) FILTER (WHERE measured), coalesce(sum(cpu_energy_kwh), 0), coalesce(sum(gpu_energy_kwh), 0),
   coalesce(sum(ram_energy_kwh), 0), coalesce(sum(energy_kwh), 0), coalesce(sum(energy_kwh) FILTER (WHERE measured), 0),
   coalesce(sum(emissions_kg), 0), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
 FROM new_rows
-GROUP BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT (day, instance, project, model, api_key_id, end_user, kind) DO UPDATE SET
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ON CONFLICT (day, group_key) DO UPDATE SET
   requests = d.requests + excluded.requests,
   requests_with_energy = d.requests_with_energy + excluded.requests_with_energy,
   measured_requests = d.measured_requests + excluded.measured_requests,
@@ -114,6 +127,44 @@ SELECT count(*)::int AS inserted FROM new_rows`;
   return { text, values: columns };
 }
 
+/**
+ * A string as Postgres' `text` can hold it: a NUL (U+0000), which no `text` value may contain, is
+ * written as U+FFFD — the one change the database makes to a name as sent.
+ *
+ * @example
+ * ```ts
+ * storable('evil\u0000'); // 'evil\uFFFD'
+ * ```
+ */
+export function storable(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
+}
+
+const INT8_SAFE = Number.MAX_SAFE_INTEGER;
+const whole = (n: number | undefined, max: number) => n === undefined || (Number.isInteger(n) && n >= 0 && n <= max);
+const finite = (n: number | undefined) => n === undefined || (Number.isFinite(n) && n >= 0 && n < 1e300);
+
+/**
+ * Why a ledger row cannot be stored as it is (a hand-edited ledger: a status or a token count no
+ * request has, an energy no meter measured), or `undefined` when it can: such a row is set aside
+ * with a warning, never stored as another number, and never in the way of the rows after it.
+ *
+ * @example
+ * ```ts
+ * unstorable(row); // 'status 1e10 is not an HTTP status'
+ * ```
+ */
+export function unstorable(row: ShippedRow): string | undefined {
+  const { entry } = row;
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(row.runId)) return 'its run_id is not a run id';
+  if (!whole(entry.status, 999)) return `status ${entry.status} is not an HTTP status`;
+  if (!whole(entry.usage.promptTokens, INT8_SAFE) || !whole(entry.usage.completionTokens, INT8_SAFE)) return 'a token count is not a whole number';
+  const joules = [entry.energy.totalJoules, entry.energy.durationSeconds, entry.grid.gCo2PerKwh, ...Object.values(entry.energy.joules)];
+  if (!joules.every(finite)) return 'an energy, duration or grid figure is out of range';
+  if (Number.isNaN(Date.parse(entry.at))) return 'its timestamp is not a time';
+  return undefined;
+}
+
 const IDLE_COLUMNS = [
   'run_id', 'log_offset', 'from_at', 'at', 'instance', 'instance_id', 'host', 'project', 'cpu_idle_kwh', 'gpu_idle_kwh', 'ram_idle_kwh',
   'idle_kwh', 'idle_emissions_kg', 'cpu_unattributed_kwh', 'gpu_unattributed_kwh', 'ram_unattributed_kwh', 'unattributed_kwh', 'unattributed_emissions_kg',
@@ -124,7 +175,7 @@ const sumKwh = (j: Record<string, number | undefined>) => Object.values(j).reduc
 
 /**
  * The statement that stores a batch of idle-log lines once and adds the new ones to the idle
- * rollups.
+ * rollups (new: after what their run has stored, as for the rows).
  *
  * @example
  * ```ts
@@ -138,22 +189,33 @@ export function insertIdle(lines: readonly ShippedIdle[], who: Instance): { text
     [
       i.runId, end, i.from, i.to, who.name, who.id, who.host, i.projectName, kwh(i.idle.cpu), kwh(i.idle.gpu), kwh(i.idle.ram),
       sumKwh(i.idle), i.idleGrams / 1000, kwh(i.unattributed.cpu), kwh(i.unattributed.gpu), kwh(i.unattributed.ram), sumKwh(i.unattributed), i.unattributedGrams / 1000,
-    ].forEach((v, n) => columns[n]!.push(v));
+    ].forEach((v, n) => columns[n]!.push(typeof v === 'string' ? storable(v) : v));
   }
   const unnest = IDLE_COLUMNS.map((_, n) => `$${n + 1}::${IDLE_TYPES[n]}[]`).join(', ');
   const text = `
-WITH new_lines AS (
+WITH input AS (
+  SELECT * FROM unnest(${unnest}) AS t(${IDLE_COLUMNS.join(', ')})
+), fresh AS (
+  SELECT i.* FROM input i
+  LEFT JOIN carbon_trace_runs r ON r.run_id = i.run_id AND r.stream = 'idle'
+  WHERE r.stored_through IS NULL OR i.log_offset > r.stored_through
+), new_lines AS (
   INSERT INTO carbon_trace_idle (${IDLE_COLUMNS.join(', ')})
-  SELECT * FROM unnest(${unnest})
+  SELECT * FROM fresh
   ON CONFLICT (run_id, log_offset) DO NOTHING
   RETURNING *
+), runs AS (
+  INSERT INTO carbon_trace_runs (run_id, stream, stored_through)
+  SELECT run_id, 'idle', max(log_offset) FROM input GROUP BY run_id
+  ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)
 ), rolled AS (
-INSERT INTO carbon_trace_idle_daily AS d (day, instance, project, cpu_idle_kwh, gpu_idle_kwh, ram_idle_kwh, idle_kwh, idle_emissions_kg, unattributed_kwh, unattributed_emissions_kg)
-SELECT (at AT TIME ZONE 'UTC')::date, instance, project, coalesce(sum(cpu_idle_kwh), 0), coalesce(sum(gpu_idle_kwh), 0), coalesce(sum(ram_idle_kwh), 0),
+INSERT INTO carbon_trace_idle_daily AS d (day, group_key, instance, project, cpu_idle_kwh, gpu_idle_kwh, ram_idle_kwh, idle_kwh, idle_emissions_kg, unattributed_kwh, unattributed_emissions_kg)
+SELECT (at AT TIME ZONE 'UTC')::date, sha256(convert_to(json_build_array(instance, project)::text, 'UTF8')), instance, project,
+  coalesce(sum(cpu_idle_kwh), 0), coalesce(sum(gpu_idle_kwh), 0), coalesce(sum(ram_idle_kwh), 0),
   sum(idle_kwh), sum(idle_emissions_kg), sum(unattributed_kwh), sum(unattributed_emissions_kg)
 FROM new_lines
-GROUP BY 1, 2, 3
-ON CONFLICT (day, instance, project) DO UPDATE SET
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (day, group_key) DO UPDATE SET
   cpu_idle_kwh = d.cpu_idle_kwh + excluded.cpu_idle_kwh,
   gpu_idle_kwh = d.gpu_idle_kwh + excluded.gpu_idle_kwh,
   ram_idle_kwh = d.ram_idle_kwh + excluded.ram_idle_kwh,

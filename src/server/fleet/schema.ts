@@ -15,10 +15,6 @@ import type { PoolClient } from 'pg';
  */
 export type Migration = { version: number; name: string; sql: string };
 
-// The rollups' key columns are NOT NULL ('' for unknown): a unique key treats NULLs as distinct,
-// so an unknown model would get a rollup row per insert instead of one per day.
-const ROLLUP_KEYS = ['day', 'instance', 'project', 'model', 'api_key_id', 'end_user', 'kind'] as const;
-
 /**
  * The migrations, in order. Energy in kWh and emissions in kg CO2eq, as the ledger; one row per
  * closed request, keyed by the run that wrote it and where it ends in that run's ledger, so a row
@@ -90,14 +86,17 @@ CREATE TABLE carbon_trace_idle (
 );
 CREATE INDEX carbon_trace_idle_at ON carbon_trace_idle USING brin (at);
 
+-- A rollup's key is a hash of its names: the names are client strings of up to 16 KiB, larger
+-- than a btree key may be (2,704 bytes), and a key that fails would stop every row after it.
 CREATE TABLE carbon_trace_daily (
   day date NOT NULL,
+  group_key bytea NOT NULL,
   instance text NOT NULL,
   project text NOT NULL,
-  model text NOT NULL,
-  api_key_id text NOT NULL,
-  end_user text NOT NULL,
-  kind text NOT NULL,
+  model text,
+  api_key_id text,
+  end_user text,
+  kind text,
   requests bigint NOT NULL,
   requests_with_energy bigint NOT NULL,
   measured_requests bigint NOT NULL,
@@ -109,11 +108,12 @@ CREATE TABLE carbon_trace_daily (
   emissions_kg double precision NOT NULL,
   prompt_tokens bigint NOT NULL,
   completion_tokens bigint NOT NULL,
-  PRIMARY KEY (${ROLLUP_KEYS.join(', ')})
+  PRIMARY KEY (day, group_key)
 );
 
 CREATE TABLE carbon_trace_idle_daily (
   day date NOT NULL,
+  group_key bytea NOT NULL,
   instance text NOT NULL,
   project text NOT NULL,
   cpu_idle_kwh double precision NOT NULL,
@@ -123,7 +123,17 @@ CREATE TABLE carbon_trace_idle_daily (
   idle_emissions_kg double precision NOT NULL,
   unattributed_kwh double precision NOT NULL,
   unattributed_emissions_kg double precision NOT NULL,
-  PRIMARY KEY (day, instance, project)
+  PRIMARY KEY (day, group_key)
+);
+
+-- How far each run's rows are in the tables: a row at or before it was stored once already, even
+-- when --retention has removed it since. Kept forever (a row per proxy run and file), so that a
+-- ledger sent again (replaced, restored, its id file copied) never adds to the rollups twice.
+CREATE TABLE carbon_trace_runs (
+  run_id uuid NOT NULL,
+  stream text NOT NULL,
+  stored_through bigint NOT NULL,
+  PRIMARY KEY (run_id, stream)
 );
 
 -- How far each proxy's files have been sent: the next send starts there. Tied to the file by its

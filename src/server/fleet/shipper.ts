@@ -6,12 +6,13 @@
  * makes a batch sent again land once: exactly once in the table, whatever the retries.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import type pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import { IDLE_LOG_COLUMNS, parseIdleLine } from '../books/idle-log';
 import { entryOf, type Ledger } from '../books/ledger';
 import { fingerprintOf, parseCsvLine, readRecords } from '../books/ledger-read';
 import { createFleetPool, redactDatabaseUrl, scrubbed } from './connect';
-import { insertIdle, insertRequests, type Instance, type ShippedIdle, type ShippedRow } from './rows';
+import { insertIdle, insertRequests, unstorable, type Instance, type ShippedIdle, type ShippedRow } from './rows';
 import { migrate } from './schema';
 
 /**
@@ -56,6 +57,8 @@ export type FleetShipperState = {
   waitingBytes: number;
   /** Why the last attempt failed, while it is failing (no password in it). */
   error?: string;
+  /** Rows this run could not store (a hand-edited ledger, a value the database cannot hold): they stay in the ledger, with a warning. */
+  setAsideRows: number;
 };
 
 type Stream = 'requests' | 'idle';
@@ -82,7 +85,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
   const pool: Pool = createFleetPool(options.db, (error) => failed(error));
   const batchRows = Math.max(1, options.batchRows ?? 2000);
   const cursors: Partial<Record<Stream, Cursor>> = {};
-  const state: FleetShipperState = { database, connected: false, sentRows: 0, sentIdle: 0, waitingBytes: 0 };
+  const state: FleetShipperState = { database, connected: false, sentRows: 0, sentIdle: 0, waitingBytes: 0, setAsideRows: 0 };
   let migrated = false;
   let down: { since: number } | undefined;
   let backoffMs = 0;
@@ -90,6 +93,8 @@ export function createFleetShipper(options: FleetShipperOptions) {
   let running: Promise<boolean> | undefined;
   let closed = false;
   let lastRetentionAt = 0;
+  // The connection a pass holds: a close that cannot wait for it any longer ends it.
+  let active: PoolClient | undefined;
 
   function failed(error: unknown): void {
     const why = scrubbed(error, options.db);
@@ -105,6 +110,49 @@ export function createFleetShipper(options: FleetShipperOptions) {
       down = { since: Date.now() };
       options.warn('fleet-db', `fleet database ${database}: ${why}: rows wait in the ledger and are sent once it answers (tried again every ${BACKOFF_MAX_MS / 1000} s at most)`);
     }
+  }
+
+  /** Sets a row aside: it stays in the ledger, is not in the database, and is said once per reason. */
+  function setAside(end: number, why: string): void {
+    state.setAsideRows++;
+    options.warn(`fleet-set-aside\0${why}`, `fleet database ${database}: a row (ending at byte ${end} of its file) cannot be stored (${why}): it stays in the file and is not in the fleet's books; the rows after it are sent`);
+  }
+
+  /**
+   * Stores a batch in the open transaction; a batch the database refuses for its data (a value it
+   * cannot hold, a key too large) is split until the refused rows are found, and those are set
+   * aside: one bad row never holds back the rows after it. Any other failure (the connection, a
+   * timeout) fails the whole pass, and the batch is sent again later.
+   */
+  async function storeAll<T>(client: PoolClient, items: readonly T[], statement: (batch: readonly T[]) => { text: string; values: unknown[] }, check: (item: T) => { end: number; why: string | undefined }): Promise<number> {
+    const good = items.filter((item) => {
+      const { end, why } = check(item);
+      if (why !== undefined) setAside(end, why);
+      return why === undefined;
+    });
+    const store = async (batch: readonly T[]): Promise<number> => {
+      if (batch.length === 0) return 0;
+      await client.query('SAVEPOINT batch');
+      try {
+        const q = statement(batch);
+        const r = await client.query<{ inserted: number }>(q.text, q.values);
+        await client.query('RELEASE SAVEPOINT batch');
+        return r.rows[0]?.inserted ?? 0;
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        // Class 22 (data exception) and 54 (program limit exceeded): this data, not the link.
+        if (typeof code !== 'string' || !/^(22|54)/.test(code)) throw error;
+        await client.query('ROLLBACK TO SAVEPOINT batch');
+        await client.query('RELEASE SAVEPOINT batch');
+        if (batch.length === 1) {
+          setAside(check(batch[0]!).end, `the database refused it: ${scrubbed(error, options.db)}`);
+          return 0;
+        }
+        const half = Math.ceil(batch.length / 2);
+        return (await store(batch.slice(0, half))) + (await store(batch.slice(half)));
+      }
+    };
+    return store(good);
   }
 
   async function cursorOf(client: PoolClient, stream: Stream, handle: FileHandle, size: number): Promise<Cursor> {
@@ -148,10 +196,10 @@ export function createFleetShipper(options: FleetShipperOptions) {
             if (fields && stream === 'requests') {
               const entry = entryOf(fields, index);
               const runId = fields[index.get('run_id') ?? -1];
-              if (entry && runId && /^[0-9a-f-]{36}$/i.test(runId)) rows.push({ runId, end: record.end, projectName: fields[index.get('project_name') ?? -1] ?? '', entry });
+              if (entry) rows.push({ runId: runId ?? '', end: record.end, projectName: fields[index.get('project_name') ?? -1] ?? '', entry });
             } else if (fields && stream === 'idle' && fields[0] !== IDLE_LOG_COLUMNS[0]) {
               const interval = parseIdleLine(fields);
-              if (interval && /^[0-9a-f-]{36}$/i.test(interval.runId)) lines.push({ end: record.end, interval });
+              if (interval) lines.push({ end: record.end, interval });
             }
             end = record.end;
             if (rows.length + lines.length >= batchRows) break;
@@ -164,16 +212,8 @@ export function createFleetShipper(options: FleetShipperOptions) {
         let sentIdle = 0;
         await client.query('BEGIN');
         try {
-          if (rows.length > 0) {
-            const q = insertRequests(rows, options.instance);
-            const r = await client.query<{ inserted: number }>(q.text, q.values);
-            sentRows += r.rows[0]?.inserted ?? 0;
-          }
-          if (lines.length > 0) {
-            const q = insertIdle(lines, options.instance);
-            const r = await client.query<{ inserted: number }>(q.text, q.values);
-            sentIdle += r.rows[0]?.inserted ?? 0;
-          }
+          sentRows = await storeAll(client, rows, (batch) => insertRequests(batch, options.instance), (row) => ({ end: row.end, why: unstorable(row) }));
+          sentIdle = await storeAll(client, lines, (batch) => insertIdle(batch, options.instance), (line) => ({ end: line.end, why: undefined }));
           await client.query(
             `INSERT INTO carbon_trace_shipped (instance_id, stream, bytes, fingerprint) VALUES ($1, $2, $3, $4)
              ON CONFLICT (instance_id, stream) DO UPDATE SET bytes = excluded.bytes, fingerprint = excluded.fingerprint, updated_at = now()`,
@@ -222,6 +262,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
     let client: PoolClient | undefined;
     try {
       client = await pool.connect();
+      active = client;
       if (!migrated) {
         await migrate(client);
         migrated = true;
@@ -229,6 +270,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
       await send(client, 'requests', files.ledger.realPath, files.ledger.bytes);
       if (files.idleLogPath) await send(client, 'idle', files.idleLogPath, Number.MAX_SAFE_INTEGER);
       await retention(client);
+      active = undefined;
       client.release();
       client = undefined;
       state.connected = true;
@@ -240,6 +282,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
       }
       return state.waitingBytes === 0;
     } catch (error) {
+      active = undefined;
       client?.release(error as Error);
       failed(error);
       return false;
@@ -275,19 +318,28 @@ export function createFleetShipper(options: FleetShipperOptions) {
     /** The pool, for the period reports of the same database. */
     pool,
 
-    /** Stops the timer, sends what it can within `graceMs` (default 5000), and closes the connections. */
+    /**
+     * Stops the timer, sends what it can within `graceMs` (default 5000), and closes the
+     * connections — within about `graceMs` whatever the database does: a pass still running then
+     * has its connection ended (its batch is rolled back, and sent by the next start).
+     */
     async close(graceMs = 5000): Promise<void> {
       if (closed) return;
       clearInterval(timer);
+      const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
       const last = (async () => {
         await running;
         nextTryAt = 0;
         await tick();
-      })();
-      await Promise.race([last, new Promise((r) => setTimeout(r, graceMs).unref())]);
+      })().catch(() => {});
+      await Promise.race([last, wait(graceMs)]);
       closed = true;
-      await running?.catch(() => {});
-      await pool.end().catch(() => {});
+      if (running) {
+        // A pooled client is a pg.Client: ending it fails the statement it waits on.
+        await (active as unknown as pg.Client | undefined)?.end().catch(() => {});
+        await Promise.race([running.catch(() => {}), wait(1000)]);
+      }
+      await Promise.race([pool.end().catch(() => {}), wait(1000)]);
     },
   };
 }

@@ -179,7 +179,8 @@ export function ownRoutes(parts: {
           return;
         }
         // A failure (the database down, rows removed by retention) is each reader's 500, with why.
-        await answerInTurn(res, 'stats', `period\0${query.from.toISOString()}\0${query.to.toISOString()}\0${query.by.join(',')}`, 'application/json', async () => Buffer.from(JSON.stringify(await parts.report(query))));
+        // A lane of its own: a period read from a large ledger or a slow database must not hold the live books back.
+        await answerInTurn(res, 'period', `period\0${query.from.toISOString()}\0${query.to.toISOString()}\0${query.by.join(',')}`, 'application/json', async () => Buffer.from(JSON.stringify(await parts.report(query))));
       } else if (route === '/carbon/stats') {
         const limits = statsLimits(target);
         await answerInTurn(res, 'stats', `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));
