@@ -65,13 +65,13 @@ program
   .option('--grid-api-url <url>', 'Electricity Maps API', ELECTRICITY_MAPS_API_URL)
   .addOption(new Option('--grid-refresh <seconds>', 'seconds between live grid figures').default(300).argParser(integer('--grid-refresh', 1, 86_400)))
   .addOption(new Option('--meter <source>', 'energy source; auto picks what this machine can read').choices(['auto', 'rapl', 'nvml', 'amd-smi', 'powermetrics', 'estimate']).default('auto'))
-  .addOption(new Option('--sample-ms <ms>', 'ms between counter readings while no request begins or ends').default(100).argParser(integer('--sample-ms', 10, 60_000)))
-  .addOption(new Option('--idle <mode>', 'idle energy apart, or also shared out in the per-row views').choices(['exclude', 'share']).default('exclude'))
+  .addOption(new Option('--sample-ms <ms>', 'ms between readings while idle').default(100).argParser(integer('--sample-ms', 10, 60_000)))
+  .addOption(new Option('--idle <mode>', 'idle apart, or shared in per-row views').choices(['exclude', 'share']).default('exclude'))
   .option('--ledger <file>', 'a CSV row per request; books continue from it')
-  .option('--db <url>', `the fleet's Postgres, postgres://user:password@host/db (needs --ledger; or set ${'CARBON_TRACE_DB'}, which keeps the password out of ps)`)
-  .option('--instance <name>', "this proxy's name in the fleet's books (default: the host name)")
-  .addOption(new Option('--retention <days>', 'with --db: days each request row is kept (daily rollups stay)').argParser(retentionDays))
-  .addOption(new Option('--max-body-mb <mb>', 'largest request body, MiB; larger ones get 413').default(32).argParser(integer('--max-body-mb', 1, 4096)))
+  .option('--db <url>', "the fleet's Postgres, or env CARBON_TRACE_DB")
+  .option('--instance <name>', 'name in period reports (default: host name)')
+  .addOption(new Option('--retention <days>', 'with --db: days rows are kept (not rollups)').argParser(retentionDays))
+  .addOption(new Option('--max-body-mb <mb>', 'largest body, MiB (else 413)').default(32).argParser(integer('--max-body-mb', 1, 4096)))
   .option('--powercap <dir>', 'RAPL powercap tree', '/sys/class/powercap')
   .option('--nvidia-smi <path>', 'if NVML has no energy', 'nvidia-smi')
   .option('--amd-smi <path>', 'amd-smi, AMD GPUs (ROCm 6+)', 'amd-smi')
@@ -80,7 +80,7 @@ program
     'after',
     '\nRoutes: every path passes through to --upstream; each wire\'s answers gain x_carbon_trace (docs/proxy.md).\n' +
       '  GET /carbon                         live dashboard\n' +
-      '  GET /carbon/stats                   totals as JSON\n' +
+      '  GET /carbon/stats                   totals as JSON; ?from=&to=&by= a period\n' +
       '  GET /api/v1/carbon/inference/stats  the same in Model Garden\'s shape\n' +
       '  GET /metrics                        Prometheus text\n' +
       'With CARBON_TRACE_ADMIN_TOKEN set, all but /carbon need it (Bearer).\n' +

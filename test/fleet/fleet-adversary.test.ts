@@ -9,13 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ledgerLine, openLedger, type Ledger, type LedgerEntry } from '../../src/server/books/ledger';
 import { redactDatabaseUrl, scrubbed } from '../../src/server/fleet/connect';
 import { parseReportQuery, reportFromDatabase } from '../../src/server/fleet/report';
 import { createFleetShipper, type FleetShipper } from '../../src/server/fleet/shipper';
-import { describeWithPostgres, startPostgres, type PostgresServer } from '../fixtures/postgres';
+import { describeWithPostgres, startPostgres, testClient, testPool, type PostgresServer } from '../fixtures/postgres';
 
 let server: PostgresServer;
 const dirs: string[] = [];
@@ -35,7 +34,7 @@ const entry = (model: string, joules = 3600, at = new Date().toISOString()): Led
 
 async function freshDatabase(): Promise<string> {
   const name = `adv${++databases}`;
-  const admin = new pg.Client({ connectionString: server.url('postgres') });
+  const admin = testClient(server.url('postgres'));
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
@@ -63,7 +62,7 @@ function ship(db: string, ledger: Ledger, warnings: string[], more: { id?: strin
 }
 
 async function count(db: string, sql: string): Promise<number> {
-  const pool = new pg.Pool({ connectionString: db });
+  const pool = testPool(db);
   try {
     return Number((await pool.query<{ n: string }>(sql)).rows[0]!.n);
   } finally {
@@ -94,7 +93,7 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     ledger.append(entry('first'));
     expect(await shipper.flush()).toBe(true);
     // A batch that waits on a lock, on a connection the shipper holds, when the server dies.
-    const locker = new pg.Client({ connectionString: db });
+    const locker = testClient(db);
     locker.on('error', () => {});
     await locker.connect();
     await locker.query('BEGIN');
@@ -138,7 +137,7 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     again.append(entry('plain after'));
     const shipper = ship(db, again, warnings);
     expect(await shipper.flush()).toBe(true);
-    const pool = new pg.Pool({ connectionString: db });
+    const pool = testPool(db);
     try {
       const models = (await pool.query<{ model: string }>('SELECT model FROM carbon_trace_requests ORDER BY ledger_offset')).rows.map((r) => r.model);
       expect(models).toEqual(['evil\uFFFDname', random, 'plain before', 'plain after']);
@@ -162,7 +161,7 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     const first = ship(db, ledger, warnings, { retentionDays: 30 });
     expect(await first.flush()).toBe(true);
     await first.close();
-    const reader = new pg.Pool({ connectionString: db });
+    const reader = testPool(db);
     try {
       expect((await reportFromDatabase(reader, wholeDay(old))).totals.requests).toBe(5);
     } finally {
@@ -174,7 +173,7 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     const second = ship(db, ledger, warnings, { id: '00000000-0000-4000-8000-00000000000b', retentionDays: 30 });
     expect(await second.flush()).toBe(true);
     await second.close();
-    const pool = new pg.Pool({ connectionString: db });
+    const pool = testPool(db);
     try {
       expect((await reportFromDatabase(pool, wholeDay(old))).totals.requests).toBe(5);
       expect((await reportFromDatabase(pool, wholeDay(new Date()))).totals.requests).toBe(5);
@@ -204,7 +203,7 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     const shipper = ship(db, ledger, []);
     ledger.append(entry('first'));
     expect(await shipper.flush()).toBe(true);
-    const locker = new pg.Client({ connectionString: db });
+    const locker = testClient(db);
     await locker.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE carbon_trace_shipped IN ACCESS EXCLUSIVE MODE');

@@ -12,11 +12,10 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it, onTestFailed } from 'vitest';
 import type { Report } from '../../src/server/fleet/report';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
-import { describeWithPostgres, startPostgres, type PostgresServer } from '../fixtures/postgres';
+import { describeWithPostgres, startPostgres, testClient, testPool, type PostgresServer } from '../fixtures/postgres';
 import { packedProject, runPacked, startPackedProxy, type RunningProxy } from '../proxy/packed-cli';
 
 /** One secret across the fleet (CARBON_TRACE_KEY_ID_SECRET): an API key has one id on every proxy. */
@@ -277,12 +276,12 @@ describeWithPostgres(import.meta.filename, 'the fleet with the packed CLI: proxi
       // The stop lands while every proxy is mid-write, as it does under load: a lock holds their
       // INSERTs (a slow database) until Postgres goes. Then it stays away for 10 s: no request fails
       // or waits, the rows wait in the ledgers.
-      const locker = new pg.Client({ connectionString: server.url('fleet') });
+      const locker = testClient(server.url('fleet'));
       locker.on('error', () => {});
       await locker.connect();
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE carbon_trace_shipped IN ACCESS EXCLUSIVE MODE');
-      const watcher = new pg.Client({ connectionString: server.url('fleet') });
+      const watcher = testClient(server.url('fleet'));
       watcher.on('error', () => {});
       await watcher.connect();
       try {
@@ -328,7 +327,7 @@ describeWithPostgres(import.meta.filename, 'the fleet with the packed CLI: proxi
       if (round === 0) await sleep(1_200);
     }
 
-    const pool = new pg.Pool({ connectionString: server.url('fleet') });
+    const pool = testPool(server.url('fleet'));
     pool.on('error', () => {});
     const compare = async (withIdle: boolean) => {
       const from = today();

@@ -10,14 +10,13 @@ import { closeSync, fstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type CarbonProxy, type EnergyMeter } from '../../src/server/index';
 import { entryOf, openLedger, type LedgerEntry } from '../../src/server/books/ledger';
 import { parseCsvLine, scanRecordsSync } from '../../src/server/books/ledger-read';
 import { createFleetShipper } from '../../src/server/fleet/shipper';
 import { GROUP_KEYS, parseReportQuery, reportFromDatabase, reportFromLedger, type Report } from '../../src/server/fleet/report';
-import { describeWithPostgres, startPostgres, type PostgresServer } from '../fixtures/postgres';
+import { describeWithPostgres, startPostgres, testPool, type PostgresServer } from '../fixtures/postgres';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 
 const HOSTILE = [
@@ -158,7 +157,7 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
     await load(urls, 40, 100);
     await flushAll(fleet);
 
-    const pool = new pg.Pool({ connectionString: db });
+    const pool = testPool(db);
     try {
       const { rows } = await pool.query<{ n: string; distinct_rows: string }>('SELECT count(*) AS n, count(DISTINCT (run_id, ledger_offset)) AS distinct_rows FROM carbon_trace_requests');
       const inLedgers = fleet.map((r) => ledgerRows(r.ledger).length);
@@ -192,7 +191,7 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
   }, 120_000);
 
   it('grouped every way, from the rows or the rollups, the reports add up to the same totals; the ledgers\' reports agree', async () => {
-    const pool = new pg.Pool({ connectionString: server.url('fleet') });
+    const pool = testPool(server.url('fleet'));
     try {
       const day = today().toISOString().slice(0, 10);
       const next = dayAfter(today()).toISOString().slice(0, 10);
@@ -227,7 +226,7 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
   }, 60_000);
 
   it('hostile model and user names are stored and reported byte-exact (as the proxy booked them)', async () => {
-    const pool = new pg.Pool({ connectionString: server.url('fleet') });
+    const pool = testPool(server.url('fleet'));
     try {
       const stored = await pool.query<{ model: string; end_user: string }>('SELECT DISTINCT model, end_user FROM carbon_trace_requests');
       const models = new Set(stored.rows.map((r) => r.model));
@@ -257,7 +256,7 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
     fleet[0] = again;
     await load([again.url], 10, 0);
     await flushAll([again]);
-    const pool = new pg.Pool({ connectionString: server.url('fleet') });
+    const pool = testPool(server.url('fleet'));
     try {
       const runs = await pool.query<{ n: string }>('SELECT count(DISTINCT run_id) AS n FROM carbon_trace_requests WHERE instance = $1', [name]);
       expect(Number(runs.rows[0]!.n)).toBe(2);
@@ -314,7 +313,7 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
     const shipper = createFleetShipper({ db, instance: { name: 'old-box', id: '00000000-0000-4000-8000-000000000001', host: 'h' }, files: () => ({ ledger, idleLogPath: undefined }), warn: (_k, m) => warnings.push(m), retentionDays: 30 });
     try {
       expect(await shipper.flush()).toBe(true);
-      const pool = new pg.Pool({ connectionString: db });
+      const pool = testPool(db);
       try {
         const left = await pool.query<{ n: string }>('SELECT count(*) AS n FROM carbon_trace_requests');
         expect(Number(left.rows[0]!.n)).toBe(3);

@@ -11,13 +11,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openIdleLog } from '../../src/server/books/idle-log';
 import { openLedger, type LedgerEntry } from '../../src/server/books/ledger';
 import { parseReportQuery, reportFromDatabase, type Report } from '../../src/server/fleet/report';
 import { createFleetShipper } from '../../src/server/fleet/shipper';
-import { describeWithPostgres, startPostgres, type PostgresServer } from '../fixtures/postgres';
+import { describeWithPostgres, startPostgres, testPool, type PostgresServer } from '../fixtures/postgres';
 
 const root = resolve(import.meta.dirname, '../..');
 const DASHBOARD = join(root, 'deploy/grafana/carbon-trace-fleet-postgres.json');
@@ -127,7 +126,7 @@ describeWithPostgres(import.meta.filename, 'the Grafana dashboard of the fleet, 
   });
 
   it('every query runs on the migrated database, answers rows in the columns its panel reads, and the figures are the report\'s', async () => {
-    const pool = new pg.Pool({ connectionString: server.url('fleet') });
+    const pool = testPool(server.url('fleet'));
     try {
       // The dashboard's own range: the last 30 days.
       expect(dashboard.time).toEqual({ from: 'now-30d', to: 'now' });

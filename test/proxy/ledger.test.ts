@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type EnergySource } from '../../src/server/index';
 import { LEDGER_COLUMNS } from '../../src/server/books/ledger';
+import { parseCsvLine, splitRecords } from '../../src/server/books/ledger-read';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { packedProject, startPackedProxy } from './packed-cli';
 
@@ -37,13 +38,14 @@ const chat = (url: string, body: Record<string, unknown> = {}, headers: Record<s
   fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }) }).then((r) => r.text());
 const stats = async (url: string) => (await fetch(`${url}/carbon/stats`)).json();
 
-/** The ledger's rows as objects, by its header. */
+/** The ledger's rows as objects, by its header, read as CSV is (a quoted name may hold commas, quotes and newlines). */
 function rows(path: string): Array<Record<string, string>> {
-  const [header, ...lines] = readFileSync(path, 'utf8').trimEnd().split('\n');
-  const columns = header!.split(',');
+  const records: string[] = [];
+  splitRecords(readFileSync(path), 0, (text) => records.push(text));
+  const [header, ...lines] = records;
+  const columns = parseCsvLine(header!)!;
   return lines.map((line) => {
-    // The test's rows hold no quoted commas but the grid source: split on commas outside quotes.
-    const fields = line.match(/("([^"]|"")*"|[^,]*)(,|$)/g)!.map((f) => f.replace(/,$/, '').replace(/^"(.*)"$/, '$1').replace(/""/g, '"'));
+    const fields = parseCsvLine(line)!;
     return Object.fromEntries(columns.map((c, i) => [c, fields[i] ?? '']));
   });
 }
@@ -193,11 +195,15 @@ describe('books per API key and end user', () => {
     expect(row!.measured).toBe('');
     expect(row!.status).toBe('200');
     expect(row!.tracking_mode).toBe('machine');
-    // A second start reads it back, formula guard undone, control characters kept out.
+    // The file keeps the names as sent (a CSV reader gets them back whole, newline and all).
+    expect(row!.model).toBe('=HYPERLINK("http://evil")');
+    expect(row!.user).toBe('a,"b"\nc');
+    // A second start reads it back, formula guard undone; the views keep control characters out.
     const meter2 = createEnergyMeter({ sources: [], sampleIntervalMs: 0, onWarning: false });
     const again = createCarbonProxy({ upstream: origin, meter: meter2, ledger, onWarning: false });
     const s = await again.stats();
     expect(Object.keys(s.byModel)).toEqual(['=HYPERLINK("http://evil")']);
+    expect(Object.keys(s.byUser)).toEqual(['a,"b"\uFFFDc']);
     expect(s.requestsWithoutFigure).toBe(1);
     await again.close();
     await meter2.close();

@@ -125,7 +125,7 @@ export function createMeterTotals(options: { meterStats?: () => MeterStats; grid
       const idle: ComponentJoules = {};
       const unattributed: ComponentJoules = {};
       for (const component of ENERGY_COMPONENTS) {
-        const c = m.byComponent[component];
+        const c = m.byComponent?.[component];
         if (!c) continue;
         idle[component] = c.idleJoules;
         unattributed[component] = c.unattributedJoules;
