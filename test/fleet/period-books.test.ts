@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCarbonProxy, createEnergyMeter, type EnergySource } from '../../src/server/index';
-import { GROUP_KEYS, parseReportQuery, reportFromLedger } from '../../src/server/fleet/report';
+import { GROUP_KEYS, parseReportQuery, reportFromLedger, type Report } from '../../src/server/fleet/report';
 import { reportCsv, reportTable } from '../../src/server/fleet/format';
 import { startFixtureServer } from '../fixtures/openai-compatible-server';
 
@@ -103,6 +103,34 @@ describe('a period: rows + idle + unattributed = what the meter measured', () =>
     expect(requests.reduce((a, b) => a + b, 0)).toBe(9);
     expect(reportTable(report)).toMatch(/machine \(requests \+ idle \+ unattributed\): /);
   }, 30_000);
+
+  it('/carbon/stats?from=…&by=…&top=N: the N groups with the most emissions, how many more, and the whole totals', async () => {
+    const upstream = await startFixtureServer(() => ({ content: 'ok' }));
+    const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-period-'));
+    dirs.push(dir);
+    const meter = createEnergyMeter({ sources: [{ name: 'flat', measured: true, read: () => ({ cpuJoules: performance.now() / 10 }) }], sampleIntervalMs: 0, onWarning: false });
+    const proxy = createCarbonProxy({ upstream: upstream.baseURL.replace(/\/v1$/, ''), meter, ledger: join(dir, 'l.csv'), onWarning: () => {} });
+    proxy.server.listen(0, '127.0.0.1');
+    await once(proxy.server, 'listening');
+    const url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
+    try {
+      for (let i = 0; i < 7; i++) {
+        await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', user: `u${i % 5}`, messages: [] }) }).then((r) => r.text());
+      }
+      const day = new Date().toISOString().slice(0, 10);
+      const all = (await (await fetch(`${url}/carbon/stats?from=${day}&by=user`)).json()) as Report;
+      const top = (await (await fetch(`${url}/carbon/stats?from=${day}&by=user&top=2`)).json()) as Report;
+      expect(all.rows).toHaveLength(5);
+      expect(top.rows).toEqual(all.rows.slice(0, 2));
+      expect(top.rowsOmitted).toBe(3);
+      expect(top.totals).toEqual(all.totals);
+      expect(all.rowsOmitted).toBeUndefined();
+    } finally {
+      await proxy.close();
+      await meter.close();
+      await upstream.close();
+    }
+  });
 
   it('a period outside the rows is empty, not an error; bad bounds and groups are refused by name', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'carbon-trace-period-'));

@@ -310,7 +310,7 @@ describeWith(CHROMIUM, 'the dashboard over a period (the picker), in Chromium', 
     const today = new Date().toISOString().slice(0, 10);
     const tomorrow = new Date(Date.parse(`${today}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
     expect(shown.period).toMatchObject({ from: today, to: tomorrow });
-    expect(shown.urls).toEqual(['model', 'api_key', 'user'].map((by) => `/carbon/stats?from=${today}&to=${tomorrow}&by=${by}`));
+    expect(shown.urls).toEqual(['model', 'api_key', 'user'].map((by) => `/carbon/stats?from=${today}&to=${tomorrow}&by=${by}&top=10`));
     // From the ledger (its rows, or its daily rollups for whole days), said on the page.
     for (const r of shown.reports) expect(r?.source).toMatch(/^ledger/);
     expect(await periodPage.textContent('#p-source')).toMatch(/^this proxy's ledger/);
@@ -342,7 +342,7 @@ describeWith(CHROMIUM, 'the dashboard over a period (the picker), in Chromium', 
     const shown = (await periodShown())!;
     const [y, m] = month.split('-').map(Number) as [number, number];
     const next = new Date(Date.UTC(y, m, 1)).toISOString().slice(0, 10);
-    expect(shown.urls[0]).toBe(`/carbon/stats?from=${month}-01&to=${next}&by=model`);
+    expect(shown.urls[0]).toBe(`/carbon/stats?from=${month}-01&to=${next}&by=model&top=10`);
     await expectPageIsTheBooks(shown, 21);
     expect(new URL(periodPage.url()).hash).toBe(`#period=month&month=${month}`);
     await periodPage.screenshot({ path: resolve('.tmp/dashboard-period-month.png') });

@@ -121,6 +121,8 @@ export type Report = {
   /** Where the figures were read: the database's rows or daily rollups (whole days), or a ledger's rows or its index's daily rollups. */
   source: 'rows' | 'daily rollups' | 'ledger' | 'ledger rollups';
   rows: Array<{ group: ReportGroup } & ReportFigures>;
+  /** With `/carbon/stats?…&top=N`: how many groups after the N largest were left out (the totals count them). */
+  rowsOmitted?: number;
   /** The energy in no request, grouped by the keys of `by` it has (project, instance, day, hour). */
   idle: Array<{ group: ReportGroup } & IdleFigures>;
   /** The whole period: the requests' figures, and the energy in no request. Requests + idle + unattributed is what the meters measured. */

@@ -434,7 +434,8 @@ const PAGE = `<!doctype html>
     const mine = generation;
     const period = periodOf(view, $('month').value);
     $('period-range').textContent = period.label;
-    const urls = GROUPS.map(([by]) => '/carbon/stats?from=' + period.from + '&to=' + period.to + '&by=' + by);
+    // Only the rows it shows: a month by user may be thousands of groups.
+    const urls = GROUPS.map(([by]) => '/carbon/stats?from=' + period.from + '&to=' + period.to + '&by=' + by + '&top=' + TOP);
     const results = await Promise.allSettled(urls.map(report));
     if (mine !== generation) return;
     try {
@@ -496,7 +497,7 @@ const PAGE = `<!doctype html>
   function periodTable(rep, by, label, empty) {
     let rows = rep.rows.slice().sort((a, b) => b.emissionsKgco2eq - a.emissionsKgco2eq);
     if (rows.length === 0) return '<div class="empty">' + empty + '</div>';
-    const more = Math.max(0, rows.length - TOP);
+    const more = Math.max(0, rows.length - TOP) + (rep.rowsOmitted || 0);
     rows = rows.slice(0, TOP);
     const eScale = scaleFor(rows.map((r) => wh(r.energyKwh)));
     const gScale = scaleFor(rows.map((r) => grams(r.emissionsKgco2eq)));

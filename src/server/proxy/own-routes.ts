@@ -180,7 +180,12 @@ export function ownRoutes(parts: {
         }
         // A failure (the database down, rows removed by retention) is each reader's 500, with why.
         // A lane of its own: a period read from a large ledger or a slow database must not hold the live books back.
-        await answerInTurn(res, 'period', `period\0${query.from.toISOString()}\0${query.to.toISOString()}\0${query.by.join(',')}`, 'application/json', async () => Buffer.from(JSON.stringify(await parts.report(query))));
+        const { top } = statsLimits(target);
+        await answerInTurn(res, 'period', `period\0${query.from.toISOString()}\0${query.to.toISOString()}\0${query.by.join(',')}\0${top}`, 'application/json', async () => {
+          const report = await parts.report(query);
+          // ?top=N: the N groups with the most emissions (the totals stay whole), and how many more there are.
+          return Buffer.from(JSON.stringify(top === undefined ? report : { ...report, rows: report.rows.slice(0, top), rowsOmitted: Math.max(0, report.rows.length - top) }));
+        });
       } else if (route === '/carbon/stats') {
         const limits = statsLimits(target);
         await answerInTurn(res, 'stats', `stats\0${limits.top}\0${limits.recent}`, 'application/json', async () => Buffer.from(JSON.stringify(await stats(limits))));
