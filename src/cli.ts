@@ -4,6 +4,7 @@ import { ELECTRICITY_MAPS_API_URL, ELECTRICITY_MAPS_TOKEN_VARIABLE, gridIntensit
 import { createEnergyMeter } from './server/meter/meter';
 import { autoSources } from './server/sources/auto';
 import { createCarbonProxy } from './server/proxy';
+import { createKeyIds } from './server/proxy/access';
 import { createFleetPool, redactDatabaseUrl, scrubbed } from './server/fleet/connect';
 import { reportCsv, reportTable } from './server/fleet/format';
 import { parseReportQuery, reportFromDatabase, reportFromLedger, type ReportQuery } from './server/fleet/report';
@@ -142,8 +143,10 @@ program
     // Names clients use besides the flag's: the one given to listen on, and this machine's own.
     const allowedHosts = [...(options.allowedHost ?? []), ...(isIP(options.host) === 0 ? [options.host] : []), hostname()];
 
+    if (options.db !== undefined && options.db.trim() === '') fail('--db is empty: give postgres://user:password@host:5432/db (is CARBON_TRACE_DB set in this shell?)');
     const db = options.db ?? (process.env.CARBON_TRACE_DB?.trim() || undefined);
-    if (db !== undefined && options.ledger === undefined) fail('--db needs --ledger FILE: rows go to the database from the ledger, and wait in it while the database is down');
+    const dbFrom = options.db !== undefined ? '--db' : 'CARBON_TRACE_DB (set in the environment)';
+    if (db !== undefined && options.ledger === undefined) fail(`${dbFrom} needs --ledger FILE: rows go to the database from the ledger, and wait in it while the database is down`);
     if (options.retention !== undefined && db === undefined) fail('--retention applies to the database\'s rows: give --db too');
     if (db !== undefined && !/^postgres(ql)?:\/\//i.test(db)) fail(`--db takes a postgres:// URL, got ${redactDatabaseUrl(db)}`);
 
@@ -230,18 +233,35 @@ program
   });
 
 program
+  .command('key-id')
+  .description("The id the fleet's books give an API key (key:…), to tell whose key a report's api_key row is. Reads the keys from standard input, one a line (kept out of ps and the shell's history), with the fleet's CARBON_TRACE_KEY_ID_SECRET.")
+  .addHelpText('after', '\nExample: printf "%s\\n" "$TEAM_A_KEY" | CARBON_TRACE_KEY_ID_SECRET=… npx carbon-trace key-id')
+  .action(async () => {
+    const secret = process.env.CARBON_TRACE_KEY_ID_SECRET?.trim();
+    if (!secret) fail("key-id needs CARBON_TRACE_KEY_ID_SECRET, the fleet's secret (a proxy without it keeps its own beside its ledger: FILE.key-id-secret)");
+    const keyIds = createKeyIds(secret);
+    let text = '';
+    for await (const chunk of process.stdin) text += chunk;
+    for (const key of text.split(/\r?\n/).map((k) => k.trim()).filter(Boolean)) {
+      // A key given with its scheme or without: the proxy reads `Authorization: Bearer <key>`.
+      process.stdout.write(`${keyIds.of(/^bearer\s/i.test(key) ? key : `Bearer ${key}`) ?? '(not a key)'}\n`);
+    }
+  });
+
+program
   .command('report')
   .description("A period's books, grouped: from the fleet's Postgres (--db) or one proxy's ledger (--ledger), with no server.")
   .option('--db <url>', "the fleet's Postgres (or set CARBON_TRACE_DB)")
   .option('--ledger <file>', "one proxy's ledger (its idle log beside it is read too)")
-  .requiredOption('--from <date>', 'start, included: 2026-11-01 or 2026-11-01T08:00:00Z (UTC)')
+  .requiredOption('--from <date>', 'start, included: a UTC date (2026-11-01) or a time with its zone (2026-11-01T08:00:00Z)')
   .option('--to <date>', 'end, not included (default: now): 2026-12-01 ends November')
-  .option('--by <keys>', 'group by any of model, api_key, user, project, instance, day, hour (comma-separated)', '')
+  .option('--by <keys>', 'group by any of model, api_key, user, project, instance, day, hour (comma-separated, or repeated)', (value: string, previous: string) => (previous ? `${previous},${value}` : value), '')
   .addOption(new Option('--format <format>', 'output').choices(['table', 'csv', 'json']).default('table'))
   .option('--output <file>', 'write to a file instead of the standard output')
   .option('--instance <name>', "with --ledger: the proxy's name in the report (default: the host name)")
   .addHelpText('after', '\nExample: npx carbon-trace report --db "$CARBON_TRACE_DB" --from 2026-11-01 --to 2026-12-01 --by api_key,model')
   .action(async (options: { db?: string; ledger?: string; from: string; to?: string; by: string; format: 'table' | 'csv' | 'json'; output?: string; instance?: string }) => {
+    if (options.db !== undefined && options.db.trim() === '') fail('--db is empty: give postgres://user:password@host:5432/db (is CARBON_TRACE_DB set in this shell?)');
     const db = options.db ?? (options.ledger === undefined ? process.env.CARBON_TRACE_DB?.trim() || undefined : undefined);
     if ((db === undefined) === (options.ledger === undefined)) fail('report reads one place: give --db URL (or CARBON_TRACE_DB) or --ledger FILE');
     let query: ReportQuery;

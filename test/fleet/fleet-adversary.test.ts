@@ -48,10 +48,11 @@ function ledgerIn(): { path: string; ledger: Ledger } {
   return { path, ledger: openLedger({ path }) };
 }
 
-function ship(db: string, ledger: Ledger, warnings: string[], more: { id?: string; retentionDays?: number } = {}): FleetShipper {
+function ship(db: string, ledger: Ledger, warnings: string[], more: { id?: string; retentionDays?: number; name?: string; keyIdCheck?: string } = {}): FleetShipper {
   const shipper = createFleetShipper({
     db,
-    instance: { name: 'box', id: more.id ?? '00000000-0000-4000-8000-00000000000a', host: 'h' },
+    instance: { name: more.name ?? 'box', id: more.id ?? '00000000-0000-4000-8000-00000000000a', host: 'h' },
+    ...(more.keyIdCheck !== undefined ? { keyIdCheck: more.keyIdCheck } : {}),
     files: () => ({ ledger, idleLogPath: undefined }),
     warn: (_key, message) => warnings.push(message),
     intervalMs: 60_000,
@@ -196,6 +197,24 @@ describeWithPostgres(import.meta.filename, 'the fleet under attack', () => {
     expect(await count(db, 'SELECT sum(requests) AS n FROM carbon_trace_daily')).toBe(11);
     expect(warnings.filter((w) => w.includes('is not the file sent before'))).not.toHaveLength(0);
   }, 60_000);
+
+  it('a proxy whose key-id secret is not the fleet\'s, or that takes a live proxy\'s name, is told so', async () => {
+    const db = await freshDatabase();
+    const a = ledgerIn();
+    const b = ledgerIn();
+    const c = ledgerIn();
+    const first: string[] = [];
+    const same: string[] = [];
+    const other: string[] = [];
+    expect(await ship(db, a.ledger, first, { name: 'gpu-a', keyIdCheck: 'key:111111111111' }).flush()).toBe(true);
+    expect(await ship(db, b.ledger, same, { name: 'gpu-b', id: '00000000-0000-4000-8000-00000000000b', keyIdCheck: 'key:111111111111' }).flush()).toBe(true);
+    expect(await ship(db, c.ledger, other, { name: 'gpu-a', id: '00000000-0000-4000-8000-00000000000c', keyIdCheck: 'key:222222222222' }).flush()).toBe(true);
+    expect(first).toEqual([]);
+    expect(same).toEqual([]);
+    expect(other.some((w) => /this proxy's key-id secret is not the fleet's \(the one gpu-a brought first\)/.test(w))).toBe(true);
+    expect(other.some((w) => /another proxy \(on h, with another ledger\) also calls itself gpu-a/.test(w))).toBe(true);
+    for (const l of [a, b, c]) l.ledger.close();
+  }, 30_000);
 
   it('close() ends within its grace even while the database holds the batch on a lock', async () => {
     const db = await freshDatabase();

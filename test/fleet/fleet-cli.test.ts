@@ -17,6 +17,7 @@ import type { Report } from '../../src/server/fleet/report';
 import { startFixtureServer, type FixtureServer } from '../fixtures/openai-compatible-server';
 import { describeWithPostgres, startPostgres, testClient, testPool, type PostgresServer } from '../fixtures/postgres';
 import { packedProject, runPacked, startPackedProxy, type RunningProxy } from '../proxy/packed-cli';
+import { runProcess } from '../setup/processes';
 
 /** One secret across the fleet (CARBON_TRACE_KEY_ID_SECRET): an API key has one id on every proxy. */
 const KEY_ID_SECRET = 'fleet-cli-key-id-secret-6f1d2c3b4a5e';
@@ -383,6 +384,17 @@ describeWithPostgres(import.meta.filename, 'the fleet with the packed CLI: proxi
     }
   }, 150_000);
 
+  it('key-id: the id the books give a key, read from standard input, is the one in the report; no secret, no id', async () => {
+    const cli = join(project, 'node_modules', '.bin', 'carbon-trace');
+    const run = (env: Record<string, string>) => runProcess('sh', ['-c', 'printf "%s\\n%s\\n" "$K1" "Bearer $K2" | "$CLI" key-id'], { env: { ...childEnv(env), CLI: cli, K1: 'sk-team-alpha', K2: 'sk-team-beta' }, timeoutMs: 30_000 });
+    const ok = await run({ CARBON_TRACE_KEY_ID_SECRET: KEY_ID_SECRET });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout.trim().split('\n')).toEqual([keyId('sk-team-alpha'), keyId('sk-team-beta')]);
+    const none = await run({});
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^carbon-trace: key-id needs CARBON_TRACE_KEY_ID_SECRET/);
+  });
+
   it('report formats: a table with its header and totals, a CSV file whose requests add up, groups by api_key,model that add up, and its refusals', async () => {
     const db = server.url('fleet');
     const period = ['--from', today(), '--to', tomorrow()];
@@ -460,9 +472,13 @@ describeWithPostgres(import.meta.filename, 'the fleet with the packed CLI: proxi
       expect(s.fleet!.database).toContain('carbon:***@');
       shown.push(await (await fetch(`${proxy.url}/carbon`)).text());
       // A period's report through the proxy while its database is down.
+      // This proxy's own ledger answers, said as such: not the fleet's books.
       const period = await fetch(`${proxy.url}/carbon/stats?from=${today()}&by=instance`);
-      shown.push(await period.text());
-      expect(period.status).toBe(500);
+      const text = await period.text();
+      shown.push(text);
+      expect(period.status).toBe(200);
+      expect((JSON.parse(text) as { source: string; note: string }).source).toMatch(/^ledger/);
+      expect((JSON.parse(text) as { note: string }).note).toMatch(/^fleet database postgres:\/\/carbon:\*\*\*@.*: this proxy's ledger only, not the fleet's$/);
       // The command, with the URL from CARBON_TRACE_DB.
       const down = await report(['--from', today()], childEnv({ CARBON_TRACE_DB: server.url('fleet') }));
       expect(down.code).not.toBe(0);
@@ -487,7 +503,7 @@ describeWithPostgres(import.meta.filename, 'the fleet with the packed CLI: proxi
     const secret = server.password;
     const cases: Array<{ args: string[]; env: NodeJS.ProcessEnv; says: RegExp }> = [
       { args: ['--db', server.url('fleet')], env: childEnv(), says: /^carbon-trace: --db needs --ledger FILE/ },
-      { args: [], env: childEnv({ CARBON_TRACE_DB: server.url('fleet') }), says: /^carbon-trace: --db needs --ledger FILE/ },
+      { args: [], env: childEnv({ CARBON_TRACE_DB: server.url('fleet') }), says: /^carbon-trace: CARBON_TRACE_DB \(set in the environment\) needs --ledger FILE/ },
       { args: ['--ledger', join(tempDir(), 'l.csv'), '--retention', '90d'], env: childEnv(), says: /^carbon-trace: --retention applies to the database's rows: give --db too/ },
     ];
     const results = await Promise.all(cases.map(({ args, env }) => runPacked(project, ['proxy', '--upstream', origin, '--port', '0', '--meter', 'estimate', ...args], { env })));

@@ -283,16 +283,26 @@ describeWithPostgres(import.meta.filename, 'the fleet in Postgres', () => {
     expect(r.warnings.join('\n')).not.toContain(secret);
     // A period answered by the database, then by a database that is down.
     const day = today().toISOString().slice(0, 10);
+    expect(await (await fetch(`${r.url}/metrics`)).text()).toMatch(/^carbon_trace_fleet_database_up 1$/m);
     const ok = await fetch(`${r.url}/carbon/stats?from=${day}&by=instance`);
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as Report).totals.requests).toBeGreaterThan(0);
     await server.stop();
     try {
-      const failed = await fetch(`${r.url}/carbon/stats?from=${day}&by=model`);
-      expect(failed.status).toBe(500);
-      const text = await failed.text();
-      expect(text).toContain('fleet database');
+      // The fleet's books cannot be read: this proxy's ledger answers, and says so.
+      const own = await fetch(`${r.url}/carbon/stats?from=${day}&by=model`);
+      expect(own.status).toBe(200);
+      const text = await own.text();
+      const report = JSON.parse(text) as Report;
+      expect(report.source).toMatch(/^ledger/);
+      expect(report.note).toMatch(/^fleet database postgres:\/\/carbon:\*\*\*@.*: this proxy's ledger only, not the fleet's$/);
+      expect(report.totals.requests).toBe((await reportFromLedger(r.ledger, parseReportQuery({ from: day, by: 'model' }), { instance: 'gpu-pl' })).totals.requests);
       expect(text).not.toContain(secret);
+      // A `to` without `from`: refused, not the live books under a period's name.
+      expect((await fetch(`${r.url}/carbon/stats?to=${day}`)).status).toBe(400);
+      // Prometheus sees the database down.
+      await r.proxy.flushFleet();
+      expect(await (await fetch(`${r.url}/metrics`)).text()).toMatch(/^carbon_trace_fleet_database_up 0$/m);
     } finally {
       await server.start();
     }

@@ -79,9 +79,13 @@ export function reportTable(report: Report): string {
   ]);
   const widths = headings.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < report.by.length ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const out = [`carbon-trace report ${report.from} → ${report.to}${report.by.length ? ` by ${report.by.join(', ')}` : ''} (from ${report.source})`, '', line(headings), ...body.map(line)];
+  const out = [`carbon-trace report ${report.from} → ${report.to}${report.by.length ? ` by ${report.by.join(', ')}` : ''} (from ${report.source})`, ''];
+  if (report.note) out.push(`note: ${report.note}`, '');
+  out.push(...(body.length > 0 ? [line(headings), ...body.map(line)] : ['no request in this period']));
   const t = report.totals;
   out.push('');
+  // The idle log gets a line a minute: a period of its first minute, or of no proxy running, has none.
+  if (report.idle.length === 0) out.push('idle: none logged in this period (the idle log gets a line a minute)');
   for (const row of report.idle) {
     const where = Object.entries(row.group).map(([k, v]) => `${k} ${cell(v, 40)}`).join(', ');
     out.push(`idle${where ? ` (${where})` : ''}: ${formatEnergy(row.idleEnergyKwh)}, ${formatEmissions(row.idleEmissionsKgco2eq)}; unattributed: ${formatEnergy(row.unattributedEnergyKwh)}, ${formatEmissions(row.unattributedEmissionsKgco2eq)}`);

@@ -123,6 +123,8 @@ export type Report = {
   rows: Array<{ group: ReportGroup } & ReportFigures>;
   /** With `/carbon/stats?…&top=N`: how many groups after the N largest were left out (the totals count them). */
   rowsOmitted?: number;
+  /** Why these are not the books asked for, when they are not (the fleet's database down: this proxy's ledger only). */
+  note?: string;
   /** The energy in no request, grouped by the keys of `by` it has (project, instance, day, hour). */
   idle: Array<{ group: ReportGroup } & IdleFigures>;
   /** The whole period: the requests' figures, and the energy in no request. Requests + idle + unattributed is what the meters measured. */
@@ -168,7 +170,7 @@ export function parseReportQuery(options: { from?: string | null; to?: string | 
   const to = options.to ? parseBound(options.to, 'to') : new Date();
   if (to.getTime() <= from.getTime()) throw new Error(`to: ${to.toISOString()} is not after from (${from.toISOString()})`);
   const by: GroupKey[] = [];
-  for (const part of (options.by ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of (options.by ?? '').split(',').map((p) => p.trim().toLowerCase()).filter(Boolean)) {
     if (!(GROUP_KEYS as readonly string[]).includes(part)) throw new Error(`by: ${JSON.stringify(part.slice(0, 40))} is not one of ${GROUP_KEYS.join(', ')}`);
     if (!by.includes(part as GroupKey)) by.push(part as GroupKey);
   }

@@ -147,6 +147,23 @@ CREATE TABLE carbon_trace_shipped (
   PRIMARY KEY (instance_id, stream)
 );
 
+-- The fleet's proxies, by their id: a name two live proxies share would merge their books.
+CREATE TABLE carbon_trace_instances (
+  instance_id uuid PRIMARY KEY,
+  name text NOT NULL,
+  host text NOT NULL,
+  last_seen timestamptz NOT NULL
+);
+
+-- What every proxy of the fleet must agree on: the check value of the key-id secret (an id made
+-- from a fixed text, which says nothing of the secret), set by the first proxy to connect.
+CREATE TABLE carbon_trace_fleet (
+  name text PRIMARY KEY,
+  value text NOT NULL,
+  set_by text NOT NULL,
+  set_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Rows before this time were removed by --retention: a report that needs them is refused.
 CREATE TABLE carbon_trace_retention (
   id boolean PRIMARY KEY DEFAULT true CHECK (id),

@@ -36,7 +36,20 @@ export type FleetShipperOptions = {
   intervalMs?: number;
   /** Rows older than this many days are deleted (the daily rollups stay). Default: kept. */
   retentionDays?: number;
+  /** The id this proxy gives a fixed text (`keyIds.of(KEY_ID_CHECK)`): the fleet's proxies must agree on it, or one key has two ids. */
+  keyIdCheck?: string;
 };
+
+/**
+ * The fixed text whose key id every proxy of a fleet must give alike: it tells whether their
+ * key-id secrets are the same, and nothing of the secret.
+ *
+ * @example
+ * ```ts
+ * createFleetShipper({ …, keyIdCheck: keyIds.of(KEY_ID_CHECK) });
+ * ```
+ */
+export const KEY_ID_CHECK = 'Bearer carbon-trace fleet key-id check';
 
 /**
  * What the shipper has done, for `/carbon/stats` and the dashboard.
@@ -53,8 +66,8 @@ export type FleetShipperState = {
   /** Rows and idle lines this run sent (new in the table). */
   sentRows: number;
   sentIdle: number;
-  /** Bytes of the ledger not yet in the database. */
-  waitingBytes: number;
+  /** Bytes of the ledger not yet in the database; `undefined` until the database has said how far it has them. */
+  waitingBytes: number | undefined;
   /** Why the last attempt failed, while it is failing (no password in it). */
   error?: string;
   /** Rows this run could not store (a hand-edited ledger, a value the database cannot hold): they stay in the ledger, with a warning. */
@@ -85,7 +98,9 @@ export function createFleetShipper(options: FleetShipperOptions) {
   const pool: Pool = createFleetPool(options.db, (error) => failed(error));
   const batchRows = Math.max(1, options.batchRows ?? 2000);
   const cursors: Partial<Record<Stream, Cursor>> = {};
-  const state: FleetShipperState = { database, connected: false, sentRows: 0, sentIdle: 0, waitingBytes: 0, setAsideRows: 0 };
+  const state: FleetShipperState = { database, connected: false, sentRows: 0, sentIdle: 0, waitingBytes: undefined, setAsideRows: 0 };
+  // How far the ledger is in the database, as last committed (kept while the database is down).
+  let storedBytes: number | undefined;
   let migrated = false;
   let down: { since: number } | undefined;
   let backoffMs = 0;
@@ -108,8 +123,44 @@ export function createFleetShipper(options: FleetShipperOptions) {
     nextTryAt = Date.now() + backoffMs;
     if (!down) {
       down = { since: Date.now() };
-      options.warn('fleet-db', `fleet database ${database}: ${why}: rows wait in the ledger and are sent once it answers (tried again every ${BACKOFF_MAX_MS / 1000} s at most)`);
+      const code = (error as { code?: unknown } | null)?.code;
+      // A refused login never heals by waiting: say what to fix.
+      const fix = code === '28P01' || code === '28000' || /password must be a string/.test(why) ? ' — the user or password is refused: fix the URL (--db or CARBON_TRACE_DB; a password in it, or PGPASSWORD) and restart the proxy' : '';
+      options.warn('fleet-db', `fleet database ${database}: ${why}${fix}: rows wait in the ledger and are sent once it answers (tried again every ${BACKOFF_MAX_MS / 1000} s at most)`);
     }
+  }
+
+  /** The fleet agrees on the key-id secret: the first proxy sets the check value, the others compare. */
+  async function checkFleet(client: PoolClient): Promise<void> {
+    if (options.keyIdCheck === undefined) return;
+    await client.query('INSERT INTO carbon_trace_fleet (name, value, set_by) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', ['key_id_check', options.keyIdCheck, options.instance.name]);
+    const { rows } = await client.query<{ value: string; set_by: string }>('SELECT value, set_by FROM carbon_trace_fleet WHERE name = $1', ['key_id_check']);
+    const fleet = rows[0];
+    if (fleet && fleet.value !== options.keyIdCheck) {
+      options.warn('fleet-key-id-secret', `fleet database ${database}: this proxy's key-id secret is not the fleet's (the one ${fleet.set_by} brought first): the same API key gets another id here, and the fleet's books by api_key split it; give every proxy the same CARBON_TRACE_KEY_ID_SECRET`);
+    }
+  }
+
+  /** Notes this proxy as seen; says once when another live proxy uses its name (their books would merge). */
+  async function seen(client: PoolClient): Promise<void> {
+    const { rows } = await client.query<{ host: string }>(
+      "SELECT host FROM carbon_trace_instances WHERE name = $1 AND instance_id <> $2 AND last_seen > now() - interval '10 minutes' LIMIT 1",
+      [options.instance.name, options.instance.id],
+    );
+    if (rows[0]) {
+      options.warn('fleet-instance-name', `fleet database ${database}: another proxy (on ${rows[0].host}, with another ledger) also calls itself ${options.instance.name}: their books merge under that name; give each proxy its own --instance`);
+    }
+    await client.query(
+      `INSERT INTO carbon_trace_instances (instance_id, name, host, last_seen) VALUES ($1, $2, $3, now())
+       ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name, host = excluded.host, last_seen = now()`,
+      [options.instance.id, options.instance.name, options.instance.host],
+    );
+  }
+
+  /** Bytes of the ledger not in the database, as far as is known. */
+  function waiting(): number | undefined {
+    const files = options.files();
+    return storedBytes === undefined || !files ? undefined : Math.max(0, files.ledger.bytes - storedBytes);
   }
 
   /** Sets a row aside: it stays in the ledger, is not in the database, and is said once per reason. */
@@ -173,7 +224,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
     try {
       const size = Math.min(upTo, (await handle.stat()).size);
       const cursor = (cursors[stream] ??= await cursorOf(client, stream, handle, size));
-      if (stream === 'requests') state.waitingBytes = Math.max(0, size - cursor.bytes);
+      if (stream === 'requests') storedBytes = cursor.bytes;
       if (cursor.bytes >= size) return false;
       // The header: its columns name the cells of every record after it.
       const head = await readRecords(handle, 0, size, 64 * 1024);
@@ -182,6 +233,8 @@ export function createFleetShipper(options: FleetShipperOptions) {
       const columns = parseCsvLine(header.text) ?? [];
       const index = new Map(columns.map((c, i) => [c, i]));
       let at = Math.max(cursor.bytes, header.end);
+      // The header is no row: a ledger of a header only has nothing waiting.
+      if (stream === 'requests') storedBytes = at;
       let sentAny = false;
       while (at < size && !closed) {
         const rows: ShippedRow[] = [];
@@ -229,7 +282,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
         cursor.bytes = end;
         at = end;
         sentAny = true;
-        if (stream === 'requests') state.waitingBytes = Math.max(0, size - end);
+        if (stream === 'requests') storedBytes = end;
       }
       return sentAny;
     } finally {
@@ -266,7 +319,9 @@ export function createFleetShipper(options: FleetShipperOptions) {
       if (!migrated) {
         await migrate(client);
         migrated = true;
+        await checkFleet(client);
       }
+      await seen(client);
       await send(client, 'requests', files.ledger.realPath, files.ledger.bytes);
       if (files.idleLogPath) await send(client, 'idle', files.idleLogPath, Number.MAX_SAFE_INTEGER);
       await retention(client);
@@ -280,7 +335,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
         options.warn('fleet-db-back', `fleet database ${database}: answering again after ${Math.round((Date.now() - down.since) / 1000)} s; the rows that waited are sent`);
         down = undefined;
       }
-      return state.waitingBytes === 0;
+      return waiting() === 0;
     } catch (error) {
       active = undefined;
       client?.release(error as Error);
@@ -305,7 +360,7 @@ export function createFleetShipper(options: FleetShipperOptions) {
   return {
     /** The shipper's state now. */
     state(): FleetShipperState {
-      return { ...state };
+      return { ...state, waitingBytes: waiting() };
     },
 
     /** Sends everything in the files now (waiting out a pass under way); true when all of it is in the database. */

@@ -14,7 +14,7 @@ import { ownRoutes } from './own-routes';
 import { createExchanges, shutDown } from './shutdown';
 import { upstreamHealth } from './upstream-health';
 import { upstreamModels } from './upstream-models';
-import { createFleetShipper, type FleetShipper } from '../fleet/shipper';
+import { createFleetShipper, KEY_ID_CHECK, type FleetShipper } from '../fleet/shipper';
 import { redactDatabaseUrl, scrubbed } from '../fleet/connect';
 import { instanceIdBeside } from '../fleet/instance';
 import { defaultInstanceName, reportFromDatabase, reportFromLedger, type ReportQuery } from '../fleet/report';
@@ -87,6 +87,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
     // Kept beside the ledger, made once its lock is held: the proxy that keeps the ledger uses the secret on file.
     ...(options.keyIdSecret === undefined && options.ledger !== undefined ? { keyIdSecret: 'beside-ledger' as const } : {}),
   });
+  const keyIds = createKeyIds(options.keyIdSecret ?? books.keyIdSecret ?? randomBytes(32));
   let shipper: FleetShipper | undefined;
   const files = books.files();
   if (options.db !== undefined && options.keyIdSecret === undefined) {
@@ -99,6 +100,7 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
         instance: { name: instance, id: instanceIdBeside(files.ledger.realPath), host: hostname() },
         files: () => books.files(),
         warn,
+        keyIdCheck: keyIds.of(KEY_ID_CHECK)!,
         ...(options.retentionDays !== undefined ? { retentionDays: options.retentionDays } : {}),
       });
     } catch (error) {
@@ -109,15 +111,20 @@ export function createCarbonProxy(options: CarbonProxyOptions): CarbonProxy {
   const report = (query: ReportQuery) => {
     if (shipper) {
       const db = options.db!;
-      return reportFromDatabase(shipper.pool, query).catch((error: unknown) => {
-        throw new Error(`fleet database ${redactDatabaseUrl(db)}: ${scrubbed(error, db)}`);
+      const ledgerPath = books.files()?.ledger.realPath;
+      return reportFromDatabase(shipper.pool, query).catch(async (error: unknown) => {
+        const why = `fleet database ${redactDatabaseUrl(db)}: ${scrubbed(error, db)}`;
+        // The fleet's books cannot be read: this proxy's own ledger still can, said as such.
+        const refused = error instanceof Error && /removed \(--retention\)/.test(error.message);
+        if (ledgerPath === undefined || refused) throw new Error(why);
+        const own = await reportFromLedger(ledgerPath, query, { instance });
+        return { ...own, note: `${why}: this proxy's ledger only, not the fleet's` };
       });
     }
     const kept = books.files();
     if (!kept) return Promise.reject(new Error('this proxy keeps no ledger (--ledger) and no database (--db): its books are since start only, with no period'));
     return reportFromLedger(kept.ledger.realPath, query, { instance });
   };
-  const keyIds = createKeyIds(options.keyIdSecret ?? books.keyIdSecret ?? randomBytes(32));
   const book = (booked: BookedRequest) => {
     books.book(booked);
     if (options.onBooked) {

@@ -29,13 +29,32 @@ export function routePath(path: string): string {
   return collapsed.length > 1 ? collapsed.replace(/\/$/, '') : collapsed;
 }
 
+/** The fleet's database, as Prometheus reads it: whether it answers, and what waits for it. */
+function fleetMetrics(fleet: FleetShipperState): string {
+  const lines = [
+    '# HELP carbon_trace_fleet_database_up Whether the fleet\'s database took the last send (1) or not (0).',
+    '# TYPE carbon_trace_fleet_database_up gauge',
+    `carbon_trace_fleet_database_up ${fleet.connected ? 1 : 0}`,
+    '# HELP carbon_trace_fleet_set_aside_rows_total Ledger rows the fleet\'s database could not take (they stay in the ledger).',
+    '# TYPE carbon_trace_fleet_set_aside_rows_total counter',
+    `carbon_trace_fleet_set_aside_rows_total ${fleet.setAsideRows}`,
+  ];
+  if (fleet.waitingBytes !== undefined) {
+    lines.push('# HELP carbon_trace_fleet_waiting_bytes Bytes of the ledger not yet in the fleet\'s database.', '# TYPE carbon_trace_fleet_waiting_bytes gauge', `carbon_trace_fleet_waiting_bytes ${fleet.waitingBytes}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 /** `?from=…&to=…&by=…`: a period's books instead of the live ones (`undefined` without `from`). */
 function periodOf(target: string): { from: string; to: string | null; by: string | null } | undefined {
   const query = target.indexOf('?');
   if (query < 0) return undefined;
   const params = new URLSearchParams(target.slice(query + 1));
   const from = params.get('from');
-  return from === null ? undefined : { from, to: params.get('to'), by: params.get('by') };
+  const to = params.get('to');
+  const by = params.get('by');
+  // Any of them asks for a period: a `to` or `by` without `from` is refused (400), not the live books.
+  return from === null && to === null && by === null ? undefined : { from: from ?? '', to, by };
 }
 
 function statsLimits(target: string): StatsLimits {
@@ -110,7 +129,9 @@ export function ownRoutes(parts: {
 
   async function metrics(): Promise<string> {
     const g = grid.current() ?? (await grid.ready);
-    const text = books.prometheus(books.combine(meter.stats(), g), g);
+    let text = books.prometheus(books.combine(meter.stats(), g), g);
+    const fleet = parts.fleet();
+    if (fleet) text += fleetMetrics(fleet);
     // On file before Prometheus sees them (off the event loop): after a crash the counters continue from at least these.
     await books.persistTotals();
     return text;
