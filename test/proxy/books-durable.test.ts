@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ledgerEntry } from '../fixtures/ledger-entry';
 
 const calls: string[] = [];
 let root = '';
@@ -90,16 +91,7 @@ beforeEach(() => {
   refuseDirectorySync = false;
 });
 
-const entry = {
-  at: '2026-11-05T10:00:00.000Z',
-  model: 'm',
-  user: 'u',
-  status: 200,
-  streamed: false,
-  energy: { joules: { cpu: 5 }, totalJoules: 5, durationSeconds: 1, measured: true, warnings: [] },
-  grid: { gCo2PerKwh: 100, source: 'test' },
-  usage: { promptTokens: 3, completionTokens: 4 },
-};
+const entry = ledgerEntry();
 
 describe('a power cut leaves every file the books put in place whole', () => {
   it('a snapshot: written aside, flushed, renamed over the old one, then its directory flushed', async () => {

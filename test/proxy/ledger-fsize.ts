@@ -11,21 +11,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { openLedger, type LedgerEntry } from '../../src/server/books/ledger';
+import { ledgerEntry } from '../fixtures/ledger-entry';
 
 const [kind, path] = [process.argv[2], process.argv[3]!];
 process.on('SIGXFSZ', () => {});
 const limitFile = (bytes: number | 'unlimited') => execFileSync('prlimit', ['--pid', String(process.pid), `--fsize=${bytes}:unlimited`]);
 
-const entry = (model: string): LedgerEntry => ({
-  at: '2026-11-05T10:00:00.000Z',
-  model,
-  user: 'u',
-  status: 200,
-  streamed: false,
-  energy: { joules: { cpu: 5 }, totalJoules: 5, durationSeconds: 1, measured: true, warnings: [] },
-  grid: { gCo2PerKwh: 100, source: 'test' },
-  usage: { promptTokens: 3, completionTokens: 4 },
-});
+const entry = (model: string): LedgerEntry => ledgerEntry({ model });
 
 if (kind === 'header') {
   limitFile(Number(process.argv[4]));

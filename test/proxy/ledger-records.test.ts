@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openLedger, type LedgerEntry } from '../../src/server/books/ledger';
 import { parseCsvLine, readRecords, scanRecordsSync, splitRecords } from '../../src/server/books/ledger-read';
+import { ledgerEntry } from '../fixtures/ledger-entry';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -22,16 +23,7 @@ const ledgerPath = () => {
   return join(dir, 'ledger.csv');
 };
 
-const entry = (model: string, user: string, joules = 5): LedgerEntry => ({
-  at: '2026-11-05T10:00:00.000Z',
-  model,
-  user,
-  status: 200,
-  streamed: false,
-  energy: { joules: { cpu: joules }, totalJoules: joules, durationSeconds: 1, measured: true, warnings: [] },
-  grid: { gCo2PerKwh: 100, source: 'test' },
-  usage: { promptTokens: 3, completionTokens: 4 },
-});
+const entry = (model: string, user: string, joules = 5): LedgerEntry => ledgerEntry({ model, user, joules });
 
 const HOSTILE = [
   'line one\nline two',

@@ -81,24 +81,8 @@ function requestValues(row: ShippedRow, who: Instance): unknown[] {
 export function insertRequests(rows: readonly ShippedRow[], who: Instance): { text: string; values: unknown[] } {
   const columns: unknown[][] = REQUEST_COLUMNS.map(() => []);
   for (const row of rows) requestValues(row, who).forEach((v, i) => columns[i]!.push(typeof v === 'string' ? storable(v) : v));
-  const unnest = REQUEST_COLUMNS.map((_, i) => `$${i + 1}::${REQUEST_TYPES[i]}[]`).join(', ');
   const text = `
-WITH input AS (
-  SELECT * FROM unnest(${unnest}) AS t(${REQUEST_COLUMNS.join(', ')})
-), fresh AS (
-  SELECT i.* FROM input i
-  LEFT JOIN carbon_trace_runs r ON r.run_id = i.run_id AND r.stream = 'requests'
-  WHERE r.stored_through IS NULL OR i.ledger_offset > r.stored_through
-), new_rows AS (
-  INSERT INTO carbon_trace_requests (${REQUEST_COLUMNS.join(', ')})
-  SELECT * FROM fresh
-  ON CONFLICT (run_id, ledger_offset) DO NOTHING
-  RETURNING *
-), runs AS (
-  INSERT INTO carbon_trace_runs (run_id, stream, stored_through)
-  SELECT run_id, 'requests', max(ledger_offset) FROM input GROUP BY run_id
-  ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)
-), rolled AS (
+${storeOnceHead({ table: 'carbon_trace_requests', columns: REQUEST_COLUMNS, types: REQUEST_TYPES, offset: 'ledger_offset', stream: 'requests', stored: 'new_rows' })}), rolled AS (
 INSERT INTO carbon_trace_daily AS d (day, group_key, instance, project, model, api_key_id, end_user, kind,
   requests, requests_with_energy, measured_requests, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh, energy_kwh,
   measured_energy_kwh, emissions_kg, prompt_tokens, completion_tokens)
@@ -125,6 +109,30 @@ RETURNING 1
 )
 SELECT count(*)::int AS inserted FROM new_rows`;
   return { text, values: columns };
+}
+
+/**
+ * The head every store-once statement shares: the batch as rows (`input`, one array parameter per
+ * column), those after what their run has stored (`fresh`), inserted unless already there (the
+ * CTE named `stored`, returning the rows that were new), and the runs' stored marks moved on.
+ */
+function storeOnceHead(spec: { table: string; columns: readonly string[]; types: readonly string[]; offset: string; stream: string; stored: string }): string {
+  const unnest = spec.columns.map((_, i) => `$${i + 1}::${spec.types[i]}[]`).join(', ');
+  return `WITH input AS (
+  SELECT * FROM unnest(${unnest}) AS t(${spec.columns.join(', ')})
+), fresh AS (
+  SELECT i.* FROM input i
+  LEFT JOIN carbon_trace_runs r ON r.run_id = i.run_id AND r.stream = '${spec.stream}'
+  WHERE r.stored_through IS NULL OR i.${spec.offset} > r.stored_through
+), ${spec.stored} AS (
+  INSERT INTO ${spec.table} (${spec.columns.join(', ')})
+  SELECT * FROM fresh
+  ON CONFLICT (run_id, ${spec.offset}) DO NOTHING
+  RETURNING *
+), runs AS (
+  INSERT INTO carbon_trace_runs (run_id, stream, stored_through)
+  SELECT run_id, '${spec.stream}', max(${spec.offset}) FROM input GROUP BY run_id
+  ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)`;
 }
 
 /**
@@ -191,24 +199,8 @@ export function insertIdle(lines: readonly ShippedIdle[], who: Instance): { text
       sumKwh(i.idle), i.idleGrams / 1000, kwh(i.unattributed.cpu), kwh(i.unattributed.gpu), kwh(i.unattributed.ram), sumKwh(i.unattributed), i.unattributedGrams / 1000,
     ].forEach((v, n) => columns[n]!.push(typeof v === 'string' ? storable(v) : v));
   }
-  const unnest = IDLE_COLUMNS.map((_, n) => `$${n + 1}::${IDLE_TYPES[n]}[]`).join(', ');
   const text = `
-WITH input AS (
-  SELECT * FROM unnest(${unnest}) AS t(${IDLE_COLUMNS.join(', ')})
-), fresh AS (
-  SELECT i.* FROM input i
-  LEFT JOIN carbon_trace_runs r ON r.run_id = i.run_id AND r.stream = 'idle'
-  WHERE r.stored_through IS NULL OR i.log_offset > r.stored_through
-), new_lines AS (
-  INSERT INTO carbon_trace_idle (${IDLE_COLUMNS.join(', ')})
-  SELECT * FROM fresh
-  ON CONFLICT (run_id, log_offset) DO NOTHING
-  RETURNING *
-), runs AS (
-  INSERT INTO carbon_trace_runs (run_id, stream, stored_through)
-  SELECT run_id, 'idle', max(log_offset) FROM input GROUP BY run_id
-  ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)
-), rolled AS (
+${storeOnceHead({ table: 'carbon_trace_idle', columns: IDLE_COLUMNS, types: IDLE_TYPES, offset: 'log_offset', stream: 'idle', stored: 'new_lines' })}), rolled AS (
 INSERT INTO carbon_trace_idle_daily AS d (day, group_key, instance, project, cpu_idle_kwh, gpu_idle_kwh, ram_idle_kwh, idle_kwh, idle_emissions_kg, unattributed_kwh, unattributed_emissions_kg)
 SELECT (at AT TIME ZONE 'UTC')::date, sha256(convert_to(json_build_array(instance, project)::text, 'UTF8')), instance, project,
   coalesce(sum(cpu_idle_kwh), 0), coalesce(sum(gpu_idle_kwh), 0), coalesce(sum(ram_idle_kwh), 0),
