@@ -93,18 +93,7 @@ SELECT (at AT TIME ZONE 'UTC')::date, sha256(convert_to(json_build_array(instanc
   coalesce(sum(emissions_kg), 0), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
 FROM new_rows
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-ON CONFLICT (day, group_key) DO UPDATE SET
-  requests = d.requests + excluded.requests,
-  requests_with_energy = d.requests_with_energy + excluded.requests_with_energy,
-  measured_requests = d.measured_requests + excluded.measured_requests,
-  cpu_energy_kwh = d.cpu_energy_kwh + excluded.cpu_energy_kwh,
-  gpu_energy_kwh = d.gpu_energy_kwh + excluded.gpu_energy_kwh,
-  ram_energy_kwh = d.ram_energy_kwh + excluded.ram_energy_kwh,
-  energy_kwh = d.energy_kwh + excluded.energy_kwh,
-  measured_energy_kwh = d.measured_energy_kwh + excluded.measured_energy_kwh,
-  emissions_kg = d.emissions_kg + excluded.emissions_kg,
-  prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,
-  completion_tokens = d.completion_tokens + excluded.completion_tokens
+ON CONFLICT (day, group_key) DO UPDATE SET ${addedUp(['requests', 'requests_with_energy', 'measured_requests', 'cpu_energy_kwh', 'gpu_energy_kwh', 'ram_energy_kwh', 'energy_kwh', 'measured_energy_kwh', 'emissions_kg', 'prompt_tokens', 'completion_tokens'])}
 RETURNING 1
 )
 SELECT count(*)::int AS inserted FROM new_rows`;
@@ -134,6 +123,9 @@ function storeOnceHead(spec: { table: string; columns: readonly string[]; types:
   SELECT run_id, '${spec.stream}', max(${spec.offset}) FROM input GROUP BY run_id
   ON CONFLICT (run_id, stream) DO UPDATE SET stored_through = greatest(carbon_trace_runs.stored_through, excluded.stored_through)`;
 }
+
+/** A rollup row's sums, each added to by the new rows' (the rollup table is aliased `d`). */
+const addedUp = (sums: readonly string[]) => sums.map((c) => `${c} = d.${c} + excluded.${c}`).join(', ');
 
 /**
  * A string as Postgres' `text` can hold it: a NUL (U+0000), which no `text` value may contain, is
@@ -207,14 +199,7 @@ SELECT (at AT TIME ZONE 'UTC')::date, sha256(convert_to(json_build_array(instanc
   sum(idle_kwh), sum(idle_emissions_kg), sum(unattributed_kwh), sum(unattributed_emissions_kg)
 FROM new_lines
 GROUP BY 1, 2, 3, 4
-ON CONFLICT (day, group_key) DO UPDATE SET
-  cpu_idle_kwh = d.cpu_idle_kwh + excluded.cpu_idle_kwh,
-  gpu_idle_kwh = d.gpu_idle_kwh + excluded.gpu_idle_kwh,
-  ram_idle_kwh = d.ram_idle_kwh + excluded.ram_idle_kwh,
-  idle_kwh = d.idle_kwh + excluded.idle_kwh,
-  idle_emissions_kg = d.idle_emissions_kg + excluded.idle_emissions_kg,
-  unattributed_kwh = d.unattributed_kwh + excluded.unattributed_kwh,
-  unattributed_emissions_kg = d.unattributed_emissions_kg + excluded.unattributed_emissions_kg
+ON CONFLICT (day, group_key) DO UPDATE SET ${addedUp(['cpu_idle_kwh', 'gpu_idle_kwh', 'ram_idle_kwh', 'idle_kwh', 'idle_emissions_kg', 'unattributed_kwh', 'unattributed_emissions_kg'])}
 RETURNING 1
 )
 SELECT count(*)::int AS inserted FROM new_lines`;
