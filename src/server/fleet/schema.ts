@@ -60,8 +60,10 @@ CREATE TABLE carbon_trace_requests (
   warnings text,
   PRIMARY KEY (run_id, ledger_offset)
 );
--- Rows arrive in time order: a BRIN index is a few pages for a billion rows.
-CREATE INDEX carbon_trace_requests_at ON carbon_trace_requests USING brin (at);
+-- Rows arrive in time order: a BRIN index is a few pages for a billion rows. A range not yet
+-- summarized matches every query (a day's report read the whole table: 34 s at 100 M rows), so
+-- each range is summarized as soon as it fills.
+CREATE INDEX carbon_trace_requests_at ON carbon_trace_requests USING brin (at) WITH (autosummarize = on);
 
 CREATE TABLE carbon_trace_idle (
   run_id uuid NOT NULL,
@@ -84,7 +86,7 @@ CREATE TABLE carbon_trace_idle (
   unattributed_emissions_kg double precision NOT NULL,
   PRIMARY KEY (run_id, log_offset)
 );
-CREATE INDEX carbon_trace_idle_at ON carbon_trace_idle USING brin (at);
+CREATE INDEX carbon_trace_idle_at ON carbon_trace_idle USING brin (at) WITH (autosummarize = on);
 
 -- A rollup's key is a hash of its names: the names are client strings of up to 16 KiB, larger
 -- than a btree key may be (2,704 bytes), and a key that fails would stop every row after it.
