@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { packedProject, runPacked } from './packed-cli';
 import { createProxyBooks } from '../../src/server/books';
 import { createEnergyMeter } from '../../src/server/index';
+import { fleetMetrics } from '../../src/server/fleet/metrics';
 
 const root = resolve(import.meta.dirname, '../..');
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -29,7 +30,9 @@ describe('deploy/', () => {
     const meter = createEnergyMeter({ sources: [], sampleIntervalMs: 0, onWarning: false });
     const books = createProxyBooks({ warn: () => {} });
     const grid = { gCo2PerKwh: 56, source: 'given' };
-    const served = new Set([...books.prometheus(books.combine(meter.stats(), grid), grid).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    // The books' families, and the fleet's a proxy with --db adds.
+    const text = books.prometheus(books.combine(meter.stats(), grid), grid) + fleetMetrics({ database: 'postgres://db', connected: true, sentRows: 0, sentIdle: 0, waitingBytes: 0, setAsideRows: 0 });
+    const served = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
     await meter.close();
     const named = new Set([...`${read('deploy/grafana/carbon-trace-dashboard.json')}\n${read('deploy/prometheus/rules.yml')}`.matchAll(/(?<![:\w])(carbon_trace_[a-z_]+)(?![:\w])/g)].map((m) => m[1]!));
     expect(named.size).toBeGreaterThan(10);

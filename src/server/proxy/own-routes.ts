@@ -9,6 +9,7 @@ import { gramsOf } from '../wires/trace-record';
 import type { ProxyStats, StatsLimits } from './options';
 import { proxyError } from './respond';
 import type { FleetShipperState } from '../fleet/shipper';
+import { fleetMetrics } from '../fleet/metrics';
 import { parseReportQuery, type Report, type ReportQuery } from '../fleet/report';
 
 // The proxy's own routes (GET and HEAD), as routePath() spells them: answer() answers each.
@@ -27,22 +28,6 @@ const MAX_BOOKS_WAITING = 16;
 export function routePath(path: string): string {
   const collapsed = path.replace(/\/{2,}/g, '/');
   return collapsed.length > 1 ? collapsed.replace(/\/$/, '') : collapsed;
-}
-
-/** The fleet's database, as Prometheus reads it: whether it answers, and what waits for it. */
-function fleetMetrics(fleet: FleetShipperState): string {
-  const lines = [
-    '# HELP carbon_trace_fleet_database_up Whether the fleet\'s database took the last send (1) or not (0).',
-    '# TYPE carbon_trace_fleet_database_up gauge',
-    `carbon_trace_fleet_database_up ${fleet.connected ? 1 : 0}`,
-    '# HELP carbon_trace_fleet_set_aside_rows_total Ledger rows the fleet\'s database could not take (they stay in the ledger).',
-    '# TYPE carbon_trace_fleet_set_aside_rows_total counter',
-    `carbon_trace_fleet_set_aside_rows_total ${fleet.setAsideRows}`,
-  ];
-  if (fleet.waitingBytes !== undefined) {
-    lines.push('# HELP carbon_trace_fleet_waiting_bytes Bytes of the ledger not yet in the fleet\'s database.', '# TYPE carbon_trace_fleet_waiting_bytes gauge', `carbon_trace_fleet_waiting_bytes ${fleet.waitingBytes}`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 /** `?from=…&to=…&by=…`: a period's books instead of the live ones (`undefined` without `from`). */
