@@ -5,14 +5,12 @@
  * estimated, and the energy in no request (idle and unattributed) per instance.
  */
 import { existsSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Pool } from 'pg';
 import { JOULES_PER_KWH } from '../../core/units';
-import { IDLE_LOG_COLUMNS, parseIdleLine } from '../books/idle-log';
+import { parseIdleLine } from '../books/idle-log';
 import { entryOf } from '../books/ledger';
 import { addRow, emptyRollup, indexLedger, readSpans, spansOf, type RollupFigures } from './ledger-index';
-import { parseCsvLine, readRecords } from '../books/ledger-read';
 import { ENERGY_COMPONENTS } from '../types';
 
 /**
@@ -423,8 +421,8 @@ export async function reportFromLedger(path: string, query: ReportQuery, options
 
   const idlePath = `${path}.idle.csv`;
   if (existsSync(idlePath)) {
-    await readFile(idlePath, (fields) => {
-      if (fields[0] === IDLE_LOG_COLUMNS[0]) return;
+    // The whole idle log, after its header, with the same reader as the ledger's spans.
+    await readSpans(idlePath, [[0, Number.MAX_SAFE_INTEGER]], (fields) => {
       const line = parseIdleLine(fields);
       if (!line) return;
       const t = Date.parse(line.to);
@@ -444,26 +442,4 @@ export async function reportFromLedger(path: string, query: ReportQuery, options
     });
   }
   return assemble(query, fromRollups ? 'ledger rollups' : 'ledger', [...groups.values()], [...idleGroups.values()]);
-}
-
-/** Calls `onRecord` with every record's fields after the header, and the header's index of columns. */
-async function readFile(path: string, onRecord: (fields: string[], index: Map<string, number>) => void): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    const size = (await handle.stat()).size;
-    let index: Map<string, number> | undefined;
-    for (let at = 0; at < size; ) {
-      const { records, next } = await readRecords(handle, at, size, 1 << 20);
-      if (next <= at) break;
-      at = next;
-      for (const { text } of records) {
-        const fields = parseCsvLine(text);
-        if (!fields) continue;
-        if (!index) index = new Map(fields.map((c, i) => [c, i]));
-        else onRecord(fields, index);
-      }
-    }
-  } finally {
-    await handle.close();
-  }
 }
